@@ -1,0 +1,172 @@
+//! The FFI layer: the only place with `unsafe`.
+//!
+//! - [`sys`]: what bindgen generated from `janus-headers/janus_eventhandler.h`
+//!   (the event-handler ABI) and `src/ffi/shim.h` (the C shim).
+//! - [`JsonRef`]: an owned reference to one of jansson's `json_t`, released on drop.
+//! - [`log_line`], [`log_enabled`]: Janus's logger (stderr outside Janus).
+//! - [`bus`]: Janus's own event bus (`janus_events_notify_handlers`).
+//! - [`entry`]: the C entry points Janus calls; they only cross the boundary.
+//!
+//! Everything above this module is safe Rust and never sees a raw pointer.
+
+pub mod entry;
+
+#[allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    dead_code,
+    unsafe_op_in_unsafe_fn,
+    clippy::all
+)]
+pub mod sys {
+    include!(concat!(env!("OUT_DIR"), "/janus_bindings.rs"));
+}
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+/// Event type bits, as Janus numbers them (and as `events` masks combine them).
+pub mod types {
+    use super::sys;
+    pub const SESSION: u32 = sys::JANUS_EVENT_TYPE_SESSION;
+    pub const HANDLE: u32 = sys::JANUS_EVENT_TYPE_HANDLE;
+    pub const EXTERNAL: u32 = sys::JANUS_EVENT_TYPE_EXTERNAL;
+    pub const JSEP: u32 = sys::JANUS_EVENT_TYPE_JSEP;
+    pub const WEBRTC: u32 = sys::JANUS_EVENT_TYPE_WEBRTC;
+    pub const MEDIA: u32 = sys::JANUS_EVENT_TYPE_MEDIA;
+    pub const PLUGIN: u32 = sys::JANUS_EVENT_TYPE_PLUGIN;
+    pub const TRANSPORT: u32 = sys::JANUS_EVENT_TYPE_TRANSPORT;
+    pub const CORE: u32 = sys::JANUS_EVENT_TYPE_CORE;
+    pub const ALL: u32 = sys::JANUS_EVENT_TYPE_ALL;
+    pub const SUBTYPE_CORE_STARTUP: u32 = sys::JANUS_EVENT_SUBTYPE_CORE_STARTUP;
+    pub const SUBTYPE_CORE_SHUTDOWN: u32 = sys::JANUS_EVENT_SUBTYPE_CORE_SHUTDOWN;
+    pub const API_VERSION: i32 = sys::JANUS_EVENTHANDLER_API_VERSION as i32;
+}
+
+/// Looks up Janus's logger and event bus in the running process (idempotent).
+/// Returns true when running inside Janus (its logger was found).
+pub fn setup() -> bool {
+    // SAFETY: lcevh_setup only calls dlsym and stores the results atomically.
+    unsafe { sys::lcevh_setup() != 0 }
+}
+
+/// An owned reference to a jansson value: created by taking a reference
+/// (`json_incref`) or by parsing, released (`json_decref`) on drop.
+pub struct JsonRef(NonNull<sys::json_t>);
+
+// SAFETY: jansson 2.11+ updates reference counts with atomic builtins (Debian's
+// 2.14 has JSON_HAVE_ATOMIC_BUILTINS), and Janus never mutates an event after
+// handing it to the handlers, so a reference may move to and be read on
+// another thread.
+unsafe impl Send for JsonRef {}
+
+impl JsonRef {
+    /// Takes a new reference to a value the caller only borrows. Null gives None.
+    ///
+    /// # Safety
+    /// `ptr` must be null or point to a live jansson value.
+    pub(crate) unsafe fn retain(ptr: *mut sys::json_t) -> Option<JsonRef> {
+        let ptr = NonNull::new(ptr)?;
+        // SAFETY: the caller guarantees ptr is a live json_t; incref keeps it alive
+        // until our Drop.
+        unsafe { sys::lcevh_json_incref(ptr.as_ptr()) };
+        Some(JsonRef(ptr))
+    }
+
+    /// Parses JSON text into a new jansson value (None when it is not JSON).
+    pub fn parse(text: &[u8]) -> Option<JsonRef> {
+        // SAFETY: the pointer and length describe a live byte slice; jansson copies
+        // what it needs and returns a new reference (or NULL).
+        let ptr = unsafe { sys::lcevh_json_loadb(text.as_ptr().cast(), text.len()) };
+        NonNull::new(ptr).map(JsonRef)
+    }
+
+    /// Serialises the value compactly into `buf` (replacing its contents).
+    /// Returns false when jansson cannot serialise it.
+    pub fn dump_into(&self, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        loop {
+            let capacity = buf.capacity();
+            // SAFETY: self.0 is a live reference; jansson writes at most `capacity`
+            // bytes into the spare capacity of buf and returns the size it needs.
+            let needed = unsafe {
+                sys::lcevh_json_dumpb(self.0.as_ptr(), buf.as_mut_ptr().cast(), capacity)
+            };
+            if needed == 0 {
+                return false;
+            }
+            if needed <= capacity {
+                // SAFETY: jansson initialised exactly `needed` bytes of the buffer.
+                unsafe { buf.set_len(needed) };
+                return true;
+            }
+            buf.reserve(needed);
+        }
+    }
+
+    /// Hands the reference to C (for example as handle_request's answer).
+    pub(crate) fn into_raw(self) -> *mut sys::json_t {
+        let ptr = self.0.as_ptr();
+        std::mem::forget(self);
+        ptr
+    }
+
+    /// The raw pointer, still owned by self (for tests that inspect refcounts).
+    pub fn as_ptr(&self) -> *const std::ffi::c_void {
+        self.0.as_ptr().cast()
+    }
+}
+
+impl Drop for JsonRef {
+    fn drop(&mut self) {
+        // SAFETY: we own exactly one reference, taken in retain() or parse().
+        unsafe { sys::lcevh_json_decref(self.0.as_ptr()) }
+    }
+}
+
+/// Janus's log levels (debug.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(i32)]
+pub enum Level {
+    Fatal = 1,
+    Err = 2,
+    Warn = 3,
+    Info = 4,
+    Verb = 5,
+    Huge = 6,
+    Dbg = 7,
+}
+
+/// Whether a message at `level` would be printed (Janus's `debug_level`).
+pub fn log_enabled(level: Level) -> bool {
+    // SAFETY: reads an int through a pointer found by dlsym, or a constant.
+    unsafe { sys::lcevh_log_enabled(level as i32) != 0 }
+}
+
+/// Prints one line through Janus's logger, like JANUS_LOG (stderr outside Janus).
+pub fn log_line(level: Level, message: &str) {
+    let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    // SAFETY: text is a valid NUL-terminated string for the duration of the call;
+    // janus_vprintf copies it.
+    unsafe { sys::lcevh_log(level as i32, text.as_ptr()) }
+}
+
+/// Janus's own event bus: events put here reach every loaded handler.
+pub mod bus {
+    use super::sys;
+
+    /// Whether `janus_events_notify_handlers` exists in this process.
+    pub fn available() -> bool {
+        // SAFETY: dlsym lookups only.
+        unsafe { sys::lcevh_bus_available() != 0 }
+    }
+
+    /// Queues a session `destroyed` event for `session_id`, exactly as Janus
+    /// 1.3.2+ does when a transport goes away. Returns false when unavailable.
+    pub fn notify_session_destroyed(session_id: u64) -> bool {
+        // SAFETY: the name is a static NUL-terminated string; Janus copies it into
+        // a new json_t and queues it for its events thread.
+        unsafe { sys::lcevh_bus_notify_session(session_id, c"destroyed".as_ptr()) == 0 }
+    }
+}
