@@ -1,0 +1,454 @@
+//! The handler's configuration: `janus.eventhandler.lifecycleevh.jcfg` in the
+//! folder Janus passes to `init`, plus the two facts it needs from Janus's own
+//! files in that folder (`reclaim_session_timeout` in `janus.jcfg`, and whether
+//! the WebSockets transport emits events at all).
+//!
+//! Every key is documented in the README and in the sample
+//! `conf/janus.eventhandler.lifecycleevh.jcfg`. A wrong key or value is an
+//! error naming the file, the key and the problem; the handler then disables
+//! itself and Janus keeps running.
+
+pub mod jcfg;
+pub mod mask;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jcfg::{Setting, Value};
+pub use mask::EventMask;
+
+use crate::tracker::{Reason, TrackerConfig};
+
+/// The handler's package name, which is also its config file's stem.
+pub const PACKAGE: &str = "janus.eventhandler.lifecycleevh";
+
+/// A configuration problem: which file, which key, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// `category.key`, or empty for a problem with the whole file.
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.problem)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `general` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct General {
+    pub enabled: bool,
+    /// Event types forwarded to sinks that do not set their own `events`.
+    pub events: EventMask,
+    /// Capacity of the channel between Janus's events thread and the worker.
+    pub channel_capacity: usize,
+    pub settle: Duration,
+    /// `reclaim_session_timeout` set in this file (overrides janus.jcfg).
+    pub reclaim_session_timeout: Option<u64>,
+    pub max_sessions: usize,
+    /// How long `destroy()` may take to drain, flush and join.
+    pub shutdown_timeout: Duration,
+    /// Synthetic endings put on Janus's own event bus, by reason.
+    pub inject: Vec<Reason>,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            enabled: false,
+            events: EventMask::ALL,
+            channel_capacity: 65_536,
+            settle: Duration::from_millis(500),
+            reclaim_session_timeout: None,
+            max_sessions: 1_000_000,
+            shutdown_timeout: Duration::from_millis(5_000),
+            inject: vec![Reason::TransportGone, Reason::Shutdown],
+        }
+    }
+}
+
+/// `file` settings: the JSON Lines sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileConfig {
+    pub enabled: bool,
+    pub path: PathBuf,
+    pub flush: Duration,
+    /// Overrides `general.events` for this sink.
+    pub events: Option<EventMask>,
+    pub queue_size: usize,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            enabled: true,
+            path: PathBuf::from("/var/log/janus/lifecycleevh.jsonl"),
+            flush: Duration::from_millis(1_000),
+            events: None,
+            queue_size: 65_536,
+        }
+    }
+}
+
+/// What the handler learned from Janus's own configuration files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JanusFacts {
+    /// `general.reclaim_session_timeout` of janus.jcfg (0 when absent).
+    pub reclaim_session_timeout: u64,
+    /// `general.session_timeout` of janus.jcfg, when set.
+    pub session_timeout: Option<u64>,
+    /// False when janus.transport.websockets.jcfg says `events = false`:
+    /// disconnects are then invisible to event handlers.
+    pub websockets_events: bool,
+    /// Problems reading Janus's files (reported, never fatal).
+    pub warnings: Vec<String>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub file_path: PathBuf,
+    pub general: General,
+    pub file: FileConfig,
+    pub janus: JanusFacts,
+}
+
+impl Config {
+    /// Reads `<folder>/janus.eventhandler.lifecycleevh.jcfg` and Janus's files.
+    pub fn load(folder: &Path) -> Result<Config, ConfigError> {
+        let path = folder.join(format!("{PACKAGE}.jcfg"));
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+            file: path.clone(),
+            key: String::new(),
+            problem: format!("cannot read the file: {e}"),
+        })?;
+        let mut config = Config::parse(&path, &text)?;
+        config.janus = JanusFacts::load(folder);
+        Ok(config)
+    }
+
+    /// Parses the handler's config text (`path` is only used in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let doc = jcfg::parse(text).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: String::new(),
+            problem: format!("syntax error at {e}"),
+        })?;
+        let mut config = Config {
+            file_path: path.to_path_buf(),
+            ..Config::default()
+        };
+        for setting in &doc.settings {
+            let items = match &setting.value {
+                Value::Group(items) => items,
+                other => {
+                    return Err(ConfigError {
+                        file: path.to_path_buf(),
+                        key: setting.name.clone(),
+                        problem: format!(
+                            "expected a category ({{ ... }}), found a {} at line {}",
+                            other.type_name(),
+                            setting.line
+                        ),
+                    });
+                }
+            };
+            let mut r = Reader::new(path, &setting.name, items);
+            match setting.name.as_str() {
+                "general" => config.general = read_general(&mut r)?,
+                "file" => config.file = read_file(&mut r)?,
+                other => return Err(r.error(other, "unknown category (known: general, file)")),
+            }
+            r.finish()?;
+        }
+        Ok(config)
+    }
+
+    /// The tracker's settings.
+    pub fn tracker(&self) -> TrackerConfig {
+        let pinned = self.general.reclaim_session_timeout;
+        TrackerConfig {
+            settle_us: self.general.settle.as_micros().min(i64::MAX as u128) as i64,
+            reclaim_session_timeout: pinned.unwrap_or(self.janus.reclaim_session_timeout),
+            reclaim_pinned: pinned.is_some(),
+            max_sessions: self.general.max_sessions,
+            ..TrackerConfig::default()
+        }
+    }
+}
+
+fn read_general(r: &mut Reader<'_>) -> Result<General, ConfigError> {
+    let d = General::default();
+    Ok(General {
+        enabled: r.bool("enabled")?.unwrap_or(d.enabled),
+        events: r.mask("events")?.unwrap_or(d.events),
+        channel_capacity: r
+            .int_in("channel_capacity", 16, 16_777_216)?
+            .map_or(d.channel_capacity, |v| v as usize),
+        settle: r.millis("settle_ms", 0, 600_000)?.unwrap_or(d.settle),
+        reclaim_session_timeout: r.int_in("reclaim_session_timeout", 0, 86_400 * 365)?,
+        max_sessions: r
+            .int_in("max_sessions", 1, 1 << 32)?
+            .map_or(d.max_sessions, |v| v as usize),
+        shutdown_timeout: r
+            .millis("shutdown_timeout_ms", 100, 600_000)?
+            .unwrap_or(d.shutdown_timeout),
+        inject: r.reasons("inject")?.unwrap_or(d.inject),
+    })
+}
+
+fn read_file(r: &mut Reader<'_>) -> Result<FileConfig, ConfigError> {
+    let d = FileConfig::default();
+    let path = match r.string("path")? {
+        Some(p) if p.is_empty() => return Err(r.error("path", "must not be empty")),
+        Some(p) => PathBuf::from(p),
+        None => d.path,
+    };
+    Ok(FileConfig {
+        enabled: r.bool("enabled")?.unwrap_or(d.enabled),
+        path,
+        flush: r.millis("flush_ms", 1, 3_600_000)?.unwrap_or(d.flush),
+        events: r.mask("events")?,
+        queue_size: r
+            .int_in("queue_size", 16, 16_777_216)?
+            .map_or(d.queue_size, |v| v as usize),
+    })
+}
+
+/// Typed access to one category's settings, remembering which were read so
+/// that unknown (misspelt) keys are reported.
+struct Reader<'a> {
+    file: &'a Path,
+    category: &'a str,
+    items: &'a [Setting],
+    used: Vec<bool>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(file: &'a Path, category: &'a str, items: &'a [Setting]) -> Reader<'a> {
+        Reader {
+            file,
+            category,
+            items,
+            used: vec![false; items.len()],
+        }
+    }
+
+    fn error(&self, key: &str, problem: impl Into<String>) -> ConfigError {
+        let key = if key == self.category {
+            key.to_string()
+        } else {
+            format!("{}.{}", self.category, key)
+        };
+        ConfigError {
+            file: self.file.to_path_buf(),
+            key,
+            problem: problem.into(),
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<&'a Setting> {
+        let i = self.items.iter().position(|s| s.name == key)?;
+        self.used[i] = true;
+        Some(&self.items[i])
+    }
+
+    /// A scalar as text (Janus reads every scalar as a string).
+    fn text(&mut self, key: &str) -> Result<Option<(String, &'a Setting)>, ConfigError> {
+        let Some(s) = self.get(key) else {
+            return Ok(None);
+        };
+        match s.value.as_text() {
+            Some(t) => Ok(Some((t, s))),
+            None => Err(self.error(
+                key,
+                format!(
+                    "expected a single value, found a {} (line {})",
+                    s.value.type_name(),
+                    s.line
+                ),
+            )),
+        }
+    }
+
+    fn string(&mut self, key: &str) -> Result<Option<String>, ConfigError> {
+        let Some(s) = self.get(key) else {
+            return Ok(None);
+        };
+        match &s.value {
+            Value::Str(t) => Ok(Some(t.clone())),
+            other => Err(self.error(
+                key,
+                format!(
+                    "expected a quoted string, found a {} (line {})",
+                    other.type_name(),
+                    s.line
+                ),
+            )),
+        }
+    }
+
+    fn bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
+        let Some((t, s)) = self.text(key)? else {
+            return Ok(None);
+        };
+        match t.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(Some(true)),
+            "false" | "no" | "0" => Ok(Some(false)),
+            _ => Err(self.error(
+                key,
+                format!("expected true or false, found {:?} (line {})", t, s.line),
+            )),
+        }
+    }
+
+    fn int_in(&mut self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+        let Some((t, s)) = self.text(key)? else {
+            return Ok(None);
+        };
+        match t.trim().parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
+            Ok(v) => Err(self.error(
+                key,
+                format!("{v} is out of range ({min} to {max}) (line {})", s.line),
+            )),
+            Err(_) => Err(self.error(
+                key,
+                format!(
+                    "expected a whole number from {min} to {max}, found {:?} (line {})",
+                    t, s.line
+                ),
+            )),
+        }
+    }
+
+    fn millis(&mut self, key: &str, min: u64, max: u64) -> Result<Option<Duration>, ConfigError> {
+        Ok(self.int_in(key, min, max)?.map(Duration::from_millis))
+    }
+
+    fn mask(&mut self, key: &str) -> Result<Option<EventMask>, ConfigError> {
+        let Some((t, s)) = self.text(key)? else {
+            return Ok(None);
+        };
+        EventMask::parse(&t)
+            .map(Some)
+            .map_err(|e| self.error(key, format!("{e} (line {})", s.line)))
+    }
+
+    fn reasons(&mut self, key: &str) -> Result<Option<Vec<Reason>>, ConfigError> {
+        let Some((t, s)) = self.text(key)? else {
+            return Ok(None);
+        };
+        parse_inject(&t)
+            .map(Some)
+            .map_err(|e| self.error(key, format!("{e} (line {})", s.line)))
+    }
+
+    /// Fails on the first setting nobody asked for.
+    fn finish(self) -> Result<(), ConfigError> {
+        match self.used.iter().position(|u| !u) {
+            None => Ok(()),
+            Some(i) => {
+                let s = &self.items[i];
+                Err(self.error(&s.name, format!("unknown key (line {})", s.line)))
+            }
+        }
+    }
+}
+
+/// Parses `general.inject`: `none`, or a comma-separated list of reasons among
+/// transport_gone, shutdown, timeout, reclaim_expired.
+pub fn parse_inject(text: &str) -> Result<Vec<Reason>, String> {
+    const ALLOWED: [Reason; 4] = [
+        Reason::TransportGone,
+        Reason::Shutdown,
+        Reason::Timeout,
+        Reason::ReclaimExpired,
+    ];
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for word in text.split(',').map(str::trim) {
+        match Reason::parse(&word.to_ascii_lowercase()) {
+            Some(r) if ALLOWED.contains(&r) => {
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown reason {word:?} (allowed: none, or a list of transport_gone, shutdown, timeout, reclaim_expired)"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl JanusFacts {
+    /// Reads what the handler needs from Janus's own files in `folder`.
+    /// Missing or unreadable files are not errors: defaults apply, and the
+    /// problem is kept in `warnings` for the log and `info`.
+    pub fn load(folder: &Path) -> JanusFacts {
+        let mut facts = JanusFacts {
+            websockets_events: true,
+            ..JanusFacts::default()
+        };
+        match read_doc(&folder.join("janus.jcfg")) {
+            Ok(Some(doc)) => {
+                if let Some(general) = doc.category("general") {
+                    let int = |key: &str| {
+                        jcfg::find(general, key)
+                            .and_then(|s| s.value.as_text())
+                            .and_then(|t| t.trim().parse::<u64>().ok())
+                    };
+                    facts.reclaim_session_timeout = int("reclaim_session_timeout").unwrap_or(0);
+                    facts.session_timeout = int("session_timeout");
+                }
+            }
+            Ok(None) => facts.warnings.push(format!(
+                "{} not found: assuming reclaim_session_timeout = 0 until Janus reports its own",
+                folder.join("janus.jcfg").display()
+            )),
+            Err(e) => facts.warnings.push(e),
+        }
+        match read_doc(&folder.join("janus.transport.websockets.jcfg")) {
+            Ok(Some(doc)) => {
+                if let Some(general) = doc.category("general") {
+                    if let Some(t) = jcfg::find(general, "events").and_then(|s| s.value.as_text()) {
+                        facts.websockets_events =
+                            matches!(t.to_ascii_lowercase().as_str(), "true" | "yes" | "1");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => facts.warnings.push(e),
+        }
+        facts
+    }
+}
+
+fn read_doc(path: &Path) -> Result<Option<jcfg::Document>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => jcfg::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(
+        Path::new("/etc/janus/janus.eventhandler.lifecycleevh.jcfg"),
+        text,
+    )
+}
+
+#[test]
+fn sample_config_parses_to_the_documented_defaults() {
+    let text = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
+    let c = parse(text).unwrap();
+    assert!(c.general.enabled);
+    assert_eq!(c.general.events, EventMask::ALL);
+    assert_eq!(
+        c.general.channel_capacity,
+        General::default().channel_capacity
+    );
+    assert_eq!(c.general.settle, General::default().settle);
+    assert_eq!(c.general.max_sessions, General::default().max_sessions);
+    assert_eq!(
+        c.general.shutdown_timeout,
+        General::default().shutdown_timeout
+    );
+    assert_eq!(c.general.reclaim_session_timeout, None);
+    assert_eq!(c.general.inject, General::default().inject);
+    assert!(c.file.enabled);
+    assert_eq!(c.file.path, FileConfig::default().path);
+    assert_eq!(c.file.flush, FileConfig::default().flush);
+    assert_eq!(c.file.events, None);
+    assert_eq!(c.file.queue_size, FileConfig::default().queue_size);
+}
+
+#[test]
+fn every_key_is_read() {
+    let c = parse(
+        r#"
+general: {
+    enabled = "yes"
+    events = "sessions,handles"
+    channel_capacity = 1024
+    settle_ms = 250
+    reclaim_session_timeout = 30
+    max_sessions = 5000
+    shutdown_timeout_ms = 2000
+    inject = "none"
+}
+file: {
+    enabled = false
+    path = "/tmp/x.jsonl"
+    flush_ms = 50
+    events = "core"
+    queue_size = 100
+}
+"#,
+    )
+    .unwrap();
+    assert!(c.general.enabled);
+    assert_eq!(c.general.events.to_string(), "sessions,handles");
+    assert_eq!(c.general.channel_capacity, 1024);
+    assert_eq!(c.general.settle, Duration::from_millis(250));
+    assert_eq!(c.general.reclaim_session_timeout, Some(30));
+    assert_eq!(c.general.max_sessions, 5000);
+    assert_eq!(c.general.shutdown_timeout, Duration::from_millis(2000));
+    assert!(c.general.inject.is_empty());
+    assert!(!c.file.enabled);
+    assert_eq!(c.file.path, PathBuf::from("/tmp/x.jsonl"));
+    assert_eq!(c.file.flush, Duration::from_millis(50));
+    assert_eq!(c.file.events.unwrap().to_string(), "core");
+    assert_eq!(c.file.queue_size, 100);
+    let t = c.tracker();
+    assert_eq!(t.settle_us, 250_000);
+    assert_eq!(t.reclaim_session_timeout, 30);
+    assert!(t.reclaim_pinned);
+}
+
+#[test]
+fn errors_name_file_key_and_problem() {
+    let e = parse("general: { enabled = true, settle_ms = \"soon\" }").unwrap_err();
+    assert_eq!(e.key, "general.settle_ms");
+    assert!(e.problem.contains("\"soon\""), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/janus/janus.eventhandler.lifecycleevh.jcfg: general.settle_ms: "),
+        "{e}"
+    );
+
+    let e = parse("general: { enabled = maybe }").unwrap_err();
+    assert_eq!(e.key, "");
+    assert!(e.problem.starts_with("syntax error at line 1"), "{e}");
+
+    let e = parse("general: { enabled = 2 }").unwrap_err();
+    assert_eq!(e.key, "general.enabled");
+
+    let e = parse("general: { events = \"sessions,handels\" }").unwrap_err();
+    assert_eq!(e.key, "general.events");
+    assert!(e.problem.contains("handels"));
+
+    let e = parse("general: { setle_ms = 5 }").unwrap_err();
+    assert_eq!(e.key, "general.setle_ms");
+    assert!(e.problem.starts_with("unknown key"));
+
+    let e = parse("fiel: { path = \"/x\" }").unwrap_err();
+    assert_eq!(e.key, "fiel");
+
+    let e = parse("file: { path = 5 }").unwrap_err();
+    assert_eq!(e.key, "file.path");
+    assert!(e.problem.contains("quoted string"));
+
+    let e = parse("file: { path = \"\" }").unwrap_err();
+    assert_eq!(e.key, "file.path");
+
+    let e = parse("general: { channel_capacity = 3 }").unwrap_err();
+    assert!(e.problem.contains("out of range"), "{e}");
+
+    let e = parse("general: { inject = \"transport_gone,request\" }").unwrap_err();
+    assert_eq!(e.key, "general.inject");
+
+    let e = parse("general = 5").unwrap_err();
+    assert_eq!(e.key, "general");
+
+    let e = parse("general: { events = [\"a\"] }").unwrap_err();
+    assert!(e.problem.contains("single value"), "{e}");
+}
+
+#[test]
+fn inject_lists() {
+    assert_eq!(
+        parse_inject("shutdown, timeout,shutdown").unwrap(),
+        vec![Reason::Shutdown, Reason::Timeout]
+    );
+    assert_eq!(parse_inject("NONE").unwrap(), vec![]);
+    assert!(parse_inject("gateway_restart").is_err());
+    assert!(parse_inject("").is_err());
+}
+
+#[test]
+fn janus_facts_from_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let facts = JanusFacts::load(dir.path());
+    assert_eq!(facts.reclaim_session_timeout, 0);
+    assert!(facts.websockets_events);
+    assert_eq!(facts.warnings.len(), 1, "{:?}", facts.warnings);
+
+    std::fs::write(
+        dir.path().join("janus.jcfg"),
+        "general: { session_timeout = 60, reclaim_session_timeout = 15 }\nnat: {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("janus.transport.websockets.jcfg"),
+        "general: { ws = true, events = false }",
+    )
+    .unwrap();
+    let facts = JanusFacts::load(dir.path());
+    assert_eq!(facts.reclaim_session_timeout, 15);
+    assert_eq!(facts.session_timeout, Some(60));
+    assert!(!facts.websockets_events);
+    assert!(facts.warnings.is_empty());
+
+    std::fs::write(dir.path().join("janus.jcfg"), "general: {").unwrap();
+    let facts = JanusFacts::load(dir.path());
+    assert_eq!(facts.warnings.len(), 1);
+}
+
+#[test]
+fn load_reports_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Config::load(dir.path()).unwrap_err();
+    assert!(e.file.ends_with("janus.eventhandler.lifecycleevh.jcfg"));
+    assert!(e.problem.starts_with("cannot read the file"));
+}
