@@ -1,0 +1,373 @@
+//! Decoding Janus events: from the JSON text Janus produced to the few facts
+//! the lifecycle tracker needs, and the output record the sinks write.
+//!
+//! Decoding borrows from the input where it can, so the worker does not
+//! allocate per event for the common shapes. Anything the tracker does not
+//! look at (SDPs, stats, plugin data) is skipped, not copied.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::ffi::types;
+use crate::tracker::Ending;
+
+/// A transport instance as Janus names it: module package and instance id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportRef<'a> {
+    pub module: Cow<'a, str>,
+    pub id: Cow<'a, str>,
+}
+
+/// What an event means for session lifecycles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind<'a> {
+    SessionCreated {
+        transport: Option<TransportRef<'a>>,
+    },
+    SessionDestroyed,
+    SessionTimeout,
+    HandleAttached {
+        plugin: Cow<'a, str>,
+    },
+    HandleDetached,
+    TransportDisconnected {
+        transport: TransportRef<'a>,
+    },
+    /// Core `started`, with the server's timeouts when it reports them.
+    CoreStartup {
+        reclaim_session_timeout: Option<u64>,
+    },
+    CoreShutdown,
+    /// A JSEP offer or answer the client sent (`owner: remote`).
+    RemoteJsep,
+    /// Anything else: forwarded as it is.
+    Other,
+}
+
+/// The facts of one Janus event that the tracker and the router use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts<'a> {
+    /// Janus's event type (a single bit of the events mask); 0 when missing.
+    pub ty: u32,
+    pub subtype: u32,
+    /// Janus real time, microseconds since the epoch; 0 when missing.
+    pub timestamp: i64,
+    pub session_id: Option<u64>,
+    pub handle_id: Option<u64>,
+    pub emitter: Option<Cow<'a, str>>,
+    pub kind: Kind<'a>,
+}
+
+/// Why an event could not be decoded.
+#[derive(Debug)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(rename = "type", default)]
+    ty: Option<u32>,
+    #[serde(default)]
+    subtype: Option<u32>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    #[serde(default)]
+    session_id: Option<u64>,
+    #[serde(default)]
+    handle_id: Option<u64>,
+    #[serde(borrow, default)]
+    emitter: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event: Option<Body<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    plugin: Option<Cow<'a, str>>,
+    /// A string in transport events, an object in session `created`.
+    #[serde(borrow, default)]
+    transport: Option<TransportField<'a>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<Data<'a>>,
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    owner: Option<Cow<'a, str>>,
+    #[serde(default)]
+    info: Option<Info>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TransportField<'a> {
+    Module(#[serde(borrow)] Cow<'a, str>),
+    Instance {
+        #[serde(borrow)]
+        transport: Cow<'a, str>,
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+    },
+    Unknown(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize, Default)]
+struct Data<'a> {
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Info {
+    #[serde(rename = "reclaim-session-timeout", default)]
+    reclaim_session_timeout: Option<u64>,
+}
+
+/// Decodes one event (a JSON object as Janus builds it).
+pub fn decode(text: &[u8]) -> Result<Facts<'_>, DecodeError> {
+    if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError("not a JSON object".into()));
+    }
+    let wire: Wire<'_> = serde_json::from_slice(text).map_err(|e| DecodeError(e.to_string()))?;
+    let ty = wire.ty.unwrap_or(0);
+    let subtype = wire.subtype.unwrap_or(0);
+    let body = wire.event.unwrap_or_default();
+    let name = body.name.as_deref();
+    let kind = match ty {
+        types::SESSION => match name {
+            Some("created") => Kind::SessionCreated {
+                transport: match body.transport {
+                    Some(TransportField::Instance { transport, id }) => Some(TransportRef {
+                        module: transport,
+                        id,
+                    }),
+                    _ => None,
+                },
+            },
+            Some("destroyed") => Kind::SessionDestroyed,
+            Some("timeout") => Kind::SessionTimeout,
+            _ => Kind::Other,
+        },
+        types::HANDLE => match name {
+            Some("attached") => Kind::HandleAttached {
+                plugin: body.plugin.unwrap_or(Cow::Borrowed("")),
+            },
+            Some("detached") => Kind::HandleDetached,
+            _ => Kind::Other,
+        },
+        types::TRANSPORT => {
+            let what = body.data.and_then(|d| d.event);
+            match (what.as_deref(), body.transport, body.id) {
+                (Some("disconnected"), Some(TransportField::Module(module)), Some(id)) => {
+                    Kind::TransportDisconnected {
+                        transport: TransportRef { module, id },
+                    }
+                }
+                _ => Kind::Other,
+            }
+        }
+        types::CORE => match (subtype, body.status.as_deref()) {
+            (types::SUBTYPE_CORE_SHUTDOWN, _) => Kind::CoreShutdown,
+            (types::SUBTYPE_CORE_STARTUP, Some("started")) => Kind::CoreStartup {
+                reclaim_session_timeout: body.info.and_then(|i| i.reclaim_session_timeout),
+            },
+            _ => Kind::Other,
+        },
+        types::JSEP if body.owner.as_deref() == Some("remote") => Kind::RemoteJsep,
+        _ => Kind::Other,
+    };
+    Ok(Facts {
+        ty,
+        subtype,
+        timestamp: wire.timestamp.unwrap_or(0),
+        session_id: wire.session_id,
+        handle_id: wire.handle_id,
+        emitter: wire.emitter,
+        kind,
+    })
+}
+
+/// Whether an event is part of a session's lifecycle (session created,
+/// destroyed, timeout): these are the last to be dropped under pressure.
+pub fn is_lifecycle(kind: &Kind<'_>) -> bool {
+    matches!(
+        kind,
+        Kind::SessionCreated { .. } | Kind::SessionDestroyed | Kind::SessionTimeout
+    )
+}
+
+/// One event on its way to the sinks: its compact JSON text plus what sinks
+/// filter and prioritise on. Shared between sinks without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutEvent {
+    /// Janus event type (0 when the event could not be decoded).
+    pub ty: u32,
+    /// Session created/destroyed/timeout: kept over other events when a queue is full.
+    pub lifecycle: bool,
+    /// The session this event belongs to, if any.
+    pub session_id: Option<u64>,
+    /// The event, one line of compact JSON (no trailing newline).
+    pub json: Box<str>,
+}
+
+impl OutEvent {
+    pub fn new(ty: u32, lifecycle: bool, session_id: Option<u64>, json: String) -> Arc<OutEvent> {
+        Arc::new(OutEvent {
+            ty,
+            lifecycle,
+            session_id,
+            json: json.into_boxed_str(),
+        })
+    }
+}
+
+/// The synthetic session `destroyed` event for an ending, in Janus's shape
+/// (`emitter`, `type`, `timestamp`, `session_id`, `event`) with the two fields
+/// this handler adds inside `event`: `reason` and `synthetic`.
+pub fn destroyed_json(emitter: Option<&str>, ending: &Ending) -> String {
+    let mut ev = serde_json::Map::new();
+    if let Some(e) = emitter {
+        ev.insert("emitter".into(), e.into());
+    }
+    ev.insert("type".into(), types::SESSION.into());
+    ev.insert("timestamp".into(), ending.timestamp.into());
+    ev.insert("session_id".into(), ending.session_id.into());
+    ev.insert(
+        "event".into(),
+        serde_json::json!({
+            "name": "destroyed",
+            "reason": ending.reason.as_str(),
+            "synthetic": ending.synthetic,
+        }),
+    );
+    serde_json::Value::Object(ev).to_string()
+}
+
+/// Janus's own `destroyed` event with `reason` and `synthetic` added inside
+/// `event`; everything else is kept as it was, in the same order.
+pub fn annotate_destroyed(text: &[u8], ending: &Ending) -> Option<String> {
+    let mut value: serde_json::Value = serde_json::from_slice(text).ok()?;
+    let body = value.get_mut("event")?.as_object_mut()?;
+    body.insert("reason".into(), ending.reason.as_str().into());
+    body.insert("synthetic".into(), ending.synthetic.into());
+    Some(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::Reason;
+
+    #[test]
+    fn synthetic_and_annotated_destroyed_keep_janus_shape() {
+        let ending = Ending {
+            session_id: 42,
+            reason: Reason::TransportGone,
+            timestamp: 1795534522677901,
+            synthetic: true,
+        };
+        assert_eq!(
+            destroyed_json(Some("MyJanusInstance"), &ending),
+            r#"{"emitter":"MyJanusInstance","type":1,"timestamp":1795534522677901,"session_id":42,"event":{"name":"destroyed","reason":"transport_gone","synthetic":true}}"#
+        );
+        let native = br#"{"emitter":"J","type":1,"timestamp":5,"session_id":42,"event":{"name":"destroyed"}}"#;
+        let ending = Ending {
+            reason: Reason::Request,
+            synthetic: false,
+            ..ending
+        };
+        assert_eq!(
+            annotate_destroyed(native, &ending).unwrap(),
+            r#"{"emitter":"J","type":1,"timestamp":5,"session_id":42,"event":{"name":"destroyed","reason":"request","synthetic":false}}"#
+        );
+    }
+
+    #[test]
+    fn decodes_session_created_with_transport() {
+        let text = br#"{"emitter": "J", "type": 1, "timestamp": 10, "session_id": 7, "event": {"name": "created", "transport": {"transport": "janus.transport.websockets", "id": "123"}}}"#;
+        let f = decode(text).unwrap();
+        assert_eq!(f.ty, 1);
+        assert_eq!(f.session_id, Some(7));
+        assert_eq!(f.emitter.as_deref(), Some("J"));
+        assert_eq!(
+            f.kind,
+            Kind::SessionCreated {
+                transport: Some(TransportRef {
+                    module: "janus.transport.websockets".into(),
+                    id: "123".into()
+                })
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_transport_disconnected() {
+        let text = br#"{"type": 128, "timestamp": 5, "event": {"transport": "janus.transport.websockets", "id": "4043032260073660882", "data": {"event": "disconnected"}}}"#;
+        let f = decode(text).unwrap();
+        assert_eq!(
+            f.kind,
+            Kind::TransportDisconnected {
+                transport: TransportRef {
+                    module: "janus.transport.websockets".into(),
+                    id: "4043032260073660882".into()
+                }
+            }
+        );
+        let connected = br#"{"type": 128, "timestamp": 5, "event": {"transport": "t", "id": "1", "data": {"event": "connected"}}}"#;
+        assert_eq!(decode(connected).unwrap().kind, Kind::Other);
+    }
+
+    #[test]
+    fn decodes_core_events() {
+        let shutdown = br#"{"type": 256, "subtype": 2, "timestamp": 1, "event": {"status": "shutdown", "signum": 15}}"#;
+        assert_eq!(decode(shutdown).unwrap().kind, Kind::CoreShutdown);
+        let started = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "started", "info": {"session-timeout": 6, "reclaim-session-timeout": 30}}}"#;
+        assert_eq!(
+            decode(started).unwrap().kind,
+            Kind::CoreStartup {
+                reclaim_session_timeout: Some(30)
+            }
+        );
+        let update = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "update", "info": {"sessions": 0}}}"#;
+        assert_eq!(decode(update).unwrap().kind, Kind::Other);
+    }
+
+    #[test]
+    fn handles_and_jsep() {
+        let att = br#"{"type": 2, "timestamp": 1, "session_id": 1, "handle_id": 2, "event": {"name": "attached", "plugin": "janus.plugin.echotest"}}"#;
+        assert_eq!(
+            decode(att).unwrap().kind,
+            Kind::HandleAttached {
+                plugin: "janus.plugin.echotest".into()
+            }
+        );
+        let jsep = br#"{"type": 8, "timestamp": 1, "session_id": 1, "handle_id": 2, "event": {"owner": "remote", "jsep": {"type": "offer", "sdp": "v=0"}}}"#;
+        assert_eq!(decode(jsep).unwrap().kind, Kind::RemoteJsep);
+    }
+
+    #[test]
+    fn tolerates_missing_fields_and_rejects_wrong_types() {
+        assert_eq!(decode(b"{}").unwrap().ty, 0);
+        assert!(decode(b"[]").is_err());
+        assert!(decode(br#"{"type": "one"}"#).is_err());
+        assert!(decode(br#"{"type": 1, "session_id": -4}"#).is_err());
+        assert!(decode(b"not json").is_err());
+        // A transport field of an unexpected shape is not an error.
+        let odd = br#"{"type": 1, "session_id": 3, "event": {"name": "created", "transport": 5}}"#;
+        assert_eq!(
+            decode(odd).unwrap().kind,
+            Kind::SessionCreated { transport: None }
+        );
+    }
+}

@@ -1,0 +1,632 @@
+//! The lifecycle tracker: every session that was `created` ends with exactly
+//! one `destroyed`, carrying the reason it ended.
+//!
+//! A plain state machine over decoded events. It has no FFI, no threads and
+//! no clock of its own: time comes in with the events (Janus's timestamps) and
+//! with [`Tracker::advance`], which the worker calls when it is idle. Recorded
+//! traces can therefore be replayed through it with exact expectations.
+//!
+//! How each ending is recognised (see the README's table for the Janus side):
+//!
+//! | what the tracker sees | what it forwards |
+//! | --- | --- |
+//! | native `destroyed` | that event, with `reason: request` (or `transport_gone` after a disconnect) |
+//! | native `timeout` | the `timeout`, then a synthetic `destroyed` (`timeout`, or `reclaim_expired` after a disconnect with reclaim on) |
+//! | transport `disconnected`, reclaim off | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
+//! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout`, or a claim |
+//! | core `shutdown` | a synthetic `destroyed`, `shutdown`, for every open session |
+//! | a second ending for an ended session | nothing (counted as a duplicate) |
+
+mod session;
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use crate::event::{Facts, Kind, TransportRef};
+use session::{Session, State, TransportKey};
+
+/// Why a session ended: the `reason` of its `destroyed` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// Janus API `destroy` or Admin API `destroy_session`.
+    Request,
+    /// Janus's session timeout (no keepalive for `session_timeout` seconds).
+    Timeout,
+    /// The transport connection closed (reclaim off).
+    TransportGone,
+    /// The transport closed and nobody claimed the session within
+    /// `reclaim_session_timeout`.
+    ReclaimExpired,
+    /// Janus shut down with the session open.
+    Shutdown,
+    /// Found open after Janus died without a shutdown (crash recovery).
+    GatewayRestart,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::Request,
+        Reason::Timeout,
+        Reason::TransportGone,
+        Reason::ReclaimExpired,
+        Reason::Shutdown,
+        Reason::GatewayRestart,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Request => "request",
+            Reason::Timeout => "timeout",
+            Reason::TransportGone => "transport_gone",
+            Reason::ReclaimExpired => "reclaim_expired",
+            Reason::Shutdown => "shutdown",
+            Reason::GatewayRestart => "gateway_restart",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    pub session_id: u64,
+    pub reason: Reason,
+    /// When the ending happened (Janus real time, µs): the timestamp of the
+    /// native ending, or of the `disconnected`/`timeout`/`shutdown` event that
+    /// caused a synthetic one.
+    pub timestamp: i64,
+    /// True when the tracker made the `destroyed`, false when Janus did.
+    pub synthetic: bool,
+}
+
+/// What to do, in order, after observing an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Forward the observed event unchanged.
+    Forward,
+    /// Forward the observed event (a native `destroyed`) annotated with its ending.
+    ForwardEnding(Ending),
+    /// Do not forward the observed event: a second ending for a session that
+    /// has already ended.
+    Duplicate { session_id: u64 },
+    /// Do not forward the observed event: our own injected `destroyed`,
+    /// back from Janus's event bus, for a session whose ending was already sent.
+    Echo { session_id: u64 },
+    /// Emit a `destroyed` the tracker made.
+    Synthesize(Ending),
+}
+
+/// Settings of the tracker (`general.*` in the handler's config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackerConfig {
+    /// How long after a transport `disconnected` a native ending may still
+    /// arrive before the tracker ends the session itself (µs).
+    pub settle_us: i64,
+    /// Janus's `reclaim_session_timeout` in seconds (0: reclaim off).
+    pub reclaim_session_timeout: u64,
+    /// True when the handler's config set `reclaim_session_timeout` itself:
+    /// then the value Janus reports at startup does not replace it.
+    pub reclaim_pinned: bool,
+    /// Most sessions tracked at once; beyond it the oldest is evicted.
+    pub max_sessions: usize,
+    /// How long an ended session is remembered to recognise late duplicates (µs).
+    pub tombstone_us: i64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            settle_us: 500_000,
+            reclaim_session_timeout: 0,
+            reclaim_pinned: false,
+            max_sessions: 1_000_000,
+            tombstone_us: 120_000_000,
+        }
+    }
+}
+
+/// Counters the tracker keeps (reported by the Admin API `info`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    pub created: u64,
+    /// Endings by reason, indexed like [`Reason::ALL`].
+    pub endings: [u64; 6],
+    pub synthetic: u64,
+    pub duplicates: u64,
+    pub echoes: u64,
+    /// Endings (or events) for sessions the tracker never saw created.
+    pub unknown_sessions: u64,
+    /// Sessions dropped from tracking because `max_sessions` was reached.
+    pub evicted: u64,
+    /// Sessions claimed by another transport while awaiting reclaim.
+    pub claimed: u64,
+}
+
+/// A live session as the Admin API `sessions` request lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub session_id: u64,
+    pub transport: Option<(String, String)>,
+    pub created: i64,
+    pub last_event: i64,
+    pub state: &'static str,
+    pub handles: Vec<(u64, String)>,
+}
+
+struct Tombstone {
+    reason: Reason,
+    /// Set when our `destroyed` for it went onto Janus's bus and has not come back yet.
+    awaiting_echo: bool,
+}
+
+/// The lifecycle state machine. See the module documentation.
+pub struct Tracker {
+    config: TrackerConfig,
+    sessions: HashMap<u64, Session>,
+    by_transport: HashMap<TransportKey, Vec<u64>>,
+    /// Transport module names, interned: sessions hold an index.
+    modules: Vec<Box<str>>,
+    /// Plugin package names, interned: handles hold an index.
+    plugins: Vec<Box<str>>,
+    /// Session ids in creation order (ended ones are skipped lazily).
+    order: VecDeque<u64>,
+    /// Settle-window deadlines: (deadline, session, disconnect sequence).
+    deadlines: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    tombstones: HashMap<u64, Tombstone>,
+    /// Tombstones in the order they were made, with the clock at that time.
+    tombstone_order: VecDeque<(i64, u64)>,
+    next_seq: u32,
+    /// The latest time seen (event timestamps and advance()).
+    clock: i64,
+    shut_down: bool,
+    stats: TrackerStats,
+}
+
+impl Tracker {
+    pub fn new(config: TrackerConfig) -> Tracker {
+        Tracker {
+            config,
+            sessions: HashMap::new(),
+            by_transport: HashMap::new(),
+            modules: Vec::new(),
+            plugins: Vec::new(),
+            order: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            tombstones: HashMap::new(),
+            tombstone_order: VecDeque::new(),
+            next_seq: 0,
+            clock: i64::MIN,
+            shut_down: false,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    /// Changes the settle window for disconnects seen from now on.
+    pub fn set_settle_us(&mut self, settle_us: i64) {
+        self.config.settle_us = settle_us.max(0);
+    }
+
+    pub fn stats(&self) -> &TrackerStats {
+        &self.stats
+    }
+
+    pub fn live_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether the core `shutdown` event (or [`Tracker::shutdown`]) was seen.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    /// The earliest pending settle-window deadline, if any.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Observes one event and appends what to do, in order, to `out`: first
+    /// the settle windows that closed before it, then the event itself, then
+    /// any ending it causes.
+    pub fn observe(&mut self, ev: &Facts<'_>, out: &mut Vec<Output>) {
+        self.advance(ev.timestamp, out);
+        match &ev.kind {
+            Kind::SessionCreated { transport } => self.on_created(ev, transport.as_ref(), out),
+            Kind::SessionDestroyed => self.on_native_destroyed(ev, out),
+            Kind::SessionTimeout => self.on_native_timeout(ev, out),
+            Kind::TransportDisconnected { transport } => {
+                self.on_disconnected(ev.timestamp, transport);
+                out.push(Output::Forward);
+            }
+            Kind::CoreShutdown => {
+                out.push(Output::Forward);
+                self.shutdown(ev.timestamp, out);
+            }
+            Kind::CoreStartup {
+                reclaim_session_timeout,
+            } => {
+                if let (Some(reclaim), false) =
+                    (reclaim_session_timeout, self.config.reclaim_pinned)
+                {
+                    self.config.reclaim_session_timeout = *reclaim;
+                }
+                out.push(Output::Forward);
+            }
+            Kind::HandleAttached { plugin } => {
+                self.on_attached(ev, plugin);
+                out.push(Output::Forward);
+            }
+            Kind::HandleDetached => {
+                if let (Some(sid), Some(hid)) = (ev.session_id, ev.handle_id) {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.handles.remove(hid);
+                        s.last_event = s.last_event.max(ev.timestamp);
+                    }
+                }
+                out.push(Output::Forward);
+            }
+            Kind::RemoteJsep => {
+                self.touch(ev, true);
+                out.push(Output::Forward);
+            }
+            Kind::Other => {
+                self.touch(ev, false);
+                out.push(Output::Forward);
+            }
+        }
+    }
+
+    /// Moves the clock to `now` (µs) and ends the sessions whose settle window
+    /// closed by then. Time never goes backwards.
+    pub fn advance(&mut self, now: i64, out: &mut Vec<Output>) {
+        if now <= self.clock {
+            return;
+        }
+        self.clock = now;
+        while let Some(&Reverse((deadline, sid, seq))) = self.deadlines.peek() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(session) = self.sessions.get(&sid) else {
+                continue;
+            };
+            if let State::Disconnected { at, seq: s } = session.state {
+                if s == seq {
+                    let ending = Ending {
+                        session_id: sid,
+                        reason: Reason::TransportGone,
+                        timestamp: at,
+                        synthetic: true,
+                    };
+                    self.end(sid, ending);
+                    out.push(Output::Synthesize(ending));
+                }
+            }
+        }
+        let horizon = now.saturating_sub(self.config.tombstone_us);
+        while let Some(&(at, sid)) = self.tombstone_order.front() {
+            if at > horizon && self.tombstone_order.len() <= self.config.max_sessions {
+                break;
+            }
+            self.tombstone_order.pop_front();
+            self.tombstones.remove(&sid);
+        }
+    }
+
+    /// Ends every open session with `reason: shutdown` at `timestamp`, in the
+    /// order they were created. Later endings count as duplicates.
+    pub fn shutdown(&mut self, timestamp: i64, out: &mut Vec<Output>) {
+        self.shut_down = true;
+        self.end_all(Reason::Shutdown, timestamp, out);
+    }
+
+    /// Ends every open session with the given reason (used for shutdown, and
+    /// for crash recovery's `gateway_restart`).
+    pub fn end_all(&mut self, reason: Reason, timestamp: i64, out: &mut Vec<Output>) {
+        let order = std::mem::take(&mut self.order);
+        for sid in order {
+            if self.sessions.contains_key(&sid) {
+                let ending = Ending {
+                    session_id: sid,
+                    reason,
+                    timestamp,
+                    synthetic: true,
+                };
+                self.end(sid, ending);
+                out.push(Output::Synthesize(ending));
+            }
+        }
+        self.deadlines.clear();
+    }
+
+    /// Starts tracking a session that is known to be open without having seen
+    /// its `created` (crash recovery reloads them from disk).
+    pub fn restore(&mut self, session_id: u64, created: i64, last_event: i64) {
+        if self.sessions.contains_key(&session_id) {
+            return;
+        }
+        let mut s = Session::new(None, created);
+        s.last_event = last_event;
+        self.insert(session_id, s);
+    }
+
+    /// Marks an ending as put on Janus's bus: the `destroyed` that comes back
+    /// for it is an echo, not a duplicate.
+    pub fn mark_injected(&mut self, session_id: u64) {
+        if let Some(t) = self.tombstones.get_mut(&session_id) {
+            t.awaiting_echo = true;
+        }
+    }
+
+    /// The reason a recently ended session ended with, if it is remembered.
+    pub fn ended_reason(&self, session_id: u64) -> Option<Reason> {
+        self.tombstones.get(&session_id).map(|t| t.reason)
+    }
+
+    /// A page of live sessions in creation order.
+    pub fn sessions_page(&self, offset: usize, limit: usize) -> Vec<SessionView> {
+        self.order
+            .iter()
+            .filter_map(|sid| self.sessions.get(sid).map(|s| (*sid, s)))
+            .skip(offset)
+            .take(limit)
+            .map(|(sid, s)| SessionView {
+                session_id: sid,
+                transport: s
+                    .transport
+                    .map(|t| (self.modules[t.module as usize].to_string(), t.id_string())),
+                created: s.created,
+                last_event: s.last_event,
+                state: s.state.name(),
+                handles: s
+                    .handles
+                    .iter()
+                    .map(|h| (h.id, self.plugins[h.plugin as usize].to_string()))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn on_created(
+        &mut self,
+        ev: &Facts<'_>,
+        transport: Option<&TransportRef<'_>>,
+        out: &mut Vec<Output>,
+    ) {
+        out.push(Output::Forward);
+        let Some(sid) = ev.session_id else {
+            return;
+        };
+        if self.sessions.contains_key(&sid) {
+            return;
+        }
+        self.tombstones.remove(&sid);
+        let key = transport.map(|t| self.transport_key(t));
+        let session = Session::new(key, ev.timestamp);
+        if let Some(key) = key {
+            self.by_transport.entry(key).or_default().push(sid);
+        }
+        self.insert(sid, session);
+        self.stats.created += 1;
+    }
+
+    fn insert(&mut self, sid: u64, session: Session) {
+        while self.sessions.len() >= self.config.max_sessions.max(1) {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(evicted) = self.sessions.remove(&oldest) {
+                self.unindex(oldest, &evicted);
+                self.stats.evicted += 1;
+            }
+        }
+        self.sessions.insert(sid, session);
+        self.order.push_back(sid);
+        // Drop ids of ended sessions from the creation order now and then.
+        if self.order.len() > 2 * self.sessions.len() + 1024 {
+            let sessions = &self.sessions;
+            self.order.retain(|sid| sessions.contains_key(sid));
+        }
+    }
+
+    fn on_native_destroyed(&mut self, ev: &Facts<'_>, out: &mut Vec<Output>) {
+        let Some(sid) = ev.session_id else {
+            out.push(Output::Forward);
+            return;
+        };
+        if let Some(session) = self.sessions.get(&sid) {
+            let reason = match session.state {
+                State::Disconnected { .. } => Reason::TransportGone,
+                State::Live | State::AwaitingReclaim { .. } => Reason::Request,
+            };
+            let ending = Ending {
+                session_id: sid,
+                reason,
+                timestamp: ev.timestamp,
+                synthetic: false,
+            };
+            self.end(sid, ending);
+            out.push(Output::ForwardEnding(ending));
+        } else if let Some(t) = self.tombstones.get_mut(&sid) {
+            if t.awaiting_echo {
+                t.awaiting_echo = false;
+                self.stats.echoes += 1;
+                out.push(Output::Echo { session_id: sid });
+            } else {
+                self.stats.duplicates += 1;
+                out.push(Output::Duplicate { session_id: sid });
+            }
+        } else {
+            // Never seen created (evicted, or from before this handler ran).
+            self.stats.unknown_sessions += 1;
+            let ending = Ending {
+                session_id: sid,
+                reason: Reason::Request,
+                timestamp: ev.timestamp,
+                synthetic: false,
+            };
+            self.count_ending(ending);
+            self.bury(sid, Reason::Request);
+            out.push(Output::ForwardEnding(ending));
+        }
+    }
+
+    fn on_native_timeout(&mut self, ev: &Facts<'_>, out: &mut Vec<Output>) {
+        let Some(sid) = ev.session_id else {
+            out.push(Output::Forward);
+            return;
+        };
+        let reason = if let Some(session) = self.sessions.get(&sid) {
+            match session.state {
+                State::AwaitingReclaim { .. } => Reason::ReclaimExpired,
+                State::Live | State::Disconnected { .. } => Reason::Timeout,
+            }
+        } else if self.tombstones.contains_key(&sid) {
+            self.stats.duplicates += 1;
+            out.push(Output::Duplicate { session_id: sid });
+            return;
+        } else {
+            self.stats.unknown_sessions += 1;
+            Reason::Timeout
+        };
+        out.push(Output::Forward);
+        let ending = Ending {
+            session_id: sid,
+            reason,
+            timestamp: ev.timestamp,
+            synthetic: true,
+        };
+        if self.sessions.contains_key(&sid) {
+            self.end(sid, ending);
+        } else {
+            self.count_ending(ending);
+            self.bury(sid, reason);
+        }
+        out.push(Output::Synthesize(ending));
+    }
+
+    fn on_disconnected(&mut self, at: i64, transport: &TransportRef<'_>) {
+        let key = self.transport_key(transport);
+        let Some(sids) = self.by_transport.remove(&key) else {
+            return;
+        };
+        let reclaim = self.config.reclaim_session_timeout > 0;
+        for sid in sids {
+            let Some(s) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            s.transport = None;
+            s.last_event = s.last_event.max(at);
+            if reclaim {
+                s.state = State::AwaitingReclaim { at };
+            } else {
+                let seq = self.next_seq;
+                self.next_seq = self.next_seq.wrapping_add(1);
+                s.state = State::Disconnected { at, seq };
+                let deadline = at.saturating_add(self.config.settle_us);
+                self.deadlines.push(Reverse((deadline, sid, seq)));
+            }
+        }
+    }
+
+    fn on_attached(&mut self, ev: &Facts<'_>, plugin: &str) {
+        let (Some(sid), Some(hid)) = (ev.session_id, ev.handle_id) else {
+            return;
+        };
+        let plugin = intern(&mut self.plugins, plugin);
+        if self.sessions.contains_key(&sid) {
+            self.touch(ev, true);
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.handles.insert(hid, plugin);
+            }
+        }
+    }
+
+    /// Notes activity on a session. `claims` is true for events only a client
+    /// request causes (a new handle, a remote JSEP): while the session awaits
+    /// reclaim they mean another transport claimed it.
+    fn touch(&mut self, ev: &Facts<'_>, claims: bool) {
+        let Some(sid) = ev.session_id else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        s.last_event = s.last_event.max(ev.timestamp);
+        if claims && matches!(s.state, State::AwaitingReclaim { .. }) {
+            s.state = State::Live;
+            self.stats.claimed += 1;
+        }
+    }
+
+    fn end(&mut self, sid: u64, ending: Ending) {
+        if let Some(session) = self.sessions.remove(&sid) {
+            self.unindex(sid, &session);
+        }
+        self.count_ending(ending);
+        self.bury(sid, ending.reason);
+    }
+
+    fn count_ending(&mut self, ending: Ending) {
+        let index = Reason::ALL
+            .iter()
+            .position(|r| *r == ending.reason)
+            .unwrap_or(0);
+        self.stats.endings[index] += 1;
+        if ending.synthetic {
+            self.stats.synthetic += 1;
+        }
+    }
+
+    fn bury(&mut self, sid: u64, reason: Reason) {
+        match self.tombstones.entry(sid) {
+            Entry::Occupied(mut o) => o.get_mut().reason = reason,
+            Entry::Vacant(v) => {
+                v.insert(Tombstone {
+                    reason,
+                    awaiting_echo: false,
+                });
+                self.tombstone_order.push_back((self.clock, sid));
+            }
+        }
+    }
+
+    fn unindex(&mut self, sid: u64, session: &Session) {
+        if let Some(key) = session.transport {
+            if let Entry::Occupied(mut o) = self.by_transport.entry(key) {
+                o.get_mut().retain(|s| *s != sid);
+                if o.get().is_empty() {
+                    o.remove();
+                }
+            }
+        }
+    }
+
+    fn transport_key(&mut self, t: &TransportRef<'_>) -> TransportKey {
+        let module = intern(&mut self.modules, &t.module);
+        TransportKey::new(module, &t.id)
+    }
+}
+
+fn intern(table: &mut Vec<Box<str>>, name: &str) -> u16 {
+    if let Some(i) = table.iter().position(|n| &**n == name) {
+        return i as u16;
+    }
+    if table.len() >= u16::MAX as usize {
+        // Pathological: more distinct names than any Janus has. Share the last slot.
+        return u16::MAX - 1;
+    }
+    table.push(name.into());
+    (table.len() - 1) as u16
+}
+
+#[cfg(test)]
+mod tests;
