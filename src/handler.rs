@@ -1,0 +1,199 @@
+//! The handler's life: what `init` builds, what `destroy` takes down, and the
+//! one global that the C entry points reach it through.
+//!
+//! `init` reads the config, opens the sinks, starts the worker and makes the
+//! intake reachable; `destroy` makes it unreachable (no new events), lets the
+//! worker drain the channel, end the sessions still open, flush the sinks and
+//! stop, all within `general.shutdown_timeout_ms`.
+
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::admin;
+use crate::config::{Config, ConfigError};
+use crate::ffi::{self, JsonRef};
+use crate::intake::{self, Intake};
+use crate::metrics::Metrics;
+use crate::sinks::file::FileSink;
+use crate::sinks::{Router, SinkHandle, SinkSettings, SinkShared};
+use crate::tracker::Tracker;
+use crate::worker::{self, Pipeline, WorkerHandle};
+
+/// A running handler.
+pub struct Running {
+    intake: Intake<JsonRef>,
+    worker: WorkerHandle,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) sinks: Vec<Arc<SinkShared>>,
+    pub(crate) config: Config,
+    pub(crate) started: Instant,
+    pub(crate) inside_janus: bool,
+}
+
+impl Running {
+    pub(crate) fn channel(&self) -> (usize, usize) {
+        (self.intake.depth(), self.intake.capacity())
+    }
+}
+
+static STATE: RwLock<Option<Running>> = RwLock::new(None);
+/// Why the last `init` failed, for the Admin API of a handler Janus kept loaded.
+static INIT_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Starts the handler with the config found in `folder`.
+pub fn init(folder: &Path) -> Result<(), String> {
+    let inside_janus = ffi::setup();
+    let mut state = STATE.write().unwrap_or_else(|p| p.into_inner());
+    if state.is_some() {
+        return Err("lifecycleevh: init called twice; keeping the running instance".into());
+    }
+    let result = start(folder, inside_janus);
+    match result {
+        Ok(running) => {
+            crate::jlog!(
+                Info,
+                "JANUS lifecycleevh {} initialized (config {}; forwarding {} to {} sink(s))",
+                env!("CARGO_PKG_VERSION"),
+                running.config.file_path.display(),
+                running.config.general.events,
+                running.sinks.len()
+            );
+            *state = Some(running);
+            *INIT_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            Ok(())
+        }
+        Err(e) => {
+            *INIT_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+            Err(e)
+        }
+    }
+}
+
+fn start(folder: &Path, inside_janus: bool) -> Result<Running, String> {
+    let config = Config::load(folder).map_err(|e| e.to_string())?;
+    if !config.general.enabled {
+        return Err(format!(
+            "{}: general.enabled is not true: lifecycleevh stays disabled",
+            config.file_path.display()
+        ));
+    }
+    for w in &config.janus.warnings {
+        crate::jlog!(Warn, "{w}");
+    }
+    if !config.janus.websockets_events {
+        crate::jlog!(
+            Warn,
+            "janus.transport.websockets.jcfg has events = false: closed WebSocket connections are invisible to event handlers, so sessions they end get their destroyed only at timeout or shutdown"
+        );
+    }
+    let metrics = Arc::new(Metrics::default());
+    let router = Router::new(start_sinks(&config)?);
+    let sinks = router.shared();
+    let pipeline = Pipeline::new(Tracker::new(config.tracker()), router, metrics.clone());
+    let (intake, rx) = intake::channel(config.general.channel_capacity, metrics.clone());
+    let worker = worker::spawn(rx, pipeline, config.general.shutdown_timeout)
+        .map_err(|e| format!("lifecycleevh: cannot start the worker thread: {e}"))?;
+    Ok(Running {
+        intake,
+        worker,
+        metrics,
+        sinks,
+        config,
+        started: Instant::now(),
+        inside_janus,
+    })
+}
+
+fn start_sinks(config: &Config) -> Result<Vec<SinkHandle>, String> {
+    let mut sinks = Vec::new();
+    let f = &config.file;
+    if f.enabled {
+        let sink = FileSink::open(&f.path).map_err(|e| {
+            ConfigError {
+                file: config.file_path.clone(),
+                key: "file.path".into(),
+                problem: format!("cannot open {} for appending: {e}", f.path.display()),
+            }
+            .to_string()
+        })?;
+        let settings = SinkSettings {
+            name: "file".into(),
+            mask: f.events.unwrap_or(config.general.events),
+            queue_size: f.queue_size,
+            max_batch: 1024,
+            flush_every: f.flush,
+        };
+        let handle = SinkHandle::spawn("file", settings, Box::new(sink))
+            .map_err(|e| format!("lifecycleevh: cannot start the file sink thread: {e}"))?;
+        sinks.push(handle);
+    }
+    Ok(sinks)
+}
+
+/// Hands an event to the worker, if the handler runs. Called on Janus's
+/// events thread: never blocks (a handler being started or stopped at that
+/// moment counts as not running).
+#[inline]
+pub fn offer(retain: impl FnOnce() -> Option<JsonRef>) {
+    let guard = match STATE.try_read() {
+        Ok(g) => g,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => return,
+    };
+    if let Some(running) = guard.as_ref() {
+        if let Some(event) = retain() {
+            #[cfg(feature = "fault-injection")]
+            crate::faults::on_incoming();
+            running.intake.offer(event);
+        }
+    }
+}
+
+/// Stops the handler (see the module documentation). Idempotent.
+pub fn destroy() {
+    let running = STATE.write().unwrap_or_else(|p| p.into_inner()).take();
+    let Some(running) = running else {
+        return;
+    };
+    let Running {
+        intake,
+        worker,
+        metrics,
+        config,
+        ..
+    } = running;
+    // Dropping the only sender lets the worker drain the channel and finish.
+    drop(intake);
+    let budget = config.general.shutdown_timeout + Duration::from_millis(500);
+    if worker.join(budget) {
+        crate::jlog!(
+            Info,
+            "JANUS lifecycleevh destroyed ({} events received, {} forwarded, {} dropped)",
+            metrics.received.load(Relaxed),
+            metrics.forwarded.load(Relaxed),
+            metrics.dropped.load(Relaxed)
+        );
+    } else {
+        crate::jlog!(
+            Err,
+            "lifecycleevh: the worker did not finish within {} ms; leaving it behind",
+            budget.as_millis()
+        );
+    }
+}
+
+/// Answers an Admin API `query_eventhandler` request (None: no request object).
+pub fn request(request: Option<&Value>) -> Value {
+    let guard = STATE.read().unwrap_or_else(|p| p.into_inner());
+    match guard.as_ref() {
+        Some(running) => admin::handle(request, running),
+        None => {
+            let why = INIT_ERROR.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            admin::not_running(why.as_deref())
+        }
+    }
+}

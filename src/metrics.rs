@@ -1,0 +1,49 @@
+//! Counters shared between the events thread, the worker and the Admin API.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use crate::tracker::TrackerStats;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Events Janus handed to `incoming_event` while the handler ran.
+    pub received: AtomicU64,
+    /// Of those, dropped because the channel to the worker was full.
+    pub dropped: AtomicU64,
+    /// Events the worker took off the channel.
+    pub processed: AtomicU64,
+    /// Events (Janus's and synthetic) queued on at least one sink.
+    pub forwarded: AtomicU64,
+    /// Events not forwarded because they repeat an ending already sent.
+    pub suppressed: AtomicU64,
+    /// Events that were not valid JSON objects of Janus's shape.
+    pub decode_errors: AtomicU64,
+    /// Panics caught inside the handler (each one a bug to report).
+    pub internal_errors: AtomicU64,
+    /// The tracker's counters as of the worker's last update.
+    pub tracker: Mutex<TrackerSnapshot>,
+}
+
+/// What the worker publishes about the tracker.
+#[derive(Debug, Clone, Default)]
+pub struct TrackerSnapshot {
+    pub stats: TrackerStats,
+    pub live_sessions: usize,
+    pub reclaim_session_timeout: u64,
+    pub settle_ms: u64,
+    pub shut_down: bool,
+}
+
+impl Metrics {
+    pub fn tracker(&self) -> TrackerSnapshot {
+        self.tracker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_tracker(&self, snapshot: TrackerSnapshot) {
+        *self.tracker.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+}

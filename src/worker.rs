@@ -1,0 +1,276 @@
+//! The worker thread: channel -> decode -> tracker -> sinks.
+//!
+//! [`Pipeline`] is everything the worker does to one event, without the
+//! thread, so tests can drive it directly. [`spawn`] runs it on its own thread,
+//! fed by the intake's channel and ticked by the wall clock when idle, so that
+//! settle windows close even when no further event arrives.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
+
+use crate::event::{self, OutEvent};
+use crate::intake::Inbound;
+use crate::log::RateLimit;
+use crate::metrics::{Metrics, TrackerSnapshot};
+use crate::sinks::Router;
+use crate::tracker::{Ending, Output, Tracker};
+
+/// The current time as Janus stamps events: µs since the Unix epoch.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// What happens to each event: decode, track, route.
+pub struct Pipeline {
+    tracker: Tracker,
+    router: Router,
+    metrics: Arc<Metrics>,
+    /// The `emitter` of Janus's own events, copied onto synthetic ones.
+    emitter: Option<String>,
+    outputs: Vec<Output>,
+    bad_events: RateLimit,
+}
+
+impl Pipeline {
+    pub fn new(tracker: Tracker, router: Router, metrics: Arc<Metrics>) -> Pipeline {
+        let p = Pipeline {
+            tracker,
+            router,
+            metrics,
+            emitter: None,
+            outputs: Vec::new(),
+            bad_events: RateLimit::new(Duration::from_secs(10)),
+        };
+        p.publish();
+        p
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Handles one event (its JSON text, as Janus serialised it).
+    pub fn handle(&mut self, text: &[u8]) {
+        self.metrics.processed.fetch_add(1, Relaxed);
+        #[cfg(feature = "fault-injection")]
+        crate::faults::on_worker_event();
+        let facts = match event::decode(text) {
+            Ok(f) => f,
+            Err(e) => {
+                self.metrics.decode_errors.fetch_add(1, Relaxed);
+                if let Some(more) = self.bad_events.allow() {
+                    crate::jlog!(
+                        Warn,
+                        "event that is not a Janus event object ({e}); forwarded as it is to sinks taking all events ({more} more since the last report)"
+                    );
+                }
+                let raw = String::from_utf8_lossy(text).into_owned();
+                self.route(OutEvent::new(0, false, None, raw));
+                return;
+            }
+        };
+        if let Some(e) = facts.emitter.as_deref() {
+            if self.emitter.as_deref() != Some(e) {
+                self.emitter = Some(e.to_string());
+            }
+        }
+        let mut outputs = std::mem::take(&mut self.outputs);
+        outputs.clear();
+        self.tracker.observe(&facts, &mut outputs);
+        let lifecycle = event::is_lifecycle(&facts.kind);
+        for out in outputs.drain(..) {
+            match out {
+                Output::Forward => {
+                    // Janus's serialisation is valid UTF-8; lossy only guards the harness.
+                    let raw = String::from_utf8_lossy(text).into_owned();
+                    self.route(OutEvent::new(facts.ty, lifecycle, facts.session_id, raw));
+                }
+                Output::ForwardEnding(ending) => {
+                    let json = event::annotate_destroyed(text, &ending)
+                        .unwrap_or_else(|| String::from_utf8_lossy(text).into_owned());
+                    self.route(OutEvent::new(facts.ty, true, facts.session_id, json));
+                }
+                Output::Duplicate { .. } | Output::Echo { .. } => {
+                    self.metrics.suppressed.fetch_add(1, Relaxed);
+                }
+                Output::Synthesize(ending) => self.synthesize(&ending),
+            }
+        }
+        self.outputs = outputs;
+    }
+
+    /// Moves the tracker's clock to `now_us`, closing due settle windows.
+    pub fn advance(&mut self, now_us: i64) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        outputs.clear();
+        self.tracker.advance(now_us, &mut outputs);
+        self.emit_synthetic(&mut outputs);
+        self.outputs = outputs;
+    }
+
+    /// When the worker must wake up next to close a settle window.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.tracker.next_deadline()
+    }
+
+    /// Stops: ends the sessions still open if Janus's `shutdown` event was not
+    /// seen (reason `shutdown`, now), then delivers and flushes every sink
+    /// within `deadline`.
+    pub fn finish(&mut self, now_us: i64, deadline: Instant) -> bool {
+        if !self.tracker.is_shut_down() {
+            let mut outputs = std::mem::take(&mut self.outputs);
+            outputs.clear();
+            self.tracker.shutdown(now_us, &mut outputs);
+            self.emit_synthetic(&mut outputs);
+            self.outputs = outputs;
+        }
+        self.publish();
+        self.router.close_all(deadline)
+    }
+
+    /// Publishes the tracker's counters for the Admin API.
+    pub fn publish(&self) {
+        let cfg = self.tracker.config();
+        self.metrics.set_tracker(TrackerSnapshot {
+            stats: self.tracker.stats().clone(),
+            live_sessions: self.tracker.live_sessions(),
+            reclaim_session_timeout: cfg.reclaim_session_timeout,
+            settle_ms: (cfg.settle_us / 1000) as u64,
+            shut_down: self.tracker.is_shut_down(),
+        });
+    }
+
+    fn emit_synthetic(&mut self, outputs: &mut Vec<Output>) {
+        for out in outputs.drain(..) {
+            if let Output::Synthesize(ending) = out {
+                self.synthesize(&ending);
+            }
+        }
+    }
+
+    fn synthesize(&mut self, ending: &Ending) {
+        let json = event::destroyed_json(self.emitter.as_deref(), ending);
+        self.route(OutEvent::new(
+            crate::ffi::types::SESSION,
+            true,
+            Some(ending.session_id),
+            json,
+        ));
+    }
+
+    fn route(&self, ev: Arc<OutEvent>) {
+        if self.router.route(ev) {
+            self.metrics.forwarded.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// The running worker thread.
+pub struct WorkerHandle {
+    thread: Option<JoinHandle<()>>,
+    done: Receiver<()>,
+}
+
+/// Longest sleep while idle: also how stale `info`'s tracker counters can be.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+/// Events handled between publications of the tracker's counters.
+const PUBLISH_EVERY: u32 = 1024;
+
+/// Starts the worker. It runs until every sender of `rx` is dropped, then
+/// drains what is left, finishes the pipeline within `shutdown_timeout` and
+/// stops.
+pub fn spawn<T: Inbound>(
+    rx: Receiver<T>,
+    pipeline: Pipeline,
+    shutdown_timeout: Duration,
+) -> std::io::Result<WorkerHandle> {
+    let (done_tx, done) = bounded(1);
+    let thread = std::thread::Builder::new()
+        .name("lcevh worker".into())
+        .spawn(move || {
+            run(rx, pipeline, shutdown_timeout);
+            let _ = done_tx.send(());
+        })?;
+    Ok(WorkerHandle {
+        thread: Some(thread),
+        done,
+    })
+}
+
+fn run<T: Inbound>(rx: Receiver<T>, mut pipeline: Pipeline, shutdown_timeout: Duration) {
+    let metrics = pipeline.metrics.clone();
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut since_publish = 0u32;
+    let guarded = |pipeline: &mut Pipeline, f: &mut dyn FnMut(&mut Pipeline)| {
+        if catch_unwind(AssertUnwindSafe(|| f(pipeline))).is_err() {
+            metrics.internal_errors.fetch_add(1, Relaxed);
+            crate::jlog!(
+                Err,
+                "internal error (panic) in the worker; the event was skipped"
+            );
+        }
+    };
+    loop {
+        let now = now_us();
+        let wait = match pipeline.next_deadline() {
+            Some(at) if at <= now => Duration::ZERO,
+            Some(at) => Duration::from_micros((at - now) as u64).min(IDLE_TICK),
+            None => IDLE_TICK,
+        };
+        match rx.recv_timeout(wait) {
+            Ok(ev) => {
+                if ev.write_json(&mut buf) {
+                    guarded(&mut pipeline, &mut |p| p.handle(&buf));
+                } else {
+                    metrics.processed.fetch_add(1, Relaxed);
+                    metrics.decode_errors.fetch_add(1, Relaxed);
+                }
+                drop(ev);
+                since_publish += 1;
+                // Wall-clock time only moves the tracker once the channel is
+                // empty: an event still queued may be the native ending that
+                // makes a synthetic one unnecessary.
+                if rx.is_empty() {
+                    guarded(&mut pipeline, &mut |p| p.advance(now_us()));
+                }
+                if since_publish >= PUBLISH_EVERY || rx.is_empty() {
+                    pipeline.publish();
+                    since_publish = 0;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                guarded(&mut pipeline, &mut |p| p.advance(now_us()));
+                pipeline.publish();
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let deadline = Instant::now() + shutdown_timeout;
+    guarded(&mut pipeline, &mut |p| {
+        p.finish(now_us(), deadline);
+    });
+}
+
+impl WorkerHandle {
+    /// Waits for the worker to finish (it stops once the intake is dropped),
+    /// at most `timeout`. Returns false when it did not finish in time; the
+    /// thread is then left to finish on its own.
+    pub fn join(mut self, timeout: Duration) -> bool {
+        let finished = self.done.recv_timeout(timeout).is_ok();
+        match self.thread.take() {
+            Some(t) if finished => {
+                let _ = t.join();
+            }
+            _ => {}
+        }
+        finished
+    }
+}
