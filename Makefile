@@ -1,0 +1,68 @@
+# lifecycleevh: make demo (see it work), make test (everything CI runs).
+# Every target that builds first installs what is missing (Debian packages via
+# apt-get, as root or with sudo; crates via cargo).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+# Where Debian's Janus looks for event handlers and their configs.
+JANUS_EVENTS_DIR ?= /usr/lib/$(MULTIARCH)/janus/events
+JANUS_CONFIG_DIR ?= /etc/janus
+DESTDIR ?=
+
+# Debian packages the build, the tests and the demo need.
+DEB_PACKAGES := janus janus-dev libjansson-dev libglib2.0-dev libclang-dev clang \
+	pkg-config build-essential ca-certificates
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SO := libjanus_lifecycleevh.so
+
+.PHONY: all deps build install demo test lint bench clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(CARGO) build --release --locked
+
+# Installs the handler into an existing Janus; never overwrites an existing config.
+install: build
+	install -D -m 0644 target/release/$(SO) $(DESTDIR)$(JANUS_EVENTS_DIR)/$(SO)
+	@if [ -e $(DESTDIR)$(JANUS_CONFIG_DIR)/janus.eventhandler.lifecycleevh.jcfg ]; then \
+		echo "Keeping existing $(DESTDIR)$(JANUS_CONFIG_DIR)/janus.eventhandler.lifecycleevh.jcfg"; \
+	else \
+		install -D -m 0644 conf/janus.eventhandler.lifecycleevh.jcfg \
+			$(DESTDIR)$(JANUS_CONFIG_DIR)/janus.eventhandler.lifecycleevh.jcfg; \
+	fi
+	@echo "Installed. Restart Janus (make sure janus.jcfg has events: { broadcast = true })."
+
+# Starts a real Janus in a temporary folder with the plugin, runs a short
+# scripted client session, prints what the plugin wrote, stops Janus.
+demo: deps
+	$(CARGO) run --locked --quiet --example demo
+
+# Everything: unit tests, trace replays, property tests, the FFI harness, the
+# ABI check against janus-dev, and the real-Janus integration tests.
+test: deps
+	$(CARGO) test --locked --features fault-injection
+
+# rustfmt and clippy come with the rustup toolchain; a machine without them
+# says so and skips that check rather than failing the build.
+lint: deps
+	@if $(CARGO) fmt --version >/dev/null 2>&1; then $(CARGO) fmt --check; \
+	else echo "lint: rustfmt not installed, skipping the format check"; fi
+	@if $(CARGO) clippy --version >/dev/null 2>&1; then \
+		$(CARGO) clippy --locked --all-targets --features fault-injection -- -D warnings; \
+	else echo "lint: clippy not installed, skipping clippy"; fi
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,410 @@
+//! Loads the built `libjanus_lifecycleevh.so` with dlopen and drives it over
+//! the C ABI, as Janus does, with real jansson values, but without Janus:
+//! reference counts, a full channel with a stalled worker, panics, bad
+//! configs, Admin requests, and the recorded Janus 1.4.2 trace.
+//!
+//! Needs the `fault-injection` feature (the Makefile's test target enables it).
+#![cfg(feature = "fault-injection")]
+
+use std::ffi::{CString, c_char, c_void};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+use janus_lifecycleevh::ffi::sys::{janus_eventhandler, json_t};
+use serde_json::{Value, json};
+
+#[link(name = "jansson")]
+unsafe extern "C" {
+    fn json_loads(input: *const c_char, flags: usize, error: *mut c_void) -> *mut json_t;
+    fn json_dumps(json: *const json_t, flags: usize) -> *mut c_char;
+    fn json_delete(json: *mut json_t);
+}
+
+/// The library is loaded once per process and holds one handler: tests take
+/// turns.
+static TURN: Mutex<()> = Mutex::new(());
+
+fn so_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let so = dir.join("libjanus_lifecycleevh.so");
+    assert!(so.exists(), "{} not built", so.display());
+    so
+}
+
+/// Aborts the whole test binary if a test hangs: a blocking incoming_event
+/// would otherwise hang CI instead of failing.
+fn watchdog() {
+    static START: Once = Once::new();
+    START.call_once(|| {
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(240));
+            eprintln!("ffi_harness: a test hung for 240 s (blocked in the handler?)");
+            std::process::abort();
+        });
+    });
+}
+
+struct Plugin {
+    table: &'static janus_eventhandler,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Plugin {
+    fn load() -> Plugin {
+        watchdog();
+        let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+        let path = CString::new(so_path().to_str().unwrap()).unwrap();
+        // SAFETY (test): plain dlopen/dlsym of our own library; `create` has the
+        // create_e signature.
+        let table = unsafe {
+            let lib = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            assert!(!lib.is_null(), "dlopen failed");
+            let create = libc::dlsym(lib, c"create".as_ptr());
+            assert!(!create.is_null(), "no create symbol");
+            let create: extern "C" fn() -> *mut janus_eventhandler = std::mem::transmute(create);
+            &*create()
+        };
+        Plugin { table, _turn: turn }
+    }
+
+    fn init(&self, dir: &Path) -> i32 {
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        unsafe { (self.table.init.unwrap())(path.as_ptr()) }
+    }
+
+    fn events_mask(&self) -> u64 {
+        let field = &self.table.events_mask as *const _ as *mut u64;
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(field) }.load(Ordering::SeqCst)
+    }
+
+    fn event(&self, json: &Json) {
+        unsafe { (self.table.incoming_event.unwrap())(json.0) }
+    }
+
+    fn request(&self, request: &Value) -> Value {
+        let req = Json::parse(&request.to_string());
+        let answer = unsafe { (self.table.handle_request.unwrap())(req.0) };
+        assert!(!answer.is_null(), "handle_request returned NULL");
+        // The answer is ours to release, as Janus does.
+        let answer = Json(answer);
+        assert_eq!(answer.refcount(), 1);
+        serde_json::from_str(&answer.dump()).unwrap()
+    }
+
+    fn request_null(&self) -> Value {
+        let answer = Json(unsafe { (self.table.handle_request.unwrap())(std::ptr::null_mut()) });
+        serde_json::from_str(&answer.dump()).unwrap()
+    }
+
+    fn info(&self) -> Value {
+        self.request(&json!({"request": "info"}))
+    }
+
+    fn destroy(&self) {
+        unsafe { (self.table.destroy.unwrap())() }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        // Leave the library idle for the next test, whatever happened.
+        self.request(&json!({"request": "fault", "in": "release"}));
+        self.destroy();
+    }
+}
+
+/// A jansson value we hold one reference to.
+struct Json(*mut json_t);
+
+impl Json {
+    fn parse(text: &str) -> Json {
+        let c = CString::new(text).unwrap();
+        let mut error = [0u8; 512];
+        let ptr = unsafe { json_loads(c.as_ptr(), 0, error.as_mut_ptr().cast()) };
+        assert!(!ptr.is_null(), "jansson could not parse {text}");
+        Json(ptr)
+    }
+
+    fn refcount_cell(&self) -> &AtomicUsize {
+        // jansson: struct json_t { json_type type; volatile size_t refcount; }
+        unsafe { AtomicUsize::from_ptr((self.0 as *mut u8).add(8).cast()) }
+    }
+
+    fn refcount(&self) -> usize {
+        self.refcount_cell().load(Ordering::SeqCst)
+    }
+
+    fn dump(&self) -> String {
+        unsafe {
+            let p = json_dumps(self.0, 0);
+            let s = std::ffi::CStr::from_ptr(p).to_str().unwrap().to_string();
+            libc::free(p.cast());
+            s
+        }
+    }
+}
+
+impl Drop for Json {
+    fn drop(&mut self) {
+        if self.refcount_cell().fetch_sub(1, Ordering::SeqCst) == 1 {
+            unsafe { json_delete(self.0) }
+        }
+    }
+}
+
+/// A config folder with the handler's config; events go to `events.jsonl`.
+fn config_dir(general_extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    std::fs::write(
+        dir.path().join("janus.eventhandler.lifecycleevh.jcfg"),
+        format!(
+            "general: {{ enabled = true\n{general_extra} }}\nfile: {{ path = \"{}\", flush_ms = 50 }}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    (dir, out)
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn session_event(sid: u64, name: &str) -> Json {
+    Json::parse(&format!(
+        r#"{{"emitter":"H","type":1,"timestamp":{},"session_id":{sid},"event":{{"name":"{name}"}}}}"#,
+        1_000 + sid
+    ))
+}
+
+#[test]
+fn every_reference_is_released_after_destroy() {
+    let p = Plugin::load();
+    let (dir, out) = config_dir("");
+    assert_eq!(p.events_mask(), 0);
+    assert_eq!(p.init(dir.path()), 0);
+    assert_eq!(p.events_mask(), 0xffff_ffff);
+    let mut events = Vec::new();
+    for sid in 1..=500u64 {
+        events.push(session_event(sid, "created"));
+        events.push(Json::parse(&format!(
+            r#"{{"type":64,"timestamp":5,"session_id":{sid},"handle_id":3,"event":{{"plugin":"p","data":{{"x":[1,2,{{"y":"z"}}]}}}}}}"#
+        )));
+    }
+    for e in &events {
+        p.event(e);
+    }
+    p.destroy();
+    assert_eq!(p.events_mask(), 0, "no events after destroy");
+    for e in &events {
+        assert_eq!(e.refcount(), 1, "the handler kept a reference");
+    }
+    // Everything reached the file: 1000 events, then the sessions still open
+    // ended at destroy (no shutdown event came), reason shutdown.
+    let lines = read_lines(&out);
+    assert_eq!(lines.len(), 1500);
+    assert_eq!(lines[0]["session_id"], 1);
+    assert!(
+        lines[1000..]
+            .iter()
+            .all(|l| l["event"]["reason"] == "shutdown")
+    );
+    // After destroy nothing is taken.
+    let late = session_event(9, "created");
+    p.event(&late);
+    assert_eq!(late.refcount(), 1);
+}
+
+#[test]
+fn incoming_event_does_not_block_on_a_full_channel() {
+    let p = Plugin::load();
+    let (dir, out) = config_dir("channel_capacity = 16");
+    assert_eq!(p.init(dir.path()), 0);
+    assert_eq!(
+        p.request(&json!({"request": "fault", "in": "stall"})),
+        json!({"result": 200})
+    );
+    let first = session_event(1, "created");
+    p.event(&first);
+    // Wait until the worker holds the first event and is stalled on it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.info()["events"]["processed"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker never took the event"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // With the worker stalled, 10000 more calls must all return (the watchdog
+    // aborts the run if one blocks): 16 fit in the channel, the rest drop.
+    let events: Vec<Json> = (2..=10_001)
+        .map(|sid| session_event(sid, "created"))
+        .collect();
+    for e in &events {
+        p.event(e);
+    }
+    let info = p.info();
+    assert_eq!(info["events"]["received"], 10_001);
+    assert_eq!(info["events"]["dropped"], 10_001 - 1 - 16);
+    assert_eq!(info["channel"]["depth"], 16);
+    assert_eq!(info["channel"]["capacity"], 16);
+    // Dropped events were released at once.
+    assert!(events[100..].iter().all(|e| e.refcount() == 1));
+    p.request(&json!({"request": "fault", "in": "release"}));
+    p.destroy();
+    assert!(events.iter().all(|e| e.refcount() == 1));
+    assert_eq!(first.refcount(), 1);
+    let created = read_lines(&out)
+        .iter()
+        .filter(|l| l["event"]["name"] == "created")
+        .count();
+    assert_eq!(created, 17);
+}
+
+#[test]
+fn panics_never_escape_into_the_host() {
+    let p = Plugin::load();
+    let (dir, out) = config_dir("");
+    assert_eq!(p.init(dir.path()), 0);
+    // In handle_request: answered with an error.
+    let answer = p.request(&json!({"request": "fault", "in": "handle_request"}));
+    assert_eq!(answer["error_code"], 499);
+    // In incoming_event, after the reference was taken: released anyway.
+    p.request(&json!({"request": "fault", "in": "incoming_event"}));
+    let e = session_event(1, "created");
+    p.event(&e);
+    assert_eq!(e.refcount(), 1);
+    // In the worker: counted, and the worker goes on.
+    p.request(&json!({"request": "fault", "in": "worker"}));
+    let doomed = session_event(2, "created");
+    p.event(&doomed);
+    let survivor = session_event(3, "created");
+    p.event(&survivor);
+    p.destroy();
+    assert_eq!(doomed.refcount(), 1);
+    assert_eq!(survivor.refcount(), 1);
+    let sids: Vec<u64> = read_lines(&out)
+        .iter()
+        .filter(|l| l["event"]["name"] == "created")
+        .map(|l| l["session_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sids, vec![3]);
+    // And the handler still works after all that.
+    assert_eq!(p.init(dir.path()), 0);
+    let info = p.info();
+    assert_eq!(
+        info["events"]["internal_errors"], 0,
+        "counters start afresh"
+    );
+}
+
+#[test]
+fn a_bad_config_disables_the_handler_cleanly() {
+    let p = Plugin::load();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("janus.eventhandler.lifecycleevh.jcfg"),
+        "general: { enabled = true, settle_ms = \"soon\" }\n",
+    )
+    .unwrap();
+    assert_eq!(p.init(dir.path()), -1);
+    assert_eq!(
+        p.events_mask(),
+        0,
+        "Janus 1.1.x keeps a failed handler: it must get nothing"
+    );
+    let answer = p.info();
+    assert_eq!(answer["error_code"], 414);
+    let why = answer["error"].as_str().unwrap();
+    assert!(
+        why.contains("janus.eventhandler.lifecycleevh.jcfg: general.settle_ms"),
+        "{why}"
+    );
+    let e = session_event(1, "created");
+    p.event(&e);
+    assert_eq!(e.refcount(), 1);
+    p.destroy();
+    // Missing file: disabled too, and says so.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(p.init(empty.path()), -1);
+    assert!(
+        p.info()["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read the file")
+    );
+}
+
+#[test]
+fn admin_requests_are_validated() {
+    let p = Plugin::load();
+    let (dir, _out) = config_dir("");
+    assert_eq!(p.init(dir.path()), 0);
+    assert_eq!(p.request_null()["error_code"], 412);
+    assert_eq!(p.request(&json!({}))["error_code"], 412);
+    assert_eq!(p.request(&json!({"request": 5}))["error_code"], 413);
+    assert_eq!(p.request(&json!([1]))["error_code"], 413);
+    let unknown = p.request(&json!({"request": "explode"}));
+    assert_eq!(unknown["error_code"], 411);
+    assert_eq!(unknown["error"], "Unknown request 'explode'");
+    let info = p.info();
+    assert_eq!(info["result"], 200);
+    assert_eq!(info["package"], "janus.eventhandler.lifecycleevh");
+    assert_eq!(info["inside_janus"], false);
+    assert_eq!(info["sinks"]["file"]["type"], "file");
+}
+
+#[test]
+fn replays_the_janus_1_4_2_trace_through_the_entry_points() {
+    let p = Plugin::load();
+    let (dir, out) = config_dir("");
+    assert_eq!(p.init(dir.path()), 0);
+    let trace = include_str!("traces/janus-1.4.2-drop-timeout.jsonl");
+    let events: Vec<Json> = trace
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(Json::parse)
+        .collect();
+    for e in &events {
+        p.event(e);
+    }
+    p.destroy();
+    assert!(events.iter().all(|e| e.refcount() == 1));
+    let lines = read_lines(&out);
+    let destroyed: Vec<(u64, String, bool)> = lines
+        .iter()
+        .filter(|l| l["type"] == 1 && l["event"]["name"] == "destroyed")
+        .map(|l| {
+            (
+                l["session_id"].as_u64().unwrap(),
+                l["event"]["reason"].as_str().unwrap().to_string(),
+                l["event"]["synthetic"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // Janus 1.4.2's own destroyed for the dropped WebSocket is kept (deduplicated,
+    // not doubled); the timed-out session gets the one Janus never sends.
+    assert_eq!(
+        destroyed,
+        vec![
+            (5688093653430080, "transport_gone".to_string(), false),
+            (6622599536206788, "timeout".to_string(), true),
+        ]
+    );
+    // Every event of the trace is forwarded, in order, plus the synthetic one.
+    assert_eq!(lines.len(), events.len() + 1);
+    let synthetic = lines
+        .iter()
+        .find(|l| l["event"]["synthetic"] == true)
+        .unwrap();
+    assert_eq!(synthetic["emitter"], "MyJanusInstance");
+    assert_eq!(synthetic["timestamp"], 1795534828895514i64);
+}
