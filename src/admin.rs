@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::PACKAGE;
 use crate::handler::Running;
+use crate::sinks::janus_bus::JanusBus;
 use crate::tracker::Reason;
 
 pub const ERROR_INVALID_REQUEST: i64 = 411;
@@ -123,6 +124,7 @@ fn info(r: &Running) -> Value {
             "shut_down": t.shut_down,
         },
         "sinks": sinks,
+        "janus_bus": JanusBus::info(&r.config.general.inject, r.bus_available, &r.bus),
         "warnings": r.config.janus.warnings,
     })
 }

@@ -19,6 +19,7 @@ use crate::ffi::{self, JsonRef};
 use crate::intake::{self, Intake};
 use crate::metrics::Metrics;
 use crate::sinks::file::FileSink;
+use crate::sinks::janus_bus::{BusStats, JanusBus};
 use crate::sinks::{Router, SinkHandle, SinkSettings, SinkShared};
 use crate::tracker::Tracker;
 use crate::worker::{self, Pipeline, WorkerHandle};
@@ -29,6 +30,8 @@ pub struct Running {
     worker: WorkerHandle,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) sinks: Vec<Arc<SinkShared>>,
+    pub(crate) bus_available: bool,
+    pub(crate) bus: Arc<BusStats>,
     pub(crate) config: Config,
     pub(crate) started: Instant,
     pub(crate) inside_janus: bool,
@@ -93,7 +96,16 @@ fn start(folder: &Path, inside_janus: bool) -> Result<Running, String> {
     let metrics = Arc::new(Metrics::default());
     let router = Router::new(start_sinks(&config)?);
     let sinks = router.shared();
-    let pipeline = Pipeline::new(Tracker::new(config.tracker()), router, metrics.clone());
+    let bus = JanusBus::new(config.general.inject.clone());
+    let bus_available = bus.available();
+    if bus.enabled() && !bus_available {
+        crate::jlog!(
+            Warn,
+            "janus_events_notify_handlers is not in this process: synthetic endings are not re-injected into Janus's event bus (this handler's own sinks still get them)"
+        );
+    }
+    let bus_stats = bus.stats();
+    let pipeline = Pipeline::new(Tracker::new(config.tracker()), router, bus, metrics.clone());
     let (intake, rx) = intake::channel(config.general.channel_capacity, metrics.clone());
     let worker = worker::spawn(rx, pipeline, config.general.shutdown_timeout)
         .map_err(|e| format!("lifecycleevh: cannot start the worker thread: {e}"))?;
@@ -102,6 +114,8 @@ fn start(folder: &Path, inside_janus: bool) -> Result<Running, String> {
         worker,
         metrics,
         sinks,
+        bus_available,
+        bus: bus_stats,
         config,
         started: Instant::now(),
         inside_janus,

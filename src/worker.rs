@@ -13,11 +13,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
 
-use crate::event::{self, OutEvent};
+use crate::event::{self, Kind, OutEvent};
 use crate::intake::Inbound;
 use crate::log::RateLimit;
 use crate::metrics::{Metrics, TrackerSnapshot};
 use crate::sinks::Router;
+use crate::sinks::janus_bus::JanusBus;
 use crate::tracker::{Ending, Output, Tracker};
 
 /// The current time as Janus stamps events: µs since the Unix epoch.
@@ -32,6 +33,7 @@ pub fn now_us() -> i64 {
 pub struct Pipeline {
     tracker: Tracker,
     router: Router,
+    bus: JanusBus,
     metrics: Arc<Metrics>,
     /// The `emitter` of Janus's own events, copied onto synthetic ones.
     emitter: Option<String>,
@@ -40,10 +42,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(tracker: Tracker, router: Router, metrics: Arc<Metrics>) -> Pipeline {
+    pub fn new(tracker: Tracker, router: Router, bus: JanusBus, metrics: Arc<Metrics>) -> Pipeline {
         let p = Pipeline {
             tracker,
             router,
+            bus,
             metrics,
             emitter: None,
             outputs: Vec::new(),
@@ -82,6 +85,9 @@ impl Pipeline {
                 self.emitter = Some(e.to_string());
             }
         }
+        // Endings go on Janus's bus until shutdown is seen, and the shutdown
+        // endings themselves while the shutdown event is processed.
+        let may_inject = !self.tracker.is_shut_down() || matches!(facts.kind, Kind::CoreShutdown);
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.clear();
         self.tracker.observe(&facts, &mut outputs);
@@ -101,7 +107,7 @@ impl Pipeline {
                 Output::Duplicate { .. } | Output::Echo { .. } => {
                     self.metrics.suppressed.fetch_add(1, Relaxed);
                 }
-                Output::Synthesize(ending) => self.synthesize(&ending),
+                Output::Synthesize(ending) => self.synthesize(&ending, may_inject),
             }
         }
         self.outputs = outputs;
@@ -112,7 +118,8 @@ impl Pipeline {
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.clear();
         self.tracker.advance(now_us, &mut outputs);
-        self.emit_synthetic(&mut outputs);
+        let may_inject = !self.tracker.is_shut_down();
+        self.emit_synthetic(&mut outputs, may_inject);
         self.outputs = outputs;
     }
 
@@ -129,7 +136,8 @@ impl Pipeline {
             let mut outputs = std::mem::take(&mut self.outputs);
             outputs.clear();
             self.tracker.shutdown(now_us, &mut outputs);
-            self.emit_synthetic(&mut outputs);
+            // destroy() has begun: Janus's events thread is gone, no injection.
+            self.emit_synthetic(&mut outputs, false);
             self.outputs = outputs;
         }
         self.publish();
@@ -148,15 +156,16 @@ impl Pipeline {
         });
     }
 
-    fn emit_synthetic(&mut self, outputs: &mut Vec<Output>) {
+    fn emit_synthetic(&mut self, outputs: &mut Vec<Output>, may_inject: bool) {
         for out in outputs.drain(..) {
             if let Output::Synthesize(ending) = out {
-                self.synthesize(&ending);
+                self.synthesize(&ending, may_inject);
             }
         }
     }
 
-    fn synthesize(&mut self, ending: &Ending) {
+    /// Sends a synthetic ending to the sinks, and to Janus's bus if due.
+    fn synthesize(&mut self, ending: &Ending, may_inject: bool) {
         let json = event::destroyed_json(self.emitter.as_deref(), ending);
         self.route(OutEvent::new(
             crate::ffi::types::SESSION,
@@ -164,6 +173,9 @@ impl Pipeline {
             Some(ending.session_id),
             json,
         ));
+        if self.bus.inject(ending, may_inject) {
+            self.tracker.mark_injected(ending.session_id);
+        }
     }
 
     fn route(&self, ev: Arc<OutEvent>) {

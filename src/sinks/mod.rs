@@ -7,8 +7,10 @@
 //! is full, and counts every drop.
 //!
 //! - [`file`]: JSON Lines, appended to a local file (the default sink).
+//! - [`janus_bus`]: Janus's own event bus (synchronous, on the worker).
 
 pub mod file;
+pub mod janus_bus;
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -1,0 +1,131 @@
+//! Janus's own event bus: synthetic endings re-injected into Janus, so that
+//! every loaded handler (sampleevh, rabbitmqevh, mqttevh, wsevh, gelfevh, ...)
+//! gets them too, exactly as Janus 1.3.2+ emits its own `destroyed` when a
+//! transport goes away: type 1, name `destroyed`, the session id, no
+//! transport object.
+//!
+//! Unlike the other sinks this one runs on the worker thread, synchronously:
+//! `janus_events_notify_handlers` only queues the event for Janus's events
+//! thread (never from that thread itself), and the tracker must know at once
+//! that the `destroyed` coming back is our own echo.
+//!
+//! When to inject (`general.inject` lists the reasons):
+//! - never once the core `shutdown` event was seen or `destroy()` began,
+//!   except for the shutdown endings themselves, injected while the shutdown
+//!   event is processed (Janus's events thread still runs then);
+//! - the handler's own sinks get every ending directly in any case, with the
+//!   ending's own timestamp; the echo is recognised and not forwarded again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde_json::{Value, json};
+
+use crate::ffi;
+use crate::tracker::{Ending, Reason};
+
+/// Counters shared with the Admin API.
+#[derive(Debug, Default)]
+pub struct BusStats {
+    pub injected: AtomicU64,
+    /// Endings that would have been injected but could not be (bus missing).
+    pub skipped: AtomicU64,
+}
+
+/// The re-injection of synthetic endings.
+pub struct JanusBus {
+    reasons: Vec<Reason>,
+    available: bool,
+    stats: Arc<BusStats>,
+}
+
+impl JanusBus {
+    /// `reasons`: the endings to inject. Looks the bus up in the process.
+    pub fn new(reasons: Vec<Reason>) -> JanusBus {
+        JanusBus::with_availability(reasons, ffi::bus::available())
+    }
+
+    /// For tests: a bus that is (not) there.
+    pub fn with_availability(reasons: Vec<Reason>, available: bool) -> JanusBus {
+        JanusBus {
+            reasons,
+            available,
+            stats: Arc::new(BusStats::default()),
+        }
+    }
+
+    pub fn available(&self) -> bool {
+        self.available
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.reasons.is_empty()
+    }
+
+    pub fn stats(&self) -> Arc<BusStats> {
+        self.stats.clone()
+    }
+
+    /// Puts the ending on Janus's bus if its reason is listed and the bus is
+    /// there. `allowed` is false once shutdown was seen or destroy began
+    /// (see the module documentation). Returns true when injected.
+    pub fn inject(&self, ending: &Ending, allowed: bool) -> bool {
+        if !allowed || !ending.synthetic || !self.reasons.contains(&ending.reason) {
+            return false;
+        }
+        if !self.available {
+            self.stats.skipped.fetch_add(1, Relaxed);
+            return false;
+        }
+        let ok = ffi::bus::notify_session_destroyed(ending.session_id);
+        if ok {
+            self.stats.injected.fetch_add(1, Relaxed);
+        } else {
+            self.stats.skipped.fetch_add(1, Relaxed);
+        }
+        ok
+    }
+
+    /// The bus's state for the Admin API `info`.
+    pub fn info(reasons: &[Reason], available: bool, stats: &BusStats) -> Value {
+        let reasons: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+        json!({
+            "available": available,
+            "enabled": !reasons.is_empty() && available,
+            "reasons": reasons,
+            "injected": stats.injected.load(Relaxed),
+            "skipped": stats.skipped.load(Relaxed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ending(reason: Reason, synthetic: bool) -> Ending {
+        Ending {
+            session_id: 1,
+            reason,
+            timestamp: 0,
+            synthetic,
+        }
+    }
+
+    #[test]
+    fn injects_only_listed_synthetic_endings_when_allowed() {
+        // Outside Janus the bus is missing: nothing is injected, misses are counted.
+        let bus = JanusBus::new(vec![Reason::TransportGone]);
+        assert!(!bus.available());
+        assert!(!bus.inject(&ending(Reason::TransportGone, true), true));
+        assert_eq!(bus.stats().skipped.load(Relaxed), 1);
+        // Not listed, not synthetic, or not allowed: not even attempted.
+        assert!(!bus.inject(&ending(Reason::Timeout, true), true));
+        assert!(!bus.inject(&ending(Reason::TransportGone, false), true));
+        assert!(!bus.inject(&ending(Reason::TransportGone, true), false));
+        assert_eq!(bus.stats().skipped.load(Relaxed), 1);
+        let none = JanusBus::with_availability(vec![], true);
+        assert!(!none.enabled());
+        assert!(!none.inject(&ending(Reason::Shutdown, true), true));
+    }
+}
