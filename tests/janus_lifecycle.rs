@@ -1,0 +1,363 @@
+//! Against a real Janus 1.1.2: every way a session can end gives exactly one
+//! `destroyed`, with the exact reason, in the file the handler writes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+struct Rig {
+    janus: Janus,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn start(opts: JanusOptions, general: &str) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(format!(
+            "general: {{\n enabled = true\n {general}\n}}\nfile: {{\n path = \"{}\"\n flush_ms = 50\n}}\n",
+            out.display()
+        )),
+        ..opts
+    });
+    Rig {
+        janus,
+        out,
+        _dir: dir,
+    }
+}
+
+/// Every `destroyed` in the file: (session, reason, synthetic, timestamp).
+fn endings(events: &[Value]) -> Vec<(u64, String, bool, i64)> {
+    events
+        .iter()
+        .filter(|e| e["type"] == 1 && e["event"]["name"] == "destroyed")
+        .map(|e| {
+            (
+                e["session_id"].as_u64().unwrap(),
+                e["event"]["reason"].as_str().unwrap().to_string(),
+                e["event"]["synthetic"].as_bool().unwrap(),
+                e["timestamp"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every session in `sessions` has a `destroyed`, then a little
+/// longer to catch any second one; returns the file.
+fn wait_endings(out: &Path, sessions: &[u64], timeout: Duration) -> Vec<Value> {
+    let got = wait_jsonl(
+        out,
+        |evs| {
+            let ended = endings(evs);
+            sessions.iter().all(|s| ended.iter().any(|e| e.0 == *s))
+        },
+        timeout,
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let again = read_jsonl(out);
+    assert!(again.len() >= got.len());
+    again
+}
+
+/// The one ending of `session`, failing if there is none or more than one.
+fn only_ending(events: &[Value], session: u64) -> (String, bool, i64) {
+    let mine: Vec<_> = endings(events)
+        .into_iter()
+        .filter(|e| e.0 == session)
+        .collect();
+    assert_eq!(
+        mine.len(),
+        1,
+        "session {session} has {} destroyed events",
+        mine.len()
+    );
+    let (_, reason, synthetic, ts) = mine.into_iter().next().unwrap();
+    (reason, synthetic, ts)
+}
+
+fn timestamp_of(events: &[Value], pred: impl Fn(&Value) -> bool) -> i64 {
+    events.iter().find(|e| pred(e)).expect("event present")["timestamp"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn janus_api_destroy_and_admin_destroy_session() {
+    let mut rig = start(JanusOptions::default(), "");
+    let mut ws = rig.janus.ws();
+    let a = ws.create_session();
+    ws.attach(a, "janus.plugin.echotest");
+    ws.destroy(a);
+    let b = ws.create_session();
+    rig.janus.admin().destroy_session(b);
+    let events = wait_endings(&rig.out, &[a, b], Duration::from_secs(10));
+    assert_eq!(only_ending(&events, a).0, "request");
+    assert!(!only_ending(&events, a).1);
+    assert_eq!(only_ending(&events, b).0, "request");
+    assert!(rig.janus.stop().success());
+    assert_eq!(endings(&read_jsonl(&rig.out)).len(), 2);
+}
+
+#[test]
+fn websocket_drop_ends_every_session_of_the_connection() {
+    let mut rig = start(JanusOptions::default(), "");
+    let mut ws = rig.janus.ws();
+    let a = ws.create_session();
+    ws.attach(a, "janus.plugin.echotest");
+    let b = ws.create_session();
+    let mut other = rig.janus.ws();
+    let c = other.create_session();
+    ws.drop_tcp();
+    let events = wait_endings(&rig.out, &[a, b], Duration::from_secs(10));
+    let disconnected = timestamp_of(&events, |e| {
+        e["type"] == 128 && e["event"]["data"]["event"] == "disconnected"
+    });
+    for s in [a, b] {
+        // Stamped with the disconnect, not with when it was written.
+        assert_eq!(
+            only_ending(&events, s),
+            ("transport_gone".into(), true, disconnected)
+        );
+    }
+    assert!(
+        endings(&events).iter().all(|e| e.0 != c),
+        "the other connection's session lives"
+    );
+    other.destroy(c);
+    assert!(rig.janus.stop().success());
+    let events = read_jsonl(&rig.out);
+    assert_eq!(only_ending(&events, c).0, "request");
+    assert_eq!(endings(&events).len(), 3);
+}
+
+#[test]
+fn session_timeout() {
+    let mut rig = start(
+        JanusOptions {
+            session_timeout: 3,
+            ..JanusOptions::default()
+        },
+        "",
+    );
+    let mut ws = rig.janus.ws();
+    let s = ws.create_session();
+    ws.attach(s, "janus.plugin.echotest");
+    // No keepalive: Janus times the session out and tells the client.
+    assert!(
+        ws.wait_for(|m| m["janus"] == "timeout", Duration::from_secs(15))
+            .is_some()
+    );
+    let events = wait_endings(&rig.out, &[s], Duration::from_secs(10));
+    let timed_out = timestamp_of(&events, |e| {
+        e["session_id"] == s && e["event"]["name"] == "timeout"
+    });
+    assert_eq!(only_ending(&events, s), ("timeout".into(), true, timed_out));
+    // The timeout is forwarded before the destroyed that completes it.
+    let pos = |name: &str| {
+        events
+            .iter()
+            .position(|e| e["session_id"] == s && e["event"]["name"] == name)
+            .unwrap()
+    };
+    assert!(pos("timeout") < pos("destroyed"));
+    // The client now closes the connection: still one ending.
+    ws.close();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(rig.janus.stop().success());
+    assert_eq!(endings(&read_jsonl(&rig.out)).len(), 1);
+}
+
+#[test]
+fn reclaim_expired_and_claimed() {
+    let mut rig = start(
+        JanusOptions {
+            reclaim_session_timeout: 3,
+            ..JanusOptions::default()
+        },
+        "",
+    );
+    // The handler read reclaim_session_timeout from janus.jcfg.
+    let info = rig.janus.admin().query_eventhandler(
+        "janus.eventhandler.lifecycleevh",
+        json!({"request": "info"}),
+    );
+    assert_eq!(info["response"]["tracker"]["reclaim_session_timeout"], 3);
+
+    let mut ws = rig.janus.ws();
+    let expired = ws.create_session();
+    ws.attach(expired, "janus.plugin.echotest");
+    let claimed = ws.create_session();
+    ws.drop_tcp();
+
+    // A new connection claims one of them and uses it.
+    let mut ws2 = rig.janus.ws();
+    let reply = ws2.claim(claimed);
+    assert_eq!(reply["janus"], "success", "{reply}");
+    ws2.attach(claimed, "janus.plugin.echotest");
+
+    // The other one is not claimed: Janus times it out after the reclaim timeout.
+    let events = wait_endings(&rig.out, &[expired], Duration::from_secs(15));
+    let timed_out = timestamp_of(&events, |e| {
+        e["session_id"] == expired && e["event"]["name"] == "timeout"
+    });
+    assert_eq!(
+        only_ending(&events, expired),
+        ("reclaim_expired".into(), true, timed_out)
+    );
+    // The claimed one lived through its old connection's reclaim window...
+    assert!(endings(&events).iter().all(|e| e.0 != claimed));
+    ws2.keepalive(claimed);
+    // ...until its new owner destroys it.
+    ws2.destroy(claimed);
+    let events = wait_endings(&rig.out, &[claimed], Duration::from_secs(10));
+    assert_eq!(only_ending(&events, claimed).0, "request");
+    assert!(rig.janus.stop().success());
+    assert_eq!(endings(&read_jsonl(&rig.out)).len(), 2);
+}
+
+#[test]
+fn sigint_with_live_sessions() {
+    let mut rig = start(JanusOptions::default(), "");
+    let mut ws = rig.janus.ws();
+    let mut live: Vec<u64> = (0..5).map(|_| ws.create_session()).collect();
+    ws.attach(live[0], "janus.plugin.echotest");
+    let http = rig.janus.http();
+    live.push(http.create_session());
+    assert!(rig.janus.stop().success());
+    // Written before destroy() returned: the file is complete once Janus exited.
+    let events = read_jsonl(&rig.out);
+    let shutdown = timestamp_of(&events, |e| e["type"] == 256 && e["subtype"] == 2);
+    for s in &live {
+        assert_eq!(
+            only_ending(&events, *s),
+            ("shutdown".into(), true, shutdown)
+        );
+    }
+    assert_eq!(endings(&events).len(), live.len());
+}
+
+/// A small deterministic generator, so a failure can be replayed.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    WsDestroy,
+    HttpDestroy,
+    AdminDestroy,
+    Drop,
+    Timeout,
+    Shutdown,
+}
+
+#[test]
+fn mixed_run_of_many_sessions() {
+    let seed = std::env::var("MIXED_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261124);
+    let mut rng = Lcg(seed);
+    let mut rig = start(JanusOptions::default(), "");
+    let admin = rig.janus.admin();
+    let http = rig.janus.http();
+    let mut fates: HashMap<u64, Fate> = HashMap::new();
+    let mut drops = Vec::new();
+    let mut keep = Vec::new();
+    // 70 connections with 1 to 4 sessions each, plus HTTP sessions.
+    while fates.len() < 220 {
+        let mut ws = rig.janus.ws();
+        let n = 1 + rng.next(4);
+        let dropping = rng.next(5) == 0;
+        for _ in 0..n {
+            let s = ws.create_session();
+            if rng.next(2) == 0 {
+                ws.attach(s, "janus.plugin.echotest");
+            }
+            let fate = if dropping {
+                Fate::Drop
+            } else {
+                match rng.next(5) {
+                    0 => Fate::WsDestroy,
+                    1 => Fate::AdminDestroy,
+                    2 => Fate::Timeout,
+                    _ => Fate::Shutdown,
+                }
+            };
+            match fate {
+                Fate::WsDestroy => ws.destroy(s),
+                Fate::AdminDestroy => {
+                    admin.destroy_session(s);
+                }
+                Fate::Timeout => {
+                    // This session alone times out after 3 s of silence.
+                    let r = admin
+                        .session_request(s, json!({"janus": "set_session_timeout", "timeout": 3}));
+                    assert_eq!(r["janus"], "success", "{r}");
+                }
+                _ => {}
+            }
+            fates.insert(s, fate);
+        }
+        if dropping {
+            drops.push(ws);
+        } else {
+            keep.push(ws);
+        }
+        if rng.next(4) == 0 {
+            let s = http.create_session();
+            http.destroy(s);
+            fates.insert(s, Fate::HttpDestroy);
+        }
+    }
+    for ws in drops {
+        ws.drop_tcp();
+    }
+    // Every session but the shutdown ones ends before Janus stops.
+    let early: Vec<u64> = fates
+        .iter()
+        .filter(|(_, f)| **f != Fate::Shutdown)
+        .map(|(s, _)| *s)
+        .collect();
+    wait_endings(&rig.out, &early, Duration::from_secs(30));
+    assert!(rig.janus.stop().success());
+    drop(keep);
+
+    let events = read_jsonl(&rig.out);
+    let all = endings(&events);
+    assert_eq!(all.len(), fates.len(), "one destroyed per session, no more");
+    for (s, fate) in &fates {
+        let (reason, synthetic, _) = only_ending(&events, *s);
+        let want = match fate {
+            Fate::WsDestroy | Fate::HttpDestroy | Fate::AdminDestroy => ("request", false),
+            Fate::Drop => ("transport_gone", true),
+            Fate::Timeout => ("timeout", true),
+            Fate::Shutdown => ("shutdown", true),
+        };
+        assert_eq!(
+            (reason.as_str(), synthetic),
+            want,
+            "session {s} ({fate:?}), seed {seed}"
+        );
+    }
+    let created = events
+        .iter()
+        .filter(|e| e["type"] == 1 && e["event"]["name"] == "created")
+        .count();
+    assert_eq!(created, fates.len());
+    assert!(fates.len() >= 200);
+}
