@@ -48,11 +48,14 @@ install: build
 # Starts a real Janus in a temporary folder with the plugin, runs a short
 # scripted client session, prints what the plugin wrote, stops Janus.
 demo: deps
+	$(CARGO) build --locked --quiet
 	$(CARGO) run --locked --quiet --example demo
 
 # Everything: unit tests, trace replays, property tests, the FFI harness, the
 # ABI check against janus-dev, and the real-Janus integration tests.
+# cargo test does not build the cdylib the FFI harness and Janus load: build it first.
 test: deps
+	$(CARGO) build --locked --features fault-injection
 	$(CARGO) test --locked --features fault-injection
 
 # rustfmt and clippy come with the rustup toolchain; a machine without them
