@@ -14,12 +14,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
 use super::{Sink, SinkError};
-use crate::event::OutEvent;
 
 pub struct FileSink {
     path: PathBuf,
@@ -94,16 +93,14 @@ fn open(path: &Path) -> std::io::Result<Open> {
 }
 
 impl Sink for FileSink {
-    fn deliver(&mut self, batch: &[Arc<OutEvent>]) -> Result<(), SinkError> {
+    fn deliver(&mut self, batch: &[&str], _deadline: Option<Instant>) -> Result<(), SinkError> {
         let path = self.path.clone();
         let w = self.writer().map_err(|message| SinkError {
             delivered: 0,
             message,
         })?;
         for (i, ev) in batch.iter().enumerate() {
-            let written = w
-                .write_all(ev.json.as_bytes())
-                .and_then(|_| w.write_all(b"\n"));
+            let written = w.write_all(ev.as_bytes()).and_then(|_| w.write_all(b"\n"));
             if let Err(e) = written {
                 self.out = None;
                 return Err(SinkError {
@@ -116,14 +113,14 @@ impl Sink for FileSink {
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        if let Some(out) = &mut self.out {
-            if let Err(e) = out.writer.flush() {
-                self.out = None;
-                return Err(format!(
-                    "file sink: cannot write {}: {e}",
-                    self.path.display()
-                ));
-            }
+        if let Some(out) = &mut self.out
+            && let Err(e) = out.writer.flush()
+        {
+            self.out = None;
+            return Err(format!(
+                "file sink: cannot write {}: {e}",
+                self.path.display()
+            ));
         }
         if self.rotated() {
             self.out = None;
@@ -150,8 +147,15 @@ impl FileSink {
 mod tests {
     use super::*;
 
-    fn ev(n: u64) -> Arc<OutEvent> {
-        OutEvent::new(1, true, Some(n), format!("{{\"session_id\":{n}}}"))
+    fn ev(n: u64) -> String {
+        format!("{{\"session_id\":{n}}}")
+    }
+
+    impl FileSink {
+        fn put(&mut self, events: &[String]) -> Result<(), SinkError> {
+            let texts: Vec<&str> = events.iter().map(String::as_str).collect();
+            self.deliver(&texts, None)
+        }
     }
 
     #[test]
@@ -159,7 +163,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/events.jsonl");
         let mut sink = FileSink::open(&path).unwrap();
-        sink.deliver(&[ev(1), ev(2)]).unwrap();
+        sink.put(&[ev(1), ev(2)]).unwrap();
         sink.flush().unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
@@ -168,9 +172,9 @@ mod tests {
         // logrotate: rename away, the next flush notices and reopens the path.
         let rotated = dir.path().join("sub/events.jsonl.1");
         std::fs::rename(&path, &rotated).unwrap();
-        sink.deliver(&[ev(3)]).unwrap();
+        sink.put(&[ev(3)]).unwrap();
         sink.flush().unwrap();
-        sink.deliver(&[ev(4)]).unwrap();
+        sink.put(&[ev(4)]).unwrap();
         sink.flush().unwrap();
         assert_eq!(sink.reopened(), 1);
         assert_eq!(
@@ -189,7 +193,7 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         std::fs::write(&path, "{\"torn\":").unwrap();
         let mut sink = FileSink::open(&path).unwrap();
-        sink.deliver(&[ev(1)]).unwrap();
+        sink.put(&[ev(1)]).unwrap();
         sink.flush().unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),

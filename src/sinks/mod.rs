@@ -1,36 +1,45 @@
 //! Sinks: where forwarded events go.
 //!
-//! Each sink is one module implementing [`Sink`] (the I/O), run by a
-//! [`SinkHandle`] on its own thread behind its own bounded queue, so that a
-//! slow disk or a dead backend never stalls the worker, the tracker or the
-//! other sinks. The queue keeps session lifecycle events over others when it
-//! is full, and counts every drop.
+//! Each sink is one module implementing [`Sink`] (the I/O of one attempt),
+//! run on its own thread ([`runner`]) behind its own bounded queue
+//! ([`queue`]) and, if configured, its own durable spool ([`spool`]), so that
+//! a slow disk or a dead backend never stalls the worker, the tracker or the
+//! other sinks. The runner does the batching, the retries with backoff, the
+//! flushing and the bounded shutdown; every drop is counted.
 //!
 //! - [`file`]: JSON Lines, appended to a local file (the default sink).
+//! - [`http`]: HTTP POST to a backend, in Janus's sampleevh format.
 //! - [`janus_bus`]: Janus's own event bus (synchronous, on the worker).
 
 pub mod file;
+pub mod http;
 pub mod janus_bus;
+pub mod queue;
+mod runner;
+pub mod spool;
 
-use std::collections::VecDeque;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, bounded};
 use serde_json::{Map, Value, json};
 
 use crate::config::EventMask;
 use crate::event::OutEvent;
+use queue::{Pushed, Queue, Queued, lock};
+use spool::{Spool, SpoolConfig, SpoolError};
 
-/// The I/O half of a sink. Called only on the sink's own thread.
+/// The I/O half of a sink: one attempt at delivering a batch. Called only on
+/// the sink's own thread.
 pub trait Sink: Send + 'static {
-    /// Writes a batch of events, in order. On error, says how many events at
-    /// the start of the batch were delivered all the same; the sink logs
-    /// nothing itself, the runner counts and reports.
-    fn deliver(&mut self, batch: &[Arc<OutEvent>]) -> Result<(), SinkError>;
+    /// Delivers a batch of events (compact JSON texts), in order, once. On
+    /// error, says how many events at the start of the batch were delivered
+    /// all the same; the sink logs nothing itself, the runner counts, retries
+    /// and reports. `deadline`, when set, is when the handler must be stopped:
+    /// the attempt should not last beyond it.
+    fn deliver(&mut self, batch: &[&str], deadline: Option<Instant>) -> Result<(), SinkError>;
 
     /// Makes what was delivered durable or visible (called at least every
     /// `flush_every`, and before the sink closes).
@@ -51,36 +60,83 @@ pub struct SinkError {
 /// How a sink is run.
 #[derive(Debug, Clone)]
 pub struct SinkSettings {
-    /// Name in logs and `info`, e.g. `file`.
+    /// Name in logs and `info`, e.g. `file`, `http-billing`.
     pub name: String,
     pub mask: EventMask,
     pub queue_size: usize,
     pub max_batch: usize,
+    /// How long a partial batch may wait for more events (zero: send at once).
+    pub max_delay: Duration,
     pub flush_every: Duration,
+    /// Retries of a failed batch of events that are not spooled, before they
+    /// are dropped (spooled events are retried until delivered).
+    pub retries: u32,
+    /// First wait before a retry, doubled each time up to `backoff_max`.
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    pub spool: Option<SpoolSettings>,
+}
+
+impl SinkSettings {
+    /// Settings for a sink that neither batches with delay nor retries.
+    pub fn simple(
+        name: &str,
+        mask: EventMask,
+        queue_size: usize,
+        flush_every: Duration,
+    ) -> SinkSettings {
+        SinkSettings {
+            name: name.to_string(),
+            mask,
+            queue_size,
+            max_batch: 1024,
+            max_delay: Duration::ZERO,
+            flush_every,
+            retries: 0,
+            backoff: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            spool: None,
+        }
+    }
+}
+
+/// A sink's durable spool: which events go there, and where.
+#[derive(Debug, Clone)]
+pub struct SpoolSettings {
+    pub config: SpoolConfig,
+    /// All events, or only session lifecycle events (created, destroyed, timeout).
+    pub all_events: bool,
 }
 
 /// Counters of one sink, shared with the Admin API.
 #[derive(Debug, Default)]
 pub struct SinkStats {
-    /// Events put on the queue.
+    /// Events taken (queued or spooled).
     pub accepted: AtomicU64,
-    /// Events the sink delivered.
-    pub delivered: AtomicU64,
-    /// Events in batches the sink failed to deliver.
+    /// Events the sink delivered (a 2xx answer, a written line).
+    pub sent: AtomicU64,
+    /// Events given up on after the retries (never spooled ones).
     pub failed: AtomicU64,
-    /// Events dropped because the queue was full (never lifecycle events
-    /// while others could go instead).
+    /// Events dropped because the memory queue was full (never lifecycle
+    /// events while others could go instead).
     pub dropped: AtomicU64,
     /// Of `dropped`, session lifecycle events.
     pub dropped_lifecycle: AtomicU64,
+    /// Consecutive failed attempts on the current batch (0: healthy).
+    pub retrying: AtomicU64,
     pub errors: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
 impl SinkStats {
-    fn set_error(&self, error: String) {
+    /// Records an error; logs it when it differs from the previous one.
+    pub fn report(&self, error: String) {
+        let mut last = lock(&self.last_error);
+        if last.as_deref() != Some(error.as_str()) {
+            crate::jlog!(Err, "{error}");
+        }
         self.errors.fetch_add(1, Relaxed);
-        *lock(&self.last_error) = Some(error);
+        *last = Some(error);
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -88,72 +144,35 @@ impl SinkStats {
     }
 }
 
-/// Locks a mutex, ignoring poisoning: every value guarded here stays valid
-/// whatever panicked while it was held.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// The spool of a sink, shared by the worker (append) and the sink's thread.
+pub(crate) struct SpoolSlot {
+    pub(crate) spool: Mutex<Spool>,
+    all_events: bool,
+    pub(crate) dir: String,
 }
 
-struct QueueState {
-    items: VecDeque<Arc<OutEvent>>,
-    closing: bool,
-}
-
-/// A bounded queue that, when full, drops the oldest event that is not a
-/// session lifecycle event (or the newcomer, if it is not one either).
-struct Queue {
-    state: Mutex<QueueState>,
-    ready: Condvar,
-    capacity: usize,
-}
-
-enum Pushed {
-    Queued,
-    DroppedOther,
-    DroppedLifecycle,
-}
-
-impl Queue {
-    fn push(&self, ev: Arc<OutEvent>) -> Pushed {
-        let mut st = lock(&self.state);
-        let pushed = if st.items.len() < self.capacity {
-            st.items.push_back(ev);
-            Pushed::Queued
-        } else if let Some(pos) = st.items.iter().position(|e| !e.lifecycle) {
-            st.items.remove(pos);
-            st.items.push_back(ev);
-            Pushed::DroppedOther
-        } else if !ev.lifecycle {
-            return Pushed::DroppedOther;
-        } else {
-            st.items.pop_front();
-            st.items.push_back(ev);
-            Pushed::DroppedLifecycle
-        };
-        drop(st);
-        self.ready.notify_one();
-        pushed
-    }
-
-    fn len(&self) -> usize {
-        lock(&self.state).items.len()
-    }
-}
-
-/// What the worker (routing) and the Admin API (info, tweak) share of a sink.
+/// What the worker (routing), the sink's thread and the Admin API (info,
+/// tweak) share of a sink.
 pub struct SinkShared {
     name: String,
     kind: &'static str,
     mask: AtomicU32,
     enabled: AtomicBool,
-    queue: Arc<Queue>,
-    stats: Arc<SinkStats>,
+    pub(crate) queue: Queue,
+    stats: SinkStats,
+    pub(crate) spool: Option<SpoolSlot>,
+    /// Sequence number of the next event, ordering queue and spool together.
+    next_seq: AtomicU64,
     describe: Map<String, Value>,
 }
 
 impl SinkShared {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
     }
 
     pub fn stats(&self) -> &SinkStats {
@@ -176,14 +195,41 @@ impl SinkShared {
         self.enabled.store(enabled, Relaxed);
     }
 
-    /// Queues the event if this sink takes its type. Never blocks on I/O.
-    /// Returns true when the event was queued.
+    /// Takes the event if this sink takes its type: into the spool (written
+    /// before it is sent) or the memory queue. Never waits on the network;
+    /// a spool append is one buffered write (plus an fsync with
+    /// `spool_fsync = "always"`). Returns true when the event was taken.
     pub fn offer(&self, ev: &Arc<OutEvent>) -> bool {
         if !self.enabled() || !self.mask().allows(ev.ty) {
             return false;
         }
         self.stats.accepted.fetch_add(1, Relaxed);
-        match self.queue.push(ev.clone()) {
+        let seq = self.next_seq.fetch_add(1, Relaxed);
+        if let Some(slot) = &self.spool
+            && (slot.all_events || ev.lifecycle)
+        {
+            // Never hold the spool's lock while taking the queue's.
+            let appended = lock(&slot.spool).append(seq, &ev.json);
+            match appended {
+                Ok(()) => {
+                    {
+                        let mut st = lock(&self.queue.state);
+                        st.spool_since.get_or_insert_with(Instant::now);
+                        st.spool_appends += 1;
+                    }
+                    self.queue.notify();
+                    return true;
+                }
+                // Full or failing: keep it in memory, which is the best left.
+                Err(e) => self.stats.report(format!("{}: spool: {e}", self.name)),
+            }
+        }
+        let queued = Queued {
+            seq,
+            event: ev.clone(),
+            at: Instant::now(),
+        };
+        match self.queue.push(queued) {
             Pushed::Queued => {}
             Pushed::DroppedOther => {
                 self.stats.dropped.fetch_add(1, Relaxed);
@@ -206,8 +252,9 @@ impl SinkShared {
         m.insert("queued".into(), json!(self.queue.len()));
         m.insert("queue_size".into(), json!(self.queue.capacity));
         m.insert("accepted".into(), json!(s.accepted.load(Relaxed)));
-        m.insert("delivered".into(), json!(s.delivered.load(Relaxed)));
+        m.insert("sent".into(), json!(s.sent.load(Relaxed)));
         m.insert("failed".into(), json!(s.failed.load(Relaxed)));
+        m.insert("retrying".into(), json!(s.retrying.load(Relaxed)));
         m.insert("dropped".into(), json!(s.dropped.load(Relaxed)));
         m.insert(
             "dropped_lifecycle".into(),
@@ -215,6 +262,19 @@ impl SinkShared {
         );
         m.insert("errors".into(), json!(s.errors.load(Relaxed)));
         m.insert("last_error".into(), json!(s.last_error()));
+        if let Some(slot) = &self.spool {
+            let sp = lock(&slot.spool);
+            m.insert(
+                "spool".into(),
+                json!({
+                    "dir": slot.dir,
+                    "events": if slot.all_events { "all" } else { "lifecycle" },
+                    "pending": sp.pending(),
+                    "bytes": sp.bytes(),
+                    "acked_seq": sp.acked_seq(),
+                }),
+            );
+        }
         for (k, v) in &self.describe {
             m.insert(k.clone(), v.clone());
         }
@@ -230,43 +290,61 @@ pub struct SinkHandle {
 }
 
 impl SinkHandle {
-    /// Starts the sink's thread.
+    /// Opens the sink's spool (if any) and starts its thread. The error says
+    /// what could not be opened or started.
     pub fn spawn(
         kind: &'static str,
         settings: SinkSettings,
         sink: Box<dyn Sink>,
-    ) -> std::io::Result<SinkHandle> {
-        let queue = Arc::new(Queue {
-            state: Mutex::new(QueueState {
-                items: VecDeque::with_capacity(settings.queue_size.min(4096)),
-                closing: false,
-            }),
-            ready: Condvar::new(),
-            capacity: settings.queue_size.max(1),
-        });
-        let stats = Arc::new(SinkStats::default());
-        let (done_tx, done) = bounded(1);
-        let describe = sink.describe();
-        let runner = Runner {
-            sink,
-            queue: queue.clone(),
-            stats: stats.clone(),
-            max_batch: settings.max_batch.max(1),
-            flush_every: settings.flush_every,
+    ) -> Result<SinkHandle, String> {
+        let spool = match &settings.spool {
+            None => None,
+            Some(sp) => {
+                let spool = Spool::open(sp.config.clone()).map_err(|e: SpoolError| {
+                    format!(
+                        "{}: cannot open the spool in {}: {e}",
+                        settings.name,
+                        sp.config.dir.display()
+                    )
+                })?;
+                if spool.pending() > 0 {
+                    crate::jlog!(
+                        Info,
+                        "{}: {} spooled events from an earlier run will be sent first",
+                        settings.name,
+                        spool.pending()
+                    );
+                }
+                Some(SpoolSlot {
+                    spool: Mutex::new(spool),
+                    all_events: sp.all_events,
+                    dir: sp.config.dir.display().to_string(),
+                })
+            }
         };
+        let next_seq = spool.as_ref().map_or(1, |s| lock(&s.spool).last_seq() + 1);
+        let shared = Arc::new(SinkShared {
+            name: settings.name.clone(),
+            kind,
+            mask: AtomicU32::new(settings.mask.0),
+            enabled: AtomicBool::new(true),
+            queue: Queue::new(settings.queue_size),
+            stats: SinkStats::default(),
+            spool,
+            next_seq: AtomicU64::new(next_seq),
+            describe: sink.describe(),
+        });
+        let (done_tx, done) = bounded(1);
+        let runner = runner::Runner::new(sink, shared.clone(), &settings);
         let thread = std::thread::Builder::new()
             .name(format!("lcevh {}", settings.name))
-            .spawn(move || runner.run(done_tx))?;
+            .spawn(move || {
+                runner.run();
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| format!("{}: cannot start its thread: {e}", settings.name))?;
         Ok(SinkHandle {
-            shared: Arc::new(SinkShared {
-                name: settings.name,
-                kind,
-                mask: AtomicU32::new(settings.mask.0),
-                enabled: AtomicBool::new(true),
-                queue,
-                stats,
-                describe,
-            }),
+            shared,
             thread: Some(thread),
             done,
         })
@@ -276,13 +354,14 @@ impl SinkHandle {
         &self.shared
     }
 
-    /// Asks the thread to deliver what is queued, flush and stop, and waits
-    /// for it until `deadline`. Returns false if it did not finish in time (the
-    /// thread is then left to finish on its own).
+    /// Asks the thread to deliver what is queued (no retry waits any more),
+    /// flush and stop, and waits for it until `deadline`. Returns false if it
+    /// did not finish in time (the thread is then left to finish on its own;
+    /// spooled events stay spooled for the next start).
     pub fn close(&mut self, deadline: Instant) -> bool {
         let queue = &self.shared.queue;
-        lock(&queue.state).closing = true;
-        queue.ready.notify_all();
+        lock(&queue.state).closing = Some(deadline);
+        queue.notify();
         let wait = deadline.saturating_duration_since(Instant::now());
         let finished = self.done.recv_timeout(wait).is_ok();
         if finished {
@@ -307,97 +386,6 @@ impl Drop for SinkHandle {
         if self.thread.is_some() {
             let _ = self.close(Instant::now() + Duration::from_secs(1));
         }
-    }
-}
-
-/// The sink's thread: takes batches off the queue and hands them to the sink.
-struct Runner {
-    sink: Box<dyn Sink>,
-    queue: Arc<Queue>,
-    stats: Arc<SinkStats>,
-    max_batch: usize,
-    flush_every: Duration,
-}
-
-impl Runner {
-    fn run(mut self, done: Sender<()>) {
-        let mut batch = Vec::with_capacity(self.max_batch);
-        // When the data delivered since the last flush must be flushed.
-        let mut flush_due: Option<Instant> = None;
-        loop {
-            let closing = {
-                let mut st = lock(&self.queue.state);
-                while st.items.is_empty() && !st.closing {
-                    match flush_due {
-                        None => st = self.queue.ready.wait(st).unwrap_or_else(|p| p.into_inner()),
-                        Some(due) => {
-                            let now = Instant::now();
-                            if now >= due {
-                                break;
-                            }
-                            st = self
-                                .queue
-                                .ready
-                                .wait_timeout(st, due - now)
-                                .unwrap_or_else(|p| p.into_inner())
-                                .0;
-                        }
-                    }
-                }
-                let n = st.items.len().min(self.max_batch);
-                batch.extend(st.items.drain(..n));
-                st.closing && st.items.is_empty()
-            };
-            if !batch.is_empty() {
-                self.deliver(&batch);
-                batch.clear();
-                flush_due.get_or_insert_with(|| Instant::now() + self.flush_every);
-            }
-            if closing || flush_due.is_some_and(|due| Instant::now() >= due) {
-                self.flush();
-                flush_due = None;
-            }
-            if closing {
-                break;
-            }
-        }
-        let _ = done.send(());
-    }
-
-    fn deliver(&mut self, batch: &[Arc<OutEvent>]) {
-        let n = batch.len() as u64;
-        match catch_unwind(AssertUnwindSafe(|| self.sink.deliver(batch))) {
-            Ok(Ok(())) => {
-                self.stats.delivered.fetch_add(n, Relaxed);
-            }
-            Ok(Err(e)) => {
-                let ok = (e.delivered as u64).min(n);
-                self.stats.delivered.fetch_add(ok, Relaxed);
-                self.stats.failed.fetch_add(n - ok, Relaxed);
-                self.report(e.message);
-            }
-            Err(_) => {
-                self.stats.failed.fetch_add(n, Relaxed);
-                self.report("internal error (panic) while delivering".into());
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        match catch_unwind(AssertUnwindSafe(|| self.sink.flush())) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => self.report(e),
-            Err(_) => self.report("internal error (panic) while flushing".into()),
-        }
-    }
-
-    fn report(&self, error: String) {
-        let first = self.stats.errors.load(Relaxed) == 0
-            || self.stats.last_error().as_deref() != Some(error.as_str());
-        if first {
-            crate::jlog!(Err, "{error}");
-        }
-        self.stats.set_error(error);
     }
 }
 
@@ -437,96 +425,4 @@ impl Router {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(lifecycle: bool, n: u64) -> Arc<OutEvent> {
-        OutEvent::new(1, lifecycle, Some(n), format!("{{\"n\":{n}}}"))
-    }
-
-    #[test]
-    fn full_queue_drops_oldest_non_lifecycle_first() {
-        let q = Queue {
-            state: Mutex::new(QueueState {
-                items: VecDeque::new(),
-                closing: false,
-            }),
-            ready: Condvar::new(),
-            capacity: 3,
-        };
-        assert!(matches!(q.push(ev(true, 1)), Pushed::Queued));
-        assert!(matches!(q.push(ev(false, 2)), Pushed::Queued));
-        assert!(matches!(q.push(ev(true, 3)), Pushed::Queued));
-        // Full: the non-lifecycle event 2 goes.
-        assert!(matches!(q.push(ev(true, 4)), Pushed::DroppedOther));
-        // Full of lifecycle events: a non-lifecycle newcomer is dropped.
-        assert!(matches!(q.push(ev(false, 5)), Pushed::DroppedOther));
-        // A lifecycle newcomer replaces the oldest lifecycle event.
-        assert!(matches!(q.push(ev(true, 6)), Pushed::DroppedLifecycle));
-        let ids: Vec<u64> = lock(&q.state)
-            .items
-            .iter()
-            .map(|e| e.session_id.unwrap())
-            .collect();
-        assert_eq!(ids, vec![3, 4, 6]);
-    }
-
-    struct Collect(Arc<Mutex<Vec<String>>>, Arc<AtomicU64>);
-
-    impl Sink for Collect {
-        fn deliver(&mut self, batch: &[Arc<OutEvent>]) -> Result<(), SinkError> {
-            let mut v = lock(&self.0);
-            for (i, e) in batch.iter().enumerate() {
-                if e.json.contains("fail") {
-                    return Err(SinkError {
-                        delivered: i,
-                        message: "refused".into(),
-                    });
-                }
-                v.push(e.json.to_string());
-            }
-            Ok(())
-        }
-        fn flush(&mut self) -> Result<(), String> {
-            self.1.fetch_add(1, Relaxed);
-            Ok(())
-        }
-        fn describe(&self) -> Map<String, Value> {
-            Map::new()
-        }
-    }
-
-    #[test]
-    fn runner_delivers_in_order_filters_by_mask_and_flushes_on_close() {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let flushes = Arc::new(AtomicU64::new(0));
-        let settings = SinkSettings {
-            name: "t".into(),
-            mask: EventMask(crate::ffi::types::SESSION),
-            queue_size: 100,
-            max_batch: 7,
-            flush_every: Duration::from_secs(3600),
-        };
-        let mut h = SinkHandle::spawn(
-            "test",
-            settings,
-            Box::new(Collect(got.clone(), flushes.clone())),
-        )
-        .unwrap();
-        let shared = h.shared().clone();
-        for n in 0..50 {
-            assert!(shared.offer(&ev(false, n)));
-        }
-        assert!(!shared.offer(&OutEvent::new(2, false, None, "{}".into())));
-        assert!(shared.offer(&OutEvent::new(1, false, None, "fail".into())));
-        assert!(h.close(Instant::now() + Duration::from_secs(10)));
-        let v = lock(&got).clone();
-        let want: Vec<String> = (0..50).map(|n| format!("{{\"n\":{n}}}")).collect();
-        assert_eq!(v, want);
-        assert_eq!(shared.stats().delivered.load(Relaxed), 50);
-        assert_eq!(shared.stats().failed.load(Relaxed), 1);
-        assert_eq!(shared.stats().last_error().as_deref(), Some("refused"));
-        assert!(flushes.load(Relaxed) >= 1);
-        assert_eq!(shared.info()["accepted"], 51);
-    }
-}
+mod tests;

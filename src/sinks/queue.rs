@@ -1,0 +1,122 @@
+//! A sink's in-memory queue: bounded, and when full it drops the oldest
+//! event that is not a session lifecycle event (or the newcomer, if it is not
+//! one either), so lifecycle events are the last to go.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::event::OutEvent;
+
+/// One queued event with its sink-wide sequence number (which also orders it
+/// against the events in the sink's spool) and when it was queued.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub seq: u64,
+    pub event: Arc<OutEvent>,
+    pub at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct QueueState {
+    pub items: VecDeque<Queued>,
+    /// Set by close(): deliver what is left, then stop by this deadline.
+    pub closing: Option<Instant>,
+    /// Set when events may wait in the spool: since when (for max_delay).
+    pub spool_since: Option<Instant>,
+    /// Events spooled so far (lets the sink thread tell "spool drained" from
+    /// "drained, but something was appended meanwhile").
+    pub spool_appends: u64,
+}
+
+pub struct Queue {
+    pub state: Mutex<QueueState>,
+    pub ready: Condvar,
+    pub capacity: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    DroppedOther,
+    DroppedLifecycle,
+}
+
+/// Locks a mutex, ignoring poisoning: every value guarded in the sinks stays
+/// valid whatever panicked while it was held.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Queue {
+    pub fn new(capacity: usize) -> Queue {
+        Queue {
+            state: Mutex::new(QueueState::default()),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn push(&self, item: Queued) -> Pushed {
+        let mut st = lock(&self.state);
+        let pushed = if st.items.len() < self.capacity {
+            st.items.push_back(item);
+            Pushed::Queued
+        } else if let Some(pos) = st.items.iter().position(|e| !e.event.lifecycle) {
+            st.items.remove(pos);
+            st.items.push_back(item);
+            Pushed::DroppedOther
+        } else if !item.event.lifecycle {
+            return Pushed::DroppedOther;
+        } else {
+            st.items.pop_front();
+            st.items.push_back(item);
+            Pushed::DroppedLifecycle
+        };
+        drop(st);
+        self.ready.notify_one();
+        pushed
+    }
+
+    /// Wakes the sink's thread (something was spooled, or it must close).
+    pub fn notify(&self) {
+        self.ready.notify_all();
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.state).items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(lifecycle: bool, n: u64) -> Queued {
+        Queued {
+            seq: n,
+            event: OutEvent::new(1, lifecycle, Some(n), format!("{{\"n\":{n}}}")),
+            at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_non_lifecycle_first() {
+        let q = Queue::new(3);
+        assert_eq!(q.push(item(true, 1)), Pushed::Queued);
+        assert_eq!(q.push(item(false, 2)), Pushed::Queued);
+        assert_eq!(q.push(item(true, 3)), Pushed::Queued);
+        // Full: the non-lifecycle event 2 goes.
+        assert_eq!(q.push(item(true, 4)), Pushed::DroppedOther);
+        // Full of lifecycle events: a non-lifecycle newcomer is dropped.
+        assert_eq!(q.push(item(false, 5)), Pushed::DroppedOther);
+        // A lifecycle newcomer replaces the oldest lifecycle event.
+        assert_eq!(q.push(item(true, 6)), Pushed::DroppedLifecycle);
+        let seqs: Vec<u64> = lock(&q.state).items.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![3, 4, 6]);
+    }
+}
