@@ -2,27 +2,63 @@
 //!
 //! ```text
 //! POST /admin {"janus": "query_eventhandler", "handler": "janus.eventhandler.lifecycleevh",
-//!              "request": {"request": "info"}, ...}
+//!              "request": {"request": "info"}, "transaction": "...", "admin_secret": "..."}
 //! ```
 //!
-//! Requests: `info`. Errors carry `error_code` and `error` like Janus's own
-//! handlers (411 unknown request, 412 missing element, 413 invalid element,
-//! 414 handler not running).
+//! Requests (the README documents each answer):
+//! - `info`: version, counters, channel, tracker, sinks, Janus's bus;
+//! - `sessions` (`offset`, `limit`): live sessions with transport, created
+//!   time, handles and plugins;
+//! - `tweak`: `events` (a mask; with `sink`, only that sink's), `enabled`
+//!   (with `sink`), `settle_ms`.
+//!
+//! Errors carry `error_code` and `error` like Janus's own handlers (411
+//! unknown request, 412 missing element, 413 invalid element, 414 handler
+//! not running, 499 internal error). [`parse`] validates without touching the
+//! running handler, so it can be fuzzed on its own.
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::PACKAGE;
+use crate::config::{EventMask, PACKAGE};
 use crate::handler::Running;
 use crate::sinks::janus_bus::JanusBus;
-use crate::tracker::Reason;
+use crate::tracker::{Reason, SessionView};
 
 pub const ERROR_INVALID_REQUEST: i64 = 411;
 pub const ERROR_MISSING_ELEMENT: i64 = 412;
 pub const ERROR_INVALID_ELEMENT: i64 = 413;
 pub const ERROR_NOT_RUNNING: i64 = 414;
+pub const ERROR_UNKNOWN: i64 = 499;
 
+/// Most sessions one `sessions` answer lists.
+pub const MAX_LIMIT: u64 = 10_000;
+
+/// A validated request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Info,
+    Sessions {
+        offset: usize,
+        limit: usize,
+    },
+    Tweak(Tweak),
+    /// Fault injection (feature `fault-injection` only).
+    Fault(String),
+}
+
+/// The changes a `tweak` asks for.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tweak {
+    /// Only this sink (else: every sink, for `events`).
+    pub sink: Option<String>,
+    pub events: Option<EventMask>,
+    pub enabled: Option<bool>,
+    pub settle_ms: Option<u64>,
+}
+
+/// A Janus-style error answer.
 pub fn error(code: i64, message: impl Into<String>) -> Value {
     json!({"error_code": code, "error": message.into()})
 }
@@ -38,42 +74,202 @@ pub fn not_running(why: Option<&str>) -> Value {
     )
 }
 
-/// Answers one request.
-pub fn handle(request: Option<&Value>, running: &Running) -> Value {
-    let Some(request) = request else {
-        return error(ERROR_MISSING_ELEMENT, "Missing mandatory element (request)");
-    };
-    let Some(obj) = request.as_object() else {
-        return error(
-            ERROR_INVALID_ELEMENT,
-            "Invalid element type (request should be an object)",
-        );
-    };
+type Invalid = (i64, String);
+
+fn missing(name: &str) -> Invalid {
+    (
+        ERROR_MISSING_ELEMENT,
+        format!("Missing mandatory element ({name})"),
+    )
+}
+
+fn invalid(name: &str, should: &str) -> Invalid {
+    (
+        ERROR_INVALID_ELEMENT,
+        format!("Invalid element type ({name} should be {should})"),
+    )
+}
+
+/// Validates a request object (None: Janus passed no `request`).
+pub fn parse(request: Option<&Value>) -> Result<Request, Invalid> {
+    let request = request.ok_or_else(|| missing("request"))?;
+    let obj = request
+        .as_object()
+        .ok_or_else(|| invalid("request", "an object"))?;
     let name = match obj.get("request") {
-        None => return error(ERROR_MISSING_ELEMENT, "Missing mandatory element (request)"),
+        None => return Err(missing("request")),
         Some(Value::String(s)) => s.to_ascii_lowercase(),
-        Some(_) => {
-            return error(
+        Some(_) => return Err(invalid("request", "a string")),
+    };
+    let allow = |keys: &[&str]| -> Result<(), Invalid> {
+        match obj
+            .keys()
+            .find(|k| *k != "request" && !keys.contains(&k.as_str()))
+        {
+            None => Ok(()),
+            Some(k) => Err((
                 ERROR_INVALID_ELEMENT,
-                "Invalid element type (request should be a string)",
-            );
+                format!("Unsupported element ({k}) for request '{name}'"),
+            )),
         }
     };
     match name.as_str() {
-        "info" => info(running),
-        #[cfg(feature = "fault-injection")]
-        "fault" => match crate::faults::arm(obj.get("in").and_then(Value::as_str).unwrap_or("")) {
-            Ok(()) => json!({"result": 200}),
-            Err(e) => error(ERROR_INVALID_ELEMENT, e),
-        },
-        _ => error(
+        "info" => {
+            allow(&[])?;
+            Ok(Request::Info)
+        }
+        "sessions" => {
+            allow(&["offset", "limit"])?;
+            let offset = uint(obj, "offset", u64::MAX)?.unwrap_or(0);
+            let limit = uint(obj, "limit", MAX_LIMIT)?.unwrap_or(100);
+            if limit == 0 {
+                return Err(invalid(
+                    "limit",
+                    &format!("an integer from 1 to {MAX_LIMIT}"),
+                ));
+            }
+            Ok(Request::Sessions {
+                offset: usize::try_from(offset).unwrap_or(usize::MAX),
+                limit: limit as usize,
+            })
+        }
+        "tweak" => {
+            allow(&["sink", "events", "enabled", "settle_ms"])?;
+            let sink = match obj.get("sink") {
+                None => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => return Err(invalid("sink", "a string")),
+            };
+            let events = match obj.get("events") {
+                None => None,
+                Some(Value::String(s)) => Some(
+                    EventMask::parse(s)
+                        .map_err(|e| (ERROR_INVALID_ELEMENT, format!("Invalid events: {e}")))?,
+                ),
+                Some(_) => return Err(invalid("events", "a string")),
+            };
+            let enabled = match obj.get("enabled") {
+                None => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(_) => return Err(invalid("enabled", "a boolean")),
+            };
+            if enabled.is_some() && sink.is_none() {
+                return Err(missing("sink"));
+            }
+            let settle_ms = uint(obj, "settle_ms", 600_000)?;
+            let tweak = Tweak {
+                sink,
+                events,
+                enabled,
+                settle_ms,
+            };
+            if tweak.events.is_none() && tweak.enabled.is_none() && tweak.settle_ms.is_none() {
+                return Err((
+                    ERROR_MISSING_ELEMENT,
+                    "Missing element: nothing to tweak (events, enabled, settle_ms)".into(),
+                ));
+            }
+            Ok(Request::Tweak(tweak))
+        }
+        "fault" if cfg!(feature = "fault-injection") => Ok(Request::Fault(
+            obj.get("in")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        )),
+        _ => Err((
             ERROR_INVALID_REQUEST,
             format!(
                 "Unknown request '{}'",
                 obj["request"].as_str().unwrap_or("")
             ),
-        ),
+        )),
     }
+}
+
+fn uint(obj: &Map<String, Value>, key: &str, max: u64) -> Result<Option<u64>, Invalid> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= max => Ok(Some(n)),
+            _ => Err(invalid(key, &format!("an integer from 0 to {max}"))),
+        },
+    }
+}
+
+/// Answers one request.
+pub fn handle(request: Option<&Value>, running: &Running) -> Value {
+    match parse(request) {
+        Err((code, message)) => error(code, message),
+        Ok(Request::Info) => info(running),
+        Ok(Request::Sessions { offset, limit }) => match running.sessions(offset, limit) {
+            Some((total, page)) => sessions(total, offset, limit, &page),
+            None => error(ERROR_UNKNOWN, "the worker did not answer in time"),
+        },
+        Ok(Request::Tweak(t)) => tweak(running, &t),
+        Ok(Request::Fault(place)) => fault(&place),
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+fn fault(place: &str) -> Value {
+    match crate::faults::arm(place) {
+        Ok(()) => json!({"result": 200}),
+        Err(e) => error(ERROR_INVALID_ELEMENT, e),
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn fault(_place: &str) -> Value {
+    error(ERROR_INVALID_REQUEST, "Unknown request 'fault'")
+}
+
+fn sessions(total: usize, offset: usize, limit: usize, page: &[SessionView]) -> Value {
+    let list: Vec<Value> = page
+        .iter()
+        .map(|s| {
+            json!({
+                "session_id": s.session_id,
+                "transport": s.transport.as_ref().map(|(t, id)| json!({"transport": t, "id": id})),
+                "created": s.created,
+                "last_event": s.last_event,
+                "state": s.state,
+                "handles": s.handles.iter().map(|(h, p)| json!({"handle_id": h, "plugin": p})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"result": 200, "total": total, "offset": offset, "limit": limit, "sessions": list})
+}
+
+fn tweak(r: &Running, t: &Tweak) -> Value {
+    let targets: Vec<_> = match &t.sink {
+        Some(name) => match r.sinks.iter().find(|s| s.name() == name) {
+            Some(s) => vec![s.clone()],
+            None => {
+                let known: Vec<&str> = r.sinks.iter().map(|s| s.name()).collect();
+                return error(
+                    ERROR_INVALID_ELEMENT,
+                    format!("No such sink '{name}' (sinks: {})", known.join(", ")),
+                );
+            }
+        },
+        None => r.sinks.clone(),
+    };
+    if let Some(settle) = t.settle_ms
+        && !r.set_settle_ms(settle)
+    {
+        return error(ERROR_UNKNOWN, "the worker did not take the new settle_ms");
+    }
+    for s in &targets {
+        if let Some(mask) = t.events {
+            s.set_mask(mask);
+        }
+        if let Some(enabled) = t.enabled {
+            s.set_enabled(enabled);
+        }
+    }
+    crate::jlog!(Info, "tweaked through the Admin API: {t:?}");
+    json!({"result": 200})
 }
 
 /// `info`: version, counters, channel, tracker and sinks.
@@ -123,8 +319,119 @@ fn info(r: &Running) -> Value {
             "disconnects_visible": r.config.janus.websockets_events,
             "shut_down": t.shut_down,
         },
+        "recovery": {
+            "state_dir": r.config.general.state_dir.as_ref().map(|d| d.display().to_string()),
+            "recovered_sessions": m.recovered.load(Relaxed),
+        },
         "sinks": sinks,
         "janus_bus": JanusBus::info(&r.config.general.inject, r.bus_available, &r.bus),
         "warnings": r.config.janus.warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(v: Value) -> Result<Request, Invalid> {
+        parse(Some(&v))
+    }
+
+    #[test]
+    fn validates_like_janus() {
+        assert_eq!(parse(None).unwrap_err().0, ERROR_MISSING_ELEMENT);
+        assert_eq!(p(json!([])).unwrap_err().0, ERROR_INVALID_ELEMENT);
+        assert_eq!(p(json!({})).unwrap_err(), missing("request"));
+        assert_eq!(
+            p(json!({"request": 1})).unwrap_err(),
+            invalid("request", "a string")
+        );
+        assert_eq!(
+            p(json!({"request": "Nope"})).unwrap_err(),
+            (ERROR_INVALID_REQUEST, "Unknown request 'Nope'".to_string())
+        );
+        assert_eq!(p(json!({"request": "INFO"})).unwrap(), Request::Info);
+        assert_eq!(
+            p(json!({"request": "info", "x": 1})).unwrap_err().0,
+            ERROR_INVALID_ELEMENT
+        );
+    }
+
+    #[test]
+    fn sessions_paging() {
+        assert_eq!(
+            p(json!({"request": "sessions"})).unwrap(),
+            Request::Sessions {
+                offset: 0,
+                limit: 100
+            }
+        );
+        assert_eq!(
+            p(json!({"request": "sessions", "offset": 5, "limit": 2})).unwrap(),
+            Request::Sessions {
+                offset: 5,
+                limit: 2
+            }
+        );
+        assert_eq!(
+            p(json!({"request": "sessions", "limit": 0})).unwrap_err().0,
+            ERROR_INVALID_ELEMENT
+        );
+        assert_eq!(
+            p(json!({"request": "sessions", "limit": 10001}))
+                .unwrap_err()
+                .0,
+            ERROR_INVALID_ELEMENT
+        );
+        assert_eq!(
+            p(json!({"request": "sessions", "offset": -1}))
+                .unwrap_err()
+                .0,
+            ERROR_INVALID_ELEMENT
+        );
+        assert_eq!(
+            p(json!({"request": "sessions", "offset": "1"}))
+                .unwrap_err()
+                .0,
+            ERROR_INVALID_ELEMENT
+        );
+    }
+
+    #[test]
+    fn tweaks() {
+        assert_eq!(
+            p(json!({"request": "tweak", "events": "sessions", "settle_ms": 900})).unwrap(),
+            Request::Tweak(Tweak {
+                events: Some(EventMask(crate::ffi::types::SESSION)),
+                settle_ms: Some(900),
+                ..Tweak::default()
+            })
+        );
+        assert_eq!(
+            p(json!({"request": "tweak"})).unwrap_err().0,
+            ERROR_MISSING_ELEMENT
+        );
+        assert_eq!(
+            p(json!({"request": "tweak", "enabled": false})).unwrap_err(),
+            missing("sink")
+        );
+        assert_eq!(
+            p(json!({"request": "tweak", "events": "bogus"}))
+                .unwrap_err()
+                .0,
+            ERROR_INVALID_ELEMENT
+        );
+        assert_eq!(
+            p(json!({"request": "tweak", "settle_ms": 600001}))
+                .unwrap_err()
+                .0,
+            ERROR_INVALID_ELEMENT
+        );
+        assert_eq!(
+            p(json!({"request": "tweak", "sink": 3, "enabled": true}))
+                .unwrap_err()
+                .0,
+            ERROR_INVALID_ELEMENT
+        );
+    }
 }

@@ -19,15 +19,21 @@ use crate::ffi::{self, JsonRef};
 use crate::intake::{self, Intake};
 use crate::metrics::Metrics;
 use crate::sinks::file::FileSink;
+use crate::sinks::http::HttpSink;
 use crate::sinks::janus_bus::{BusStats, JanusBus};
-use crate::sinks::{Router, SinkHandle, SinkSettings, SinkShared};
-use crate::tracker::Tracker;
-use crate::worker::{self, Pipeline, WorkerHandle};
+use crate::sinks::spool::SpoolConfig;
+use crate::sinks::{Router, SinkHandle, SinkSettings, SinkShared, SpoolSettings};
+use crate::state::SessionStore;
+use crate::tracker::{SessionView, Tracker};
+use crate::worker::{self, Control, Pipeline, Store, WorkerHandle};
+
+use crossbeam_channel::{Sender, bounded};
 
 /// A running handler.
 pub struct Running {
     intake: Intake<JsonRef>,
     worker: WorkerHandle,
+    control: Sender<Control>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) sinks: Vec<Arc<SinkShared>>,
     pub(crate) bus_available: bool,
@@ -41,7 +47,40 @@ impl Running {
     pub(crate) fn channel(&self) -> (usize, usize) {
         (self.intake.depth(), self.intake.capacity())
     }
+
+    /// A page of live sessions from the worker (None if it does not answer
+    /// within 2 s).
+    pub(crate) fn sessions(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Option<(usize, Vec<SessionView>)> {
+        let (reply, answer) = bounded(1);
+        self.control
+            .send_timeout(
+                Control::Sessions {
+                    offset,
+                    limit,
+                    reply,
+                },
+                CONTROL_TIMEOUT,
+            )
+            .ok()?;
+        answer.recv_timeout(CONTROL_TIMEOUT).ok()
+    }
+
+    /// Changes the settle window; false if the worker did not take it.
+    pub(crate) fn set_settle_ms(&self, ms: u64) -> bool {
+        let (reply, answer) = bounded(1);
+        self.control
+            .send_timeout(Control::Settle { ms, reply }, CONTROL_TIMEOUT)
+            .is_ok()
+            && answer.recv_timeout(CONTROL_TIMEOUT).is_ok()
+    }
 }
+
+/// How long an Admin API request waits for the worker.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
 
 static STATE: RwLock<Option<Running>> = RwLock::new(None);
 /// Why the last `init` failed, for the Admin API of a handler Janus kept loaded.
@@ -105,13 +144,27 @@ fn start(folder: &Path, inside_janus: bool) -> Result<Running, String> {
         );
     }
     let bus_stats = bus.stats();
-    let pipeline = Pipeline::new(Tracker::new(config.tracker()), router, bus, metrics.clone());
+    let mut pipeline = Pipeline::new(Tracker::new(config.tracker()), router, bus, metrics.clone());
+    if let Some(dir) = &config.general.state_dir {
+        let (store, recovered) =
+            SessionStore::open(dir, config.general.state_fsync).map_err(|e| {
+                ConfigError {
+                    file: config.file_path.clone(),
+                    key: "general.state_dir".into(),
+                    problem: format!("cannot use {} for crash recovery: {e}", dir.display()),
+                }
+                .to_string()
+            })?;
+        pipeline.recover(Store::new(store, config.general.checkpoint), recovered);
+    }
     let (intake, rx) = intake::channel(config.general.channel_capacity, metrics.clone());
-    let worker = worker::spawn(rx, pipeline, config.general.shutdown_timeout)
+    let (control, control_rx) = bounded(64);
+    let worker = worker::spawn(rx, control_rx, pipeline, config.general.shutdown_timeout)
         .map_err(|e| format!("lifecycleevh: cannot start the worker thread: {e}"))?;
     Ok(Running {
         intake,
         worker,
+        control,
         metrics,
         sinks,
         bus_available,
@@ -123,26 +176,64 @@ fn start(folder: &Path, inside_janus: bool) -> Result<Running, String> {
 }
 
 fn start_sinks(config: &Config) -> Result<Vec<SinkHandle>, String> {
+    let config_error = |key: String, problem: String| {
+        ConfigError {
+            file: config.file_path.clone(),
+            key,
+            problem,
+        }
+        .to_string()
+    };
     let mut sinks = Vec::new();
     let f = &config.file;
     if f.enabled {
         let sink = FileSink::open(&f.path).map_err(|e| {
-            ConfigError {
-                file: config.file_path.clone(),
-                key: "file.path".into(),
-                problem: format!("cannot open {} for appending: {e}", f.path.display()),
-            }
-            .to_string()
+            config_error(
+                "file.path".into(),
+                format!("cannot open {} for appending: {e}", f.path.display()),
+            )
         })?;
-        let settings = SinkSettings {
-            name: "file".into(),
-            mask: f.events.unwrap_or(config.general.events),
-            queue_size: f.queue_size,
-            max_batch: 1024,
-            flush_every: f.flush,
+        let settings = SinkSettings::simple(
+            "file",
+            f.events.unwrap_or(config.general.events),
+            f.queue_size,
+            f.flush,
+        );
+        sinks.push(SinkHandle::spawn("file", settings, Box::new(sink))?);
+    }
+    for h in config.http.iter().filter(|h| h.enabled) {
+        let key = if h.target.ca_file.is_some() {
+            "ca_file"
+        } else {
+            "backend"
         };
-        let handle = SinkHandle::spawn("file", settings, Box::new(sink))
-            .map_err(|e| format!("lifecycleevh: cannot start the file sink thread: {e}"))?;
+        let sink = HttpSink::new(h.target.clone())
+            .map_err(|e| config_error(format!("{}.{key}", h.name), e))?;
+        let settings = SinkSettings {
+            name: h.name.clone(),
+            mask: h.events.unwrap_or(config.general.events),
+            queue_size: h.queue_size,
+            max_batch: h.max_batch,
+            max_delay: h.max_delay,
+            flush_every: h
+                .spool
+                .as_ref()
+                .map_or(Duration::from_secs(1), |s| s.fsync_every),
+            retries: h.retries,
+            backoff: h.backoff,
+            backoff_max: h.backoff_max,
+            spool: h.spool.as_ref().map(|s| SpoolSettings {
+                config: SpoolConfig {
+                    dir: s.dir.clone(),
+                    fsync: s.fsync,
+                    max_bytes: s.max_bytes,
+                    segment_bytes: (16 << 20).min(s.max_bytes / 4).max(64 << 10),
+                },
+                all_events: s.all_events,
+            }),
+        };
+        let handle = SinkHandle::spawn("http", settings, Box::new(sink))
+            .map_err(|e| config_error(format!("{}.spool_dir", h.name), e))?;
         sinks.push(handle);
     }
     Ok(sinks)
@@ -158,12 +249,12 @@ pub fn offer(retain: impl FnOnce() -> Option<JsonRef>) {
         Err(TryLockError::Poisoned(p)) => p.into_inner(),
         Err(TryLockError::WouldBlock) => return,
     };
-    if let Some(running) = guard.as_ref() {
-        if let Some(event) = retain() {
-            #[cfg(feature = "fault-injection")]
-            crate::faults::on_incoming();
-            running.intake.offer(event);
-        }
+    if let Some(running) = guard.as_ref()
+        && let Some(event) = retain()
+    {
+        #[cfg(feature = "fault-injection")]
+        crate::faults::on_incoming();
+        running.intake.offer(event);
     }
 }
 
@@ -176,12 +267,14 @@ pub fn destroy() {
     let Running {
         intake,
         worker,
+        control,
         metrics,
         config,
         ..
     } = running;
     // Dropping the only sender lets the worker drain the channel and finish.
     drop(intake);
+    drop(control);
     let budget = config.general.shutdown_timeout + Duration::from_millis(500);
     if worker.join(budget) {
         crate::jlog!(

@@ -32,5 +32,6 @@ pub mod intake;
 pub mod log;
 pub mod metrics;
 pub mod sinks;
+pub mod state;
 pub mod tracker;
 pub mod worker;

@@ -21,6 +21,11 @@ pub struct Metrics {
     pub decode_errors: AtomicU64,
     /// Panics caught inside the handler (each one a bug to report).
     pub internal_errors: AtomicU64,
+    /// Sessions found open from a run that did not stop cleanly, ended
+    /// with `gateway_restart` at start.
+    pub recovered: AtomicU64,
+    /// Failed writes of the crash-recovery state.
+    pub state_errors: AtomicU64,
     /// The tracker's counters as of the worker's last update.
     pub tracker: Mutex<TrackerSnapshot>,
 }

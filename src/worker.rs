@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
 
 use crate::event::{self, Kind, OutEvent};
 use crate::intake::Inbound;
@@ -19,7 +19,8 @@ use crate::log::RateLimit;
 use crate::metrics::{Metrics, TrackerSnapshot};
 use crate::sinks::Router;
 use crate::sinks::janus_bus::JanusBus;
-use crate::tracker::{Ending, Output, Tracker};
+use crate::state::{Recovered, SessionStore};
+use crate::tracker::{Ending, Output, Reason, SessionView, Tracker};
 
 /// The current time as Janus stamps events: µs since the Unix epoch.
 pub fn now_us() -> i64 {
@@ -39,6 +40,39 @@ pub struct Pipeline {
     emitter: Option<String>,
     outputs: Vec<Output>,
     bad_events: RateLimit,
+    /// Crash recovery: the open sessions, on disk.
+    store: Option<Store>,
+}
+
+/// The crash-recovery store and when it is next checkpointed.
+pub struct Store {
+    pub store: SessionStore,
+    pub every: Duration,
+    next: Instant,
+    errors: RateLimit,
+}
+
+impl Store {
+    pub fn new(store: SessionStore, every: Duration) -> Store {
+        Store {
+            store,
+            every,
+            next: Instant::now() + every,
+            errors: RateLimit::new(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// Requests from the Admin API to the worker, which owns the tracker.
+pub enum Control {
+    /// A page of live sessions, and how many there are.
+    Sessions {
+        offset: usize,
+        limit: usize,
+        reply: Sender<(usize, Vec<SessionView>)>,
+    },
+    /// A new settle window for disconnects from now on.
+    Settle { ms: u64, reply: Sender<()> },
 }
 
 impl Pipeline {
@@ -51,6 +85,7 @@ impl Pipeline {
             emitter: None,
             outputs: Vec::new(),
             bad_events: RateLimit::new(Duration::from_secs(10)),
+            store: None,
         };
         p.publish();
         p
@@ -58,6 +93,72 @@ impl Pipeline {
 
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
+    }
+
+    /// Keeps the open sessions on disk from now on, after ending those a
+    /// previous run left open (reason `gateway_restart`, at the last time
+    /// they were seen). Runs before any event of this run.
+    pub fn recover(&mut self, store: Store, recovered: Recovered) {
+        if let Some(e) = &recovered.emitter {
+            self.emitter.get_or_insert_with(|| e.clone());
+        }
+        for s in &recovered.sessions {
+            let ending = Ending {
+                session_id: s.session_id,
+                reason: Reason::GatewayRestart,
+                timestamp: s.last_seen,
+                synthetic: true,
+            };
+            self.tracker.end_unseen(ending);
+            self.synthesize(&ending, false);
+        }
+        if !recovered.sessions.is_empty() {
+            self.metrics
+                .recovered
+                .fetch_add(recovered.sessions.len() as u64, Relaxed);
+            crate::jlog!(
+                Warn,
+                "the previous run did not stop cleanly: {} sessions it left open ended with reason gateway_restart",
+                recovered.sessions.len()
+            );
+        }
+        self.store = Some(store);
+        self.publish();
+    }
+
+    /// Answers the Admin API.
+    pub fn control(&mut self, c: Control) {
+        match c {
+            Control::Sessions {
+                offset,
+                limit,
+                reply,
+            } => {
+                let page = self.tracker.sessions_page(offset, limit);
+                let _ = reply.send((self.tracker.live_sessions(), page));
+            }
+            Control::Settle { ms, reply } => {
+                self.tracker.set_settle_us((ms as i64).saturating_mul(1000));
+                self.publish();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Applies a state-store write, reporting failures (rate-limited).
+    fn persist(&mut self, what: impl FnOnce(&mut SessionStore) -> std::io::Result<()>) {
+        let Some(st) = &mut self.store else {
+            return;
+        };
+        if let Err(e) = what(&mut st.store) {
+            self.metrics.state_errors.fetch_add(1, Relaxed);
+            if let Some(more) = st.errors.allow() {
+                crate::jlog!(
+                    Err,
+                    "crash-recovery state: {e} ({more} more failures since the last report)"
+                );
+            }
+        }
     }
 
     /// Handles one event (its JSON text, as Janus serialised it).
@@ -80,9 +181,12 @@ impl Pipeline {
                 return;
             }
         };
-        if let Some(e) = facts.emitter.as_deref() {
-            if self.emitter.as_deref() != Some(e) {
-                self.emitter = Some(e.to_string());
+        if let Some(e) = facts.emitter.as_deref()
+            && self.emitter.as_deref() != Some(e)
+        {
+            self.emitter = Some(e.to_string());
+            if let Some(st) = &mut self.store {
+                st.store.set_emitter(e);
             }
         }
         // Endings go on Janus's bus until shutdown is seen, and the shutdown
@@ -91,6 +195,14 @@ impl Pipeline {
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.clear();
         self.tracker.observe(&facts, &mut outputs);
+        if let (Some(sid), Some(st)) = (facts.session_id, &mut self.store) {
+            if matches!(facts.kind, Kind::SessionCreated { .. }) && self.tracker.is_open(sid) {
+                let ts = facts.timestamp;
+                self.persist(|s| s.created(sid, ts));
+            } else {
+                st.store.seen(sid, facts.timestamp);
+            }
+        }
         let lifecycle = event::is_lifecycle(&facts.kind);
         for out in outputs.drain(..) {
             match out {
@@ -103,6 +215,7 @@ impl Pipeline {
                     let json = event::annotate_destroyed(text, &ending)
                         .unwrap_or_else(|| String::from_utf8_lossy(text).into_owned());
                     self.route(OutEvent::new(facts.ty, true, facts.session_id, json));
+                    self.persist(|s| s.ended(ending.session_id));
                 }
                 Output::Duplicate { .. } | Output::Echo { .. } => {
                     self.metrics.suppressed.fetch_add(1, Relaxed);
@@ -121,6 +234,12 @@ impl Pipeline {
         let may_inject = !self.tracker.is_shut_down();
         self.emit_synthetic(&mut outputs, may_inject);
         self.outputs = outputs;
+        if let Some(st) = &mut self.store
+            && Instant::now() >= st.next
+        {
+            st.next = Instant::now() + st.every;
+            self.persist(|s| s.checkpoint());
+        }
     }
 
     /// When the worker must wake up next to close a settle window.
@@ -141,6 +260,8 @@ impl Pipeline {
             self.outputs = outputs;
         }
         self.publish();
+        // Every session has ended: the next start has nothing to recover.
+        self.persist(|s| s.close_clean());
         self.router.close_all(deadline)
     }
 
@@ -173,6 +294,7 @@ impl Pipeline {
             Some(ending.session_id),
             json,
         ));
+        self.persist(|s| s.ended(ending.session_id));
         if self.bus.inject(ending, may_inject) {
             self.tracker.mark_injected(ending.session_id);
         }
@@ -201,6 +323,7 @@ const PUBLISH_EVERY: u32 = 1024;
 /// stops.
 pub fn spawn<T: Inbound>(
     rx: Receiver<T>,
+    control: Receiver<Control>,
     pipeline: Pipeline,
     shutdown_timeout: Duration,
 ) -> std::io::Result<WorkerHandle> {
@@ -208,7 +331,7 @@ pub fn spawn<T: Inbound>(
     let thread = std::thread::Builder::new()
         .name("lcevh worker".into())
         .spawn(move || {
-            run(rx, pipeline, shutdown_timeout);
+            run(rx, control, pipeline, shutdown_timeout);
             let _ = done_tx.send(());
         })?;
     Ok(WorkerHandle {
@@ -217,7 +340,13 @@ pub fn spawn<T: Inbound>(
     })
 }
 
-fn run<T: Inbound>(rx: Receiver<T>, mut pipeline: Pipeline, shutdown_timeout: Duration) {
+fn run<T: Inbound>(
+    rx: Receiver<T>,
+    control: Receiver<Control>,
+    mut pipeline: Pipeline,
+    shutdown_timeout: Duration,
+) {
+    let mut control = control;
     let metrics = pipeline.metrics.clone();
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut since_publish = 0u32;
@@ -237,8 +366,11 @@ fn run<T: Inbound>(rx: Receiver<T>, mut pipeline: Pipeline, shutdown_timeout: Du
             Some(at) => Duration::from_micros((at - now) as u64).min(IDLE_TICK),
             None => IDLE_TICK,
         };
-        match rx.recv_timeout(wait) {
-            Ok(ev) => {
+        select! {
+            recv(rx) -> msg => {
+                let Ok(ev) = msg else {
+                    break;
+                };
                 if ev.write_json(&mut buf) {
                     guarded(&mut pipeline, &mut |p| p.handle(&buf));
                 } else {
@@ -258,11 +390,22 @@ fn run<T: Inbound>(rx: Receiver<T>, mut pipeline: Pipeline, shutdown_timeout: Du
                     since_publish = 0;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
+            recv(control) -> msg => match msg {
+                Ok(c) => {
+                    let mut c = Some(c);
+                    guarded(&mut pipeline, &mut |p| {
+                        if let Some(c) = c.take() {
+                            p.control(c);
+                        }
+                    });
+                }
+                // The Admin side is gone (stopping): stop listening to it.
+                Err(_) => control = crossbeam_channel::never(),
+            },
+            default(wait) => {
                 guarded(&mut pipeline, &mut |p| p.advance(now_us()));
                 pipeline.publish();
             }
-            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     let deadline = Instant::now() + shutdown_timeout;

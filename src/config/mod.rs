@@ -18,6 +18,7 @@ use std::time::Duration;
 use jcfg::{Setting, Value};
 pub use mask::EventMask;
 
+use crate::sinks::http::{Compression, HttpTarget, JsonStyle};
 use crate::tracker::{Reason, TrackerConfig};
 
 /// The handler's package name, which is also its config file's stem.
@@ -60,6 +61,33 @@ pub struct General {
     pub shutdown_timeout: Duration,
     /// Synthetic endings put on Janus's own event bus, by reason.
     pub inject: Vec<Reason>,
+    /// Where the open sessions are kept for crash recovery (None: off).
+    pub state_dir: Option<PathBuf>,
+    pub state_fsync: Fsync,
+    /// How often the open sessions' last-seen times are written.
+    pub checkpoint: Duration,
+}
+
+/// When data is forced to disk (spools, crash-recovery state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every write.
+    Always,
+    /// Periodically (`spool_fsync_ms`, `checkpoint_ms`).
+    Interval,
+    /// Never: the OS writes back (safe against a Janus crash, not a power cut).
+    Never,
+}
+
+impl Fsync {
+    fn parse(text: &str) -> Option<Fsync> {
+        match text.to_ascii_lowercase().as_str() {
+            "always" => Some(Fsync::Always),
+            "interval" => Some(Fsync::Interval),
+            "never" => Some(Fsync::Never),
+            _ => None,
+        }
+    }
 }
 
 impl Default for General {
@@ -73,6 +101,9 @@ impl Default for General {
             max_sessions: 1_000_000,
             shutdown_timeout: Duration::from_millis(5_000),
             inject: vec![Reason::TransportGone, Reason::Shutdown],
+            state_dir: None,
+            state_fsync: Fsync::Interval,
+            checkpoint: Duration::from_millis(5_000),
         }
     }
 }
@@ -100,6 +131,35 @@ impl Default for FileConfig {
     }
 }
 
+/// An `http` or `http-<name>` category: one HTTP backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// The category name (`http`, `http-billing`, ...), also the sink's name.
+    pub name: String,
+    pub enabled: bool,
+    pub target: HttpTarget,
+    /// Overrides `general.events` for this backend.
+    pub events: Option<EventMask>,
+    pub max_batch: usize,
+    pub max_delay: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    pub queue_size: usize,
+    pub spool: Option<SpoolOptions>,
+}
+
+/// The durable spool of an HTTP backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolOptions {
+    /// `<spool_dir>/<category name>`.
+    pub dir: PathBuf,
+    pub all_events: bool,
+    pub fsync: Fsync,
+    pub fsync_every: Duration,
+    pub max_bytes: u64,
+}
+
 /// What the handler learned from Janus's own configuration files.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JanusFacts {
@@ -120,6 +180,8 @@ pub struct Config {
     pub file_path: PathBuf,
     pub general: General,
     pub file: FileConfig,
+    /// HTTP backends, in file order.
+    pub http: Vec<HttpConfig>,
     pub janus: JanusFacts,
 }
 
@@ -167,7 +229,13 @@ impl Config {
             match setting.name.as_str() {
                 "general" => config.general = read_general(&mut r)?,
                 "file" => config.file = read_file(&mut r)?,
-                other => return Err(r.error(other, "unknown category (known: general, file)")),
+                name if is_http_category(name) => config.http.push(read_http(&mut r, name)?),
+                other => {
+                    return Err(r.error(
+                        other,
+                        "unknown category (known: general, file, http, http-<name>)",
+                    ));
+                }
             }
             r.finish()?;
         }
@@ -204,6 +272,108 @@ fn read_general(r: &mut Reader<'_>) -> Result<General, ConfigError> {
             .millis("shutdown_timeout_ms", 100, 600_000)?
             .unwrap_or(d.shutdown_timeout),
         inject: r.reasons("inject")?.unwrap_or(d.inject),
+        state_dir: r.path("state_dir")?,
+        state_fsync: r
+            .choice("state_fsync", "always, interval, never", Fsync::parse)?
+            .unwrap_or(d.state_fsync),
+        checkpoint: r
+            .millis("checkpoint_ms", 100, 3_600_000)?
+            .unwrap_or(d.checkpoint),
+    })
+}
+
+/// `http`, or `http-` followed by letters, digits, `-` or `_`.
+fn is_http_category(name: &str) -> bool {
+    name == "http"
+        || name.strip_prefix("http-").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+fn read_http(r: &mut Reader<'_>, name: &str) -> Result<HttpConfig, ConfigError> {
+    let backend = match r.string("backend")? {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+        Some(url) => {
+            return Err(r.error(
+                "backend",
+                format!("{url:?} is not an http:// or https:// URL"),
+            ));
+        }
+        None => return Err(r.error("backend", "missing: the URL events are POSTed to")),
+    };
+    let grouping = r.bool("grouping")?.unwrap_or(true);
+    let compress = r.bool("compress")?.unwrap_or(false);
+    let level = r.int_in("compression", 1, 9)?.unwrap_or(6) as u32;
+    let format = r
+        .choice(
+            "compression_format",
+            "gzip, sampleevh, zlib",
+            Compression::parse,
+        )?
+        .unwrap_or(Compression::Gzip);
+    let target = HttpTarget {
+        backend,
+        grouping,
+        json: r
+            .choice("json", "compact, plain, indented", JsonStyle::parse)?
+            .unwrap_or(JsonStyle::Compact),
+        user: r.string("backend_user")?,
+        password: r.string("backend_pwd")?,
+        compress: compress.then_some((format, level)),
+        timeout: r
+            .millis("timeout_ms", 100, 600_000)?
+            .unwrap_or(Duration::from_secs(10)),
+        ca_file: r.path("ca_file")?,
+        tls_verify: r.bool("tls_verify")?.unwrap_or(true),
+    };
+    let spool_dir = r.path("spool_dir")?;
+    let spool_what = r.choice("spool", "lifecycle, all", |t| {
+        match t.to_ascii_lowercase().as_str() {
+            "lifecycle" => Some(false),
+            "all" => Some(true),
+            _ => None,
+        }
+    })?;
+    let fsync = r.choice("spool_fsync", "always, interval, never", Fsync::parse)?;
+    let fsync_every = r.millis("spool_fsync_ms", 10, 600_000)?;
+    let max_mb = r.int_in("spool_max_mb", 1, 1 << 20)?;
+    let spool = spool_dir.map(|dir| SpoolOptions {
+        dir: dir.join(name),
+        all_events: spool_what.unwrap_or(false),
+        fsync: fsync.unwrap_or(Fsync::Interval),
+        fsync_every: fsync_every.unwrap_or(Duration::from_millis(1_000)),
+        max_bytes: max_mb.unwrap_or(1024) << 20,
+    });
+    let backoff = r
+        .millis("retransmissions_backoff", 1, 600_000)?
+        .unwrap_or(Duration::from_millis(100));
+    Ok(HttpConfig {
+        name: name.to_string(),
+        enabled: r.bool("enabled")?.unwrap_or(true),
+        events: r.mask("events")?,
+        max_batch: if grouping {
+            r.int_in("max_batch", 1, 10_000)?.unwrap_or(100) as usize
+        } else {
+            r.int_in("max_batch", 1, 10_000)?;
+            1
+        },
+        max_delay: r
+            .millis("max_delay_ms", 0, 60_000)?
+            .unwrap_or(Duration::ZERO),
+        retries: r.int_in("max_retransmissions", 0, 1_000_000)?.unwrap_or(5) as u32,
+        backoff,
+        backoff_max: r
+            .millis("backoff_max_ms", 1, 3_600_000)?
+            .unwrap_or(Duration::from_secs(30))
+            .max(backoff),
+        queue_size: r
+            .int_in("queue_size", 16, 16_777_216)?
+            .map_or(65_536, |v| v as usize),
+        spool,
+        target,
     })
 }
 
@@ -294,6 +464,34 @@ impl<'a> Reader<'a> {
                     other.type_name(),
                     s.line
                 ),
+            )),
+        }
+    }
+
+    /// A non-empty path string.
+    fn path(&mut self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
+        match self.string(key)? {
+            Some(p) if p.is_empty() => Err(self.error(key, "must not be empty")),
+            Some(p) => Ok(Some(PathBuf::from(p))),
+            None => Ok(None),
+        }
+    }
+
+    /// One of a fixed set of words.
+    fn choice<T>(
+        &mut self,
+        key: &str,
+        allowed: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some((t, s)) = self.text(key)? else {
+            return Ok(None);
+        };
+        match parse(t.trim()) {
+            Some(v) => Ok(Some(v)),
+            None => Err(self.error(
+                key,
+                format!("expected one of {allowed}, found {:?} (line {})", t, s.line),
             )),
         }
     }
@@ -426,11 +624,11 @@ impl JanusFacts {
         }
         match read_doc(&folder.join("janus.transport.websockets.jcfg")) {
             Ok(Some(doc)) => {
-                if let Some(general) = doc.category("general") {
-                    if let Some(t) = jcfg::find(general, "events").and_then(|s| s.value.as_text()) {
-                        facts.websockets_events =
-                            matches!(t.to_ascii_lowercase().as_str(), "true" | "yes" | "1");
-                    }
+                if let Some(general) = doc.category("general")
+                    && let Some(t) = jcfg::find(general, "events").and_then(|s| s.value.as_text())
+                {
+                    facts.websockets_events =
+                        matches!(t.to_ascii_lowercase().as_str(), "true" | "yes" | "1");
                 }
             }
             Ok(None) => {}

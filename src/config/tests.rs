@@ -1,4 +1,5 @@
 use super::*;
+use crate::sinks::http::{Compression, JsonStyle};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(
@@ -25,6 +26,10 @@ fn sample_config_parses_to_the_documented_defaults() {
     );
     assert_eq!(c.general.reclaim_session_timeout, None);
     assert_eq!(c.general.inject, General::default().inject);
+    assert_eq!(c.general.state_dir, None);
+    assert_eq!(c.general.state_fsync, General::default().state_fsync);
+    assert_eq!(c.general.checkpoint, General::default().checkpoint);
+    assert!(c.http.is_empty());
     assert!(c.file.enabled);
     assert_eq!(c.file.path, FileConfig::default().path);
     assert_eq!(c.file.flush, FileConfig::default().flush);
@@ -170,4 +175,71 @@ fn load_reports_a_missing_file() {
     let e = Config::load(dir.path()).unwrap_err();
     assert!(e.file.ends_with("janus.eventhandler.lifecycleevh.jcfg"));
     assert!(e.problem.starts_with("cannot read the file"));
+}
+
+#[test]
+fn the_sample_http_section_parses_with_every_key() {
+    let sample = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
+    let start = sample.find("#http-billing: {").unwrap();
+    let section: String = sample[start..]
+        .lines()
+        .map(|l| l.strip_prefix('#').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = parse(&format!("general: {{ enabled = true }}\n{section}")).unwrap();
+    let h = &c.http[0];
+    assert_eq!(h.name, "http-billing");
+    assert_eq!(h.target.backend, "https://billing.example.com/janus-events");
+    assert_eq!(h.events.unwrap().to_string(), "sessions");
+    assert!(h.target.grouping);
+    assert_eq!(h.max_batch, 100);
+    assert_eq!(h.max_delay, Duration::ZERO);
+    assert_eq!(h.target.json, JsonStyle::Compact);
+    assert_eq!(h.target.user.as_deref(), Some("janus"));
+    assert_eq!(h.target.password.as_deref(), Some("secret"));
+    assert_eq!(h.target.compress, None);
+    assert_eq!(h.retries, 5);
+    assert_eq!(h.backoff, Duration::from_millis(100));
+    assert_eq!(h.backoff_max, Duration::from_secs(30));
+    assert_eq!(h.target.timeout, Duration::from_secs(10));
+    assert_eq!(
+        h.target.ca_file,
+        Some(PathBuf::from("/etc/ssl/private-ca.pem"))
+    );
+    assert!(h.target.tls_verify);
+    assert_eq!(h.queue_size, 65536);
+    let spool = h.spool.as_ref().unwrap();
+    assert_eq!(
+        spool.dir,
+        PathBuf::from("/var/spool/lifecycleevh/http-billing")
+    );
+    assert!(!spool.all_events);
+    assert_eq!(spool.fsync, Fsync::Interval);
+    assert_eq!(spool.fsync_every, Duration::from_secs(1));
+    assert_eq!(spool.max_bytes, 1024 << 20);
+}
+
+#[test]
+fn http_errors() {
+    let e = parse("http: { events = \"all\" }").unwrap_err();
+    assert_eq!(e.key, "http.backend");
+    assert!(e.problem.starts_with("missing"));
+    let e = parse("http-x: { backend = \"ftp://x\" }").unwrap_err();
+    assert_eq!(e.key, "http-x.backend");
+    let e = parse("http-x: { backend = \"http://x\", json = \"pretty\" }").unwrap_err();
+    assert_eq!(e.key, "http-x.json");
+    assert!(e.problem.contains("compact, plain, indented"));
+    let e = parse("http-x: { backend = \"http://x\", compression = 10 }").unwrap_err();
+    assert_eq!(e.key, "http-x.compression");
+    let e = parse("http-x: { backend = \"http://x\", spool_fsync = \"sometimes\" }").unwrap_err();
+    assert_eq!(e.key, "http-x.spool_fsync");
+    let e = parse("http-x!: { backend = \"http://x\" }").unwrap_err();
+    assert_eq!(e.key, "");
+    let e = parse("http-: { backend = \"http://x\" }").unwrap_err();
+    assert_eq!(e.key, "http-");
+    let c = parse("http: { backend = \"http://a\", grouping = false, max_batch = 50, compress = true, compression_format = \"zlib\" }\nhttp-b: { backend = \"http://b\", enabled = false }").unwrap();
+    assert_eq!(c.http.len(), 2);
+    assert_eq!(c.http[0].max_batch, 1, "no grouping: one event per request");
+    assert_eq!(c.http[0].target.compress, Some((Compression::Zlib, 6)));
+    assert!(!c.http[1].enabled);
 }

@@ -264,11 +264,11 @@ impl Tracker {
                 out.push(Output::Forward);
             }
             Kind::HandleDetached => {
-                if let (Some(sid), Some(hid)) = (ev.session_id, ev.handle_id) {
-                    if let Some(s) = self.sessions.get_mut(&sid) {
-                        s.handles.remove(hid);
-                        s.last_event = s.last_event.max(ev.timestamp);
-                    }
+                if let (Some(sid), Some(hid)) = (ev.session_id, ev.handle_id)
+                    && let Some(s) = self.sessions.get_mut(&sid)
+                {
+                    s.handles.remove(hid);
+                    s.last_event = s.last_event.max(ev.timestamp);
                 }
                 out.push(Output::Forward);
             }
@@ -298,17 +298,17 @@ impl Tracker {
             let Some(session) = self.sessions.get(&sid) else {
                 continue;
             };
-            if let State::Disconnected { at, seq: s } = session.state {
-                if s == seq {
-                    let ending = Ending {
-                        session_id: sid,
-                        reason: Reason::TransportGone,
-                        timestamp: at,
-                        synthetic: true,
-                    };
-                    self.end(sid, ending);
-                    out.push(Output::Synthesize(ending));
-                }
+            if let State::Disconnected { at, seq: s } = session.state
+                && s == seq
+            {
+                let ending = Ending {
+                    session_id: sid,
+                    reason: Reason::TransportGone,
+                    timestamp: at,
+                    synthetic: true,
+                };
+                self.end(sid, ending);
+                out.push(Output::Synthesize(ending));
             }
         }
         let horizon = now.saturating_sub(self.config.tombstone_us);
@@ -347,15 +347,18 @@ impl Tracker {
         self.deadlines.clear();
     }
 
-    /// Starts tracking a session that is known to be open without having seen
-    /// its `created` (crash recovery reloads them from disk).
-    pub fn restore(&mut self, session_id: u64, created: i64, last_event: i64) {
-        if self.sessions.contains_key(&session_id) {
-            return;
-        }
-        let mut s = Session::new(None, created);
-        s.last_event = last_event;
-        self.insert(session_id, s);
+    /// Records the ending of a session from before this run (crash recovery
+    /// ends it with `gateway_restart`): counted like any ending, and
+    /// remembered so that a late duplicate is recognised.
+    pub fn end_unseen(&mut self, ending: Ending) {
+        self.sessions.remove(&ending.session_id);
+        self.count_ending(ending);
+        self.bury(ending.session_id, ending.reason);
+    }
+
+    /// Whether the session is tracked as open.
+    pub fn is_open(&self, session_id: u64) -> bool {
+        self.sessions.contains_key(&session_id)
     }
 
     /// Marks an ending as put on Janus's bus: the `destroyed` that comes back
@@ -600,12 +603,12 @@ impl Tracker {
     }
 
     fn unindex(&mut self, sid: u64, session: &Session) {
-        if let Some(key) = session.transport {
-            if let Entry::Occupied(mut o) = self.by_transport.entry(key) {
-                o.get_mut().retain(|s| *s != sid);
-                if o.get().is_empty() {
-                    o.remove();
-                }
+        if let Some(key) = session.transport
+            && let Entry::Occupied(mut o) = self.by_transport.entry(key)
+        {
+            o.get_mut().retain(|s| *s != sid);
+            if o.get().is_empty() {
+                o.remove();
             }
         }
     }

@@ -1,0 +1,446 @@
+//! The HTTP sink: POSTs events to a backend, the way Janus's own sampleevh
+//! does, so backends written for sampleevh work unchanged.
+//!
+//! - `Content-Type: application/json`; with `grouping`, a JSON array of up to
+//!   `max_batch` events per request, otherwise one JSON object per request;
+//! - `json` style `compact`, `plain` or `indented` (sampleevh's three);
+//! - basic authentication (`backend_user`, `backend_pwd`);
+//! - optional compression: `gzip` (with `Content-Encoding: gzip`),
+//!   `sampleevh` (a gzip body without the header, as Janus 1.1.x's sampleevh
+//!   sends it), or `zlib` (with `Content-Encoding: deflate`);
+//! - HTTPS with certificate verification against the system's CAs, or only
+//!   those of `ca_file`;
+//! - a request is delivered when the backend answers 2xx; anything else
+//!   (connection error, timeout, 3xx, 4xx, 5xx) is a failure the runner
+//!   retries with backoff.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use flate2::Compression as Level;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::{Sink, SinkError};
+
+/// sampleevh's `json` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonStyle {
+    /// `{"a":1}`
+    Compact,
+    /// `{"a": 1}`: no newlines, spaces after separators.
+    Plain,
+    /// Newlines and three spaces of indentation, as sampleevh's default.
+    Indented,
+}
+
+impl JsonStyle {
+    pub fn parse(text: &str) -> Option<JsonStyle> {
+        match text.to_ascii_lowercase().as_str() {
+            "compact" => Some(JsonStyle::Compact),
+            "plain" => Some(JsonStyle::Plain),
+            "indented" => Some(JsonStyle::Indented),
+            _ => None,
+        }
+    }
+}
+
+/// How request bodies are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    /// gzip, but no `Content-Encoding` header (Janus 1.1.x's sampleevh).
+    Sampleevh,
+    Zlib,
+}
+
+impl Compression {
+    pub fn parse(text: &str) -> Option<Compression> {
+        match text.to_ascii_lowercase().as_str() {
+            "gzip" => Some(Compression::Gzip),
+            "sampleevh" => Some(Compression::Sampleevh),
+            "zlib" => Some(Compression::Zlib),
+            _ => None,
+        }
+    }
+}
+
+/// What an HTTP sink needs to send (the queueing, retry and spool settings
+/// are the runner's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpTarget {
+    pub backend: String,
+    pub grouping: bool,
+    pub json: JsonStyle,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Compression and its level (1 to 9).
+    pub compress: Option<(Compression, u32)>,
+    pub timeout: Duration,
+    /// Trust only these CAs (PEM) instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    pub tls_verify: bool,
+}
+
+pub struct HttpSink {
+    target: HttpTarget,
+    agent: ureq::Agent,
+    authorization: Option<String>,
+}
+
+impl HttpSink {
+    /// Prepares the client (TLS roots are loaded here: a bad `ca_file` is a
+    /// config error).
+    pub fn new(target: HttpTarget) -> Result<HttpSink, String> {
+        let tls = tls_config(&target)?;
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(tls))
+            .timeout_connect(target.timeout.min(Duration::from_secs(5)))
+            .redirects(0)
+            .user_agent(concat!("lifecycleevh/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let authorization = target.user.as_ref().map(|u| {
+            let pair = format!("{u}:{}", target.password.as_deref().unwrap_or(""));
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        });
+        Ok(HttpSink {
+            target,
+            agent,
+            authorization,
+        })
+    }
+
+    /// The request body for a batch, before compression.
+    fn body(&self, batch: &[&str]) -> Result<Vec<u8>, String> {
+        let many = self.target.grouping;
+        if self.target.json == JsonStyle::Compact {
+            return Ok(if many {
+                let mut out =
+                    Vec::with_capacity(batch.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+                out.push(b'[');
+                for (i, e) in batch.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(e.as_bytes());
+                }
+                out.push(b']');
+                out
+            } else {
+                batch
+                    .first()
+                    .map(|e| e.as_bytes().to_vec())
+                    .unwrap_or_default()
+            });
+        }
+        let parse = |e: &&str| {
+            serde_json::from_str::<Value>(e).map_err(|err| format!("event is not JSON: {err}"))
+        };
+        let value = if many {
+            Value::Array(batch.iter().map(parse).collect::<Result<_, _>>()?)
+        } else {
+            batch.first().map(parse).transpose()?.unwrap_or(Value::Null)
+        };
+        Ok(format_json(&value, self.target.json))
+    }
+}
+
+/// Serialises in one of sampleevh's styles.
+pub fn format_json(value: &Value, style: JsonStyle) -> Vec<u8> {
+    let mut out = Vec::new();
+    let written = match style {
+        JsonStyle::Compact => serde_json::to_writer(&mut out, value),
+        JsonStyle::Indented => {
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+            value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, fmt))
+        }
+        JsonStyle::Plain => value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out,
+            PlainFormatter,
+        )),
+    };
+    debug_assert!(
+        written.is_ok(),
+        "serialising a Value into memory cannot fail"
+    );
+    out
+}
+
+/// jansson's `JSON_INDENT(0)`: one line, a space after `,` and `:`.
+struct PlainFormatter;
+
+impl serde_json::ser::Formatter for PlainFormatter {
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+fn compress(body: &[u8], how: Compression, level: u32) -> std::io::Result<Vec<u8>> {
+    let level = Level::new(level.clamp(1, 9));
+    match how {
+        Compression::Gzip | Compression::Sampleevh => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            e.write_all(body)?;
+            e.finish()
+        }
+        Compression::Zlib => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            e.write_all(body)?;
+            e.finish()
+        }
+    }
+}
+
+impl Sink for HttpSink {
+    fn deliver(&mut self, batch: &[&str], deadline: Option<Instant>) -> Result<(), SinkError> {
+        let fail = |message: String| SinkError {
+            delivered: 0,
+            message,
+        };
+        let url = &self.target.backend;
+        let mut body = self.body(batch).map_err(&fail)?;
+        let mut request = self.agent.post(url).set("Content-Type", "application/json");
+        if let Some((how, level)) = self.target.compress {
+            body = compress(&body, how, level)
+                .map_err(|e| fail(format!("{url}: compressing: {e}")))?;
+            match how {
+                Compression::Gzip => request = request.set("Content-Encoding", "gzip"),
+                Compression::Zlib => request = request.set("Content-Encoding", "deflate"),
+                Compression::Sampleevh => {}
+            }
+        }
+        if let Some(auth) = &self.authorization {
+            request = request.set("Authorization", auth);
+        }
+        let mut timeout = self.target.timeout;
+        if let Some(d) = deadline {
+            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+            if timeout.is_zero() {
+                return Err(fail(format!("{url}: no time left before shutdown")));
+            }
+        }
+        match request.timeout(timeout).send_bytes(&body) {
+            Ok(resp) if (200..300).contains(&resp.status()) => Ok(()),
+            Ok(resp) => Err(fail(format!(
+                "{url}: HTTP {} {}",
+                resp.status(),
+                resp.status_text()
+            ))),
+            Err(ureq::Error::Status(code, resp)) => {
+                Err(fail(format!("{url}: HTTP {code} {}", resp.status_text())))
+            }
+            Err(ureq::Error::Transport(t)) => Err(fail(format!("{url}: {t}"))),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn describe(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("backend".into(), json!(self.target.backend));
+        m.insert("grouping".into(), json!(self.target.grouping));
+        m
+    }
+}
+
+/// TLS settings: the system's CAs (or only `ca_file`'s), verification on
+/// unless `tls_verify = false`.
+fn tls_config(target: &HttpTarget) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    if !target.tls_verify {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &target.ca_file {
+        Some(path) => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("ca_file {}: no certificate in it", path.display()));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// `tls_verify = false`: accepts any server certificate (still checks the
+/// handshake signatures). For test backends only.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_styles_match_sampleevh() {
+        let v: Value = serde_json::from_str(r#"{"a":1,"b":[1,2],"c":{"d":"x"}}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(format_json(&v, JsonStyle::Compact)).unwrap(),
+            r#"{"a":1,"b":[1,2],"c":{"d":"x"}}"#
+        );
+        assert_eq!(
+            String::from_utf8(format_json(&v, JsonStyle::Plain)).unwrap(),
+            r#"{"a": 1, "b": [1, 2], "c": {"d": "x"}}"#
+        );
+        assert_eq!(
+            String::from_utf8(format_json(&v, JsonStyle::Indented)).unwrap(),
+            "{\n   \"a\": 1,\n   \"b\": [\n      1,\n      2\n   ],\n   \"c\": {\n      \"d\": \"x\"\n   }\n}"
+        );
+    }
+
+    fn target(grouping: bool, json: JsonStyle) -> HttpTarget {
+        HttpTarget {
+            backend: "http://127.0.0.1:9/x".into(),
+            grouping,
+            json,
+            user: None,
+            password: None,
+            compress: None,
+            timeout: Duration::from_secs(1),
+            ca_file: None,
+            tls_verify: true,
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        let s = HttpSink::new(target(true, JsonStyle::Compact)).unwrap();
+        assert_eq!(
+            s.body(&[r#"{"a":1}"#, r#"{"b":2}"#]).unwrap(),
+            br#"[{"a":1},{"b":2}]"#
+        );
+        let s = HttpSink::new(target(false, JsonStyle::Plain)).unwrap();
+        assert_eq!(
+            s.body(&[r#"{"a":1,"b":2}"#]).unwrap(),
+            br#"{"a": 1, "b": 2}"#
+        );
+    }
+
+    #[test]
+    fn compression_round_trips() {
+        use std::io::Read;
+        let body = br#"[{"a":1}]"#;
+        let gz = compress(body, Compression::Gzip, 6).unwrap();
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
+        let z = compress(body, Compression::Zlib, 9).unwrap();
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(&z[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
+    }
+
+    #[test]
+    fn unreachable_backend_is_a_failure_not_a_hang() {
+        let mut s = HttpSink::new(target(true, JsonStyle::Compact)).unwrap();
+        let e = s.deliver(&["{}"], None).unwrap_err();
+        assert_eq!(e.delivered, 0);
+        assert!(
+            e.message.starts_with("http://127.0.0.1:9/x: "),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let mut t = target(true, JsonStyle::Compact);
+        t.ca_file = Some(ca);
+        assert!(HttpSink::new(t).err().unwrap().contains("no certificate"));
+    }
+}
