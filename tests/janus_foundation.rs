@@ -234,7 +234,7 @@ fn admin_info_counts_what_the_test_sent() {
     assert_eq!(info["events"]["dropped"], 0);
     assert_eq!(info["events"]["decode_errors"], 0);
     assert_eq!(info["channel"]["capacity"], 4096);
-    assert_eq!(info["sinks"]["file"]["delivered"], n);
+    assert_eq!(info["sinks"]["file"]["sent"], n);
     assert_eq!(info["sinks"]["file"]["path"], out.display().to_string());
     assert_eq!(info["sinks"]["file"]["last_error"], Value::Null);
     assert_eq!(info["tracker"]["created"], 4);

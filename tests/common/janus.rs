@@ -186,13 +186,13 @@ impl Janus {
         let ws = self.ws_port;
         let ready = wait_until(
             || {
-                if let Some(child) = self.child.as_mut() {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        panic!(
-                            "Janus exited during startup ({status}):\n{}",
-                            self.log_tail()
-                        );
-                    }
+                if let Some(child) = self.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    panic!(
+                        "Janus exited during startup ({status}):\n{}",
+                        self.log_tail()
+                    );
                 }
                 super::http::get(&url).is_ok_and(|(code, _)| code == 200)
                     && std::net::TcpStream::connect(("127.0.0.1", ws)).is_ok()
@@ -274,11 +274,11 @@ impl Janus {
 
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            if self.status.is_none() {
-                let _ = child.kill();
-                self.status = child.wait().ok();
-            }
+        if let Some(child) = self.child.as_mut()
+            && self.status.is_none()
+        {
+            let _ = child.kill();
+            self.status = child.wait().ok();
         }
     }
 

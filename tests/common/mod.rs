@@ -14,7 +14,7 @@ mod ws;
 
 pub use http::{Admin, HttpApi};
 pub use janus::{Janus, JanusOptions, SampleEvh};
-pub use receiver::{ReceivedRequest, Receiver};
+pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
 pub use ws::WsClient;
 
 use std::collections::HashSet;

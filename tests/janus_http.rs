@@ -1,0 +1,595 @@
+//! Production forwarding against a real Janus 1.1.2 and real local HTTP(S)
+//! servers: every sampleevh-compatible format, a backend outage, the durable
+//! spool across a Janus restart, crash recovery after SIGKILL, and the
+//! Admin API `sessions` and `tweak` requests.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const HANDLER: &str = "janus.eventhandler.lifecycleevh";
+
+fn file_section(out: &Path) -> String {
+    format!("file: {{ path = \"{}\", flush_ms = 50 }}\n", out.display())
+}
+
+/// Janus's events in `events` (what sampleevh would have got) as comparable JSON.
+fn lifecycle(events: &[Value]) -> Vec<(u64, String)> {
+    events
+        .iter()
+        .filter(|e| e["type"] == 1)
+        .map(|e| {
+            (
+                e["session_id"].as_u64().unwrap(),
+                e["event"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn churn(janus: &Janus, n: usize) -> Vec<u64> {
+    let mut ws = janus.ws();
+    let mut sessions = Vec::new();
+    for _ in 0..n {
+        let s = ws.create_session();
+        ws.attach(s, "janus.plugin.echotest");
+        ws.destroy(s);
+        sessions.push(s);
+    }
+    sessions
+}
+
+fn ended_all(events: &[Value], sessions: &[u64]) -> bool {
+    sessions.iter().all(|s| {
+        events
+            .iter()
+            .any(|e| e["session_id"] == *s && e["event"]["name"] == "destroyed")
+    })
+}
+
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    server_cert: Vec<u8>,
+    server_key: Vec<u8>,
+}
+
+/// A test CA and a certificate for `localhost` signed by it.
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    Pki {
+        _dir: dir,
+        ca,
+        server_cert: cert.pem().into_bytes(),
+        server_key: key.serialize_pem().into_bytes(),
+    }
+}
+
+#[test]
+fn every_format_reaches_the_backend() {
+    let pki = pki();
+    let plain = Receiver::start();
+    let single = Receiver::start();
+    let indented = Receiver::start();
+    let gzip = Receiver::start();
+    let legacy = Receiver::start();
+    let zlib = Receiver::start();
+    let auth = Receiver::start_with(ReceiverOptions {
+        auth: Some(("janus".into(), "s3cret".into())),
+        ..ReceiverOptions::default()
+    });
+    let wrong = Receiver::start_with(ReceiverOptions {
+        auth: Some(("janus".into(), "s3cret".into())),
+        ..ReceiverOptions::default()
+    });
+    let tls = Receiver::start_with(ReceiverOptions {
+        tls: Some((pki.server_cert.clone(), pki.server_key.clone())),
+        ..ReceiverOptions::default()
+    });
+    let untrusted = Receiver::start_with(ReceiverOptions {
+        tls: Some((pki.server_cert.clone(), pki.server_key.clone())),
+        ..ReceiverOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let sink = |name: &str, r: &Receiver, extra: &str| {
+        format!(
+            "http-{name}: {{ backend = \"{}\", events = \"sessions\", max_retransmissions = 1, retransmissions_backoff = 50 {extra} }}\n",
+            r.url()
+        )
+    };
+    let config = format!(
+        "general: {{ enabled = true }}\n{}{}{}{}{}{}{}{}{}{}{}",
+        file_section(&out),
+        sink("plain", &plain, ", json = \"plain\""),
+        sink("single", &single, ", grouping = false"),
+        sink(
+            "indented",
+            &indented,
+            ", json = \"indented\", max_batch = 2, max_delay_ms = 100"
+        ),
+        sink("gzip", &gzip, ", compress = true, compression = 9"),
+        sink(
+            "legacy",
+            &legacy,
+            ", compress = true, compression_format = \"sampleevh\""
+        ),
+        sink(
+            "zlib",
+            &zlib,
+            ", compress = true, compression_format = \"zlib\""
+        ),
+        sink(
+            "auth",
+            &auth,
+            ", backend_user = \"janus\", backend_pwd = \"s3cret\""
+        ),
+        sink(
+            "wrong",
+            &wrong,
+            ", backend_user = \"janus\", backend_pwd = \"guess\""
+        ),
+        sink(
+            "tls",
+            &tls,
+            &format!(", ca_file = \"{}\"", pki.ca.display())
+        ),
+        // Certificate verification is on by default: a private CA is not trusted.
+        sink("untrusted", &untrusted, ""),
+    );
+    let mut janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(config),
+        ..JanusOptions::default()
+    });
+    let sessions = churn(&janus, 3);
+    let file = wait_jsonl(&out, |e| ended_all(e, &sessions), Duration::from_secs(10));
+    let want = lifecycle(&file);
+    assert_eq!(want.len(), 6);
+    for (name, r) in [
+        ("plain", &plain),
+        ("single", &single),
+        ("indented", &indented),
+        ("gzip", &gzip),
+        ("legacy", &legacy),
+        ("zlib", &zlib),
+        ("auth", &auth),
+        ("tls", &tls),
+    ] {
+        assert!(
+            r.wait_until(|e| ended_all(e, &sessions), Duration::from_secs(10)),
+            "{name}: events missing"
+        );
+        assert_eq!(lifecycle(&r.events()), want, "{name}");
+        let reqs = r.requests();
+        assert!(
+            reqs.iter()
+                .all(|q| q.header("Content-Type") == Some("application/json"))
+        );
+        let first = &reqs[0];
+        match name {
+            "plain" => assert!(first.text().starts_with("[{\"emitter\": \"RigJanus\", ")),
+            "single" => {
+                assert!(first.text().starts_with('{'), "one object per request");
+                assert_eq!(reqs.len(), 6);
+            }
+            "indented" => {
+                assert!(first.text().starts_with("[\n   {\n      \"emitter\": "));
+                assert!(reqs.iter().all(|q| {
+                    serde_json::from_str::<Value>(&q.text())
+                        .unwrap()
+                        .as_array()
+                        .unwrap()
+                        .len()
+                        <= 2
+                }));
+            }
+            "gzip" => assert_eq!(first.header("Content-Encoding"), Some("gzip")),
+            "legacy" => {
+                assert_eq!(first.header("Content-Encoding"), None);
+                assert!(first.body.starts_with(&[0x1f, 0x8b]));
+            }
+            "zlib" => assert_eq!(first.header("Content-Encoding"), Some("deflate")),
+            _ => {}
+        }
+    }
+    // A wrong password fails visibly: 401s, nothing accepted, the error in info.
+    assert!(wait_until(
+        || wrong.requests().len() >= 2,
+        Duration::from_secs(10)
+    ));
+    assert!(wrong.events().is_empty());
+    assert!(wrong.requests().iter().all(|q| q.status == 401));
+    let info = &janus
+        .admin()
+        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"];
+    let w = &info["sinks"]["http-wrong"];
+    assert!(
+        w["last_error"].as_str().unwrap().contains("HTTP 401"),
+        "{w}"
+    );
+    assert!(w["failed"].as_u64().unwrap() > 0);
+    let u = &info["sinks"]["http-untrusted"];
+    assert!(
+        untrusted.requests().is_empty(),
+        "no request over an unverified connection"
+    );
+    assert!(
+        u["last_error"].as_str().unwrap().contains("certificate"),
+        "{u}"
+    );
+    assert_eq!(info["sinks"]["http-tls"]["sent"], 6);
+    assert_eq!(info["sinks"]["http-tls"]["backend"], tls.url());
+    assert!(janus.stop().success());
+}
+
+#[test]
+fn a_backend_outage_loses_no_lifecycle_event() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let config = format!(
+        "general: {{ enabled = true }}\n{}http: {{ backend = \"http://127.0.0.1:{port}/events\", \
+         retransmissions_backoff = 100, backoff_max_ms = 1000, queue_size = 64, \
+         spool_dir = \"{}\" }}\n",
+        file_section(&out),
+        dir.path().join("spool").display()
+    );
+    let mut janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(config),
+        ..JanusOptions::default()
+    });
+    // The backend is down for over 20 s while sessions come and go, and while
+    // enough other events flow to overflow the 64-event memory queue.
+    let start = std::time::Instant::now();
+    let mut sessions = Vec::new();
+    let admin = janus.admin();
+    while start.elapsed() < Duration::from_secs(21) {
+        sessions.extend(churn(&janus, 5));
+        for n in 0..40 {
+            admin.custom_event("noise", json!({"n": n}));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let info =
+        &admin.query_eventhandler(HANDLER, json!({"request": "info"}))["response"]["sinks"]["http"];
+    assert!(
+        info["spool"]["pending"].as_u64().unwrap() >= 2 * sessions.len() as u64,
+        "{info}"
+    );
+    assert!(
+        info["dropped"].as_u64().unwrap() > 0,
+        "the memory queue overflowed: {info}"
+    );
+    assert_eq!(info["dropped_lifecycle"], 0);
+    assert!(info["retrying"].as_u64().unwrap() > 0);
+    // The backend comes back.
+    let receiver = Receiver::start_with(ReceiverOptions {
+        port: Some(port),
+        ..ReceiverOptions::default()
+    });
+    assert!(receiver.wait_until(|e| ended_all(e, &sessions), Duration::from_secs(15)));
+    let got = lifecycle(&receiver.events());
+    for s in &sessions {
+        // At least once; here, as no answer was lost, exactly once.
+        assert_eq!(
+            got.iter()
+                .filter(|(id, n)| id == s && n == "created")
+                .count(),
+            1
+        );
+        assert_eq!(
+            got.iter()
+                .filter(|(id, n)| id == s && n == "destroyed")
+                .count(),
+            1
+        );
+    }
+    // In order: each session's created before its destroyed.
+    for s in &sessions {
+        let c = got
+            .iter()
+            .position(|(id, n)| id == s && n == "created")
+            .unwrap();
+        let d = got
+            .iter()
+            .position(|(id, n)| id == s && n == "destroyed")
+            .unwrap();
+        assert!(c < d);
+    }
+    assert!(janus.stop().success());
+}
+
+#[test]
+fn spooled_events_survive_a_janus_restart() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let config = format!(
+        "general: {{ enabled = true, shutdown_timeout_ms = 1000 }}\n{}http: {{ backend = \"http://127.0.0.1:{port}/events\", \
+         spool_dir = \"{}\", backoff_max_ms = 500 }}\n",
+        file_section(&out),
+        dir.path().join("spool").display()
+    );
+    let opts = || JanusOptions {
+        lifecycleevh_config: Some(config.clone()),
+        ..JanusOptions::default()
+    };
+    let janus_dir = dir.path().join("janus");
+    std::fs::create_dir_all(&janus_dir).unwrap();
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    let sessions = churn(&janus, 4);
+    let mut ws = janus.ws();
+    let live = ws.create_session();
+    wait_jsonl(&out, |e| ended_all(e, &sessions), Duration::from_secs(10));
+    assert!(janus.stop().success());
+    drop(ws);
+    // Janus is down, the backend comes up, Janus starts again: the spool goes first.
+    let receiver = Receiver::start_with(ReceiverOptions {
+        port: Some(port),
+        ..ReceiverOptions::default()
+    });
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    let mut all = sessions.clone();
+    all.push(live);
+    assert!(receiver.wait_until(|e| ended_all(e, &all), Duration::from_secs(15)));
+    let got = lifecycle(&receiver.events());
+    for s in &sessions {
+        assert_eq!(
+            got.iter().filter(|(id, _)| id == s).count(),
+            2,
+            "created and destroyed of {s}"
+        );
+    }
+    let shutdown = receiver
+        .events()
+        .into_iter()
+        .find(|e| e["session_id"] == live && e["event"]["name"] == "destroyed")
+        .unwrap();
+    assert_eq!(shutdown["event"]["reason"], "shutdown");
+    // The backlog came before anything of the new run.
+    let first_new = receiver
+        .events()
+        .iter()
+        .position(|e| e["type"] == 256 && e["subtype"] == 1);
+    let last_old = receiver
+        .events()
+        .iter()
+        .rposition(|e| e["session_id"] == live && e["event"]["name"] == "destroyed");
+    if let (Some(new), Some(old)) = (first_new, last_old) {
+        assert!(old < new, "spooled events first");
+    }
+    assert!(janus.stop().success());
+}
+
+#[test]
+fn sigkill_then_restart_ends_open_sessions_with_gateway_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let config = format!(
+        "general: {{ enabled = true, state_dir = \"{}\", checkpoint_ms = 200 }}\n{}",
+        dir.path().join("state").display(),
+        file_section(&out)
+    );
+    let opts = || JanusOptions {
+        lifecycleevh_config: Some(config.clone()),
+        ..JanusOptions::default()
+    };
+    let janus_dir = dir.path().join("janus");
+    std::fs::create_dir_all(&janus_dir).unwrap();
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    let mut ws = janus.ws();
+    let open: Vec<u64> = (0..3).map(|_| ws.create_session()).collect();
+    let ended = ws.create_session();
+    ws.destroy(ended);
+    let handle = ws.attach(open[0], "janus.plugin.echotest");
+    wait_jsonl(
+        &out,
+        |e| e.iter().any(|e| e["handle_id"] == handle),
+        Duration::from_secs(10),
+    );
+    // Let a checkpoint record when open[0] was last seen (its attach).
+    std::thread::sleep(Duration::from_millis(600));
+    let attached_at = read_jsonl(&out)
+        .iter()
+        .find(|e| e["handle_id"] == handle)
+        .unwrap()["timestamp"]
+        .as_i64()
+        .unwrap();
+    janus.kill();
+    drop(ws);
+    let before = read_jsonl(&out).len();
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    let events = wait_jsonl(
+        &out,
+        |e| {
+            e[before..]
+                .iter()
+                .filter(|e| e["event"]["reason"] == "gateway_restart")
+                .count()
+                >= 3
+        },
+        Duration::from_secs(10),
+    );
+    let restarted: Vec<&Value> = events[before..]
+        .iter()
+        .filter(|e| e["event"]["reason"] == "gateway_restart")
+        .collect();
+    let mut ids: Vec<u64> = restarted
+        .iter()
+        .map(|e| e["session_id"].as_u64().unwrap())
+        .collect();
+    ids.sort();
+    let mut want = open.clone();
+    want.sort();
+    assert_eq!(ids, want, "exactly the open sessions, once each");
+    for e in &restarted {
+        assert_eq!(e["emitter"], "RigJanus");
+        assert_eq!(e["event"]["synthetic"], true);
+        assert_eq!(e["type"], 1);
+    }
+    let first = restarted
+        .iter()
+        .find(|e| e["session_id"] == open[0])
+        .unwrap();
+    assert_eq!(first["timestamp"], attached_at, "the last time it was seen");
+    let info = &janus
+        .admin()
+        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"];
+    assert_eq!(info["recovery"]["recovered_sessions"], 3);
+    // A clean stop leaves nothing to recover.
+    assert!(janus.stop().success());
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    let info = &janus
+        .admin()
+        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"];
+    assert_eq!(info["recovery"]["recovered_sessions"], 0);
+    assert!(janus.stop().success());
+    let reasons: usize = read_jsonl(&out)
+        .iter()
+        .filter(|e| e["event"]["reason"] == "gateway_restart")
+        .count();
+    assert_eq!(reasons, 3);
+}
+
+#[test]
+fn admin_sessions_and_tweak() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let config = format!(
+        "general: {{ enabled = true }}\n{}http-mon: {{ backend = \"{}\" }}\n",
+        file_section(&out),
+        receiver.url()
+    );
+    let mut janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(config),
+        ..JanusOptions::default()
+    });
+    let admin = janus.admin();
+    let q = |request: Value| admin.query_eventhandler(HANDLER, request)["response"].clone();
+    let mut ws = janus.ws();
+    let a = ws.create_session();
+    let h = ws.attach(a, "janus.plugin.echotest");
+    let b = ws.create_session();
+    let c = janus.http().create_session();
+    assert!(wait_until(
+        || q(json!({"request": "info"}))["tracker"]["live_sessions"] == 3,
+        Duration::from_secs(5)
+    ));
+
+    let all = q(json!({"request": "sessions"}));
+    assert_eq!(all["result"], 200);
+    assert_eq!(all["total"], 3);
+    let list = all["sessions"].as_array().unwrap();
+    let ids: Vec<u64> = list
+        .iter()
+        .map(|s| s["session_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![a, b, c], "in creation order");
+    assert_eq!(
+        list[0]["transport"]["transport"],
+        "janus.transport.websockets"
+    );
+    assert_eq!(
+        list[0]["handles"],
+        json!([{"handle_id": h, "plugin": "janus.plugin.echotest"}])
+    );
+    assert_eq!(list[0]["state"], "live");
+    assert_eq!(list[2]["transport"]["transport"], "janus.transport.http");
+    let page = q(json!({"request": "sessions", "offset": 1, "limit": 1}));
+    assert_eq!(page["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(page["sessions"][0]["session_id"], b);
+
+    // Bad requests, answered in Janus's style.
+    assert_eq!(
+        q(json!({"request": "sessions", "limit": 0}))["error_code"],
+        413
+    );
+    assert_eq!(
+        q(json!({"request": "sessions", "limit": "all"}))["error_code"],
+        413
+    );
+    assert_eq!(q(json!({"request": "tweak"}))["error_code"], 412);
+    assert_eq!(
+        q(json!({"request": "tweak", "events": "sesions"}))["error_code"],
+        413
+    );
+    assert_eq!(
+        q(json!({"request": "tweak", "sink": "nope", "enabled": false}))["error_code"],
+        413
+    );
+    assert_eq!(
+        q(json!({"request": "tweak", "enabled": false}))["error_code"],
+        412
+    );
+    assert_eq!(
+        q(json!({"request": "tweak", "settle_ms": -5}))["error_code"],
+        413
+    );
+    assert_eq!(
+        q(json!({"request": "tweak", "bogus": 1}))["error_code"],
+        413
+    );
+
+    // Tweaks: a mask for one sink, a disabled sink, the settle window.
+    assert_eq!(
+        q(json!({"request": "tweak", "sink": "http-mon", "events": "core"}))["result"],
+        200
+    );
+    assert_eq!(
+        q(json!({"request": "tweak", "sink": "file", "enabled": false}))["result"],
+        200
+    );
+    assert_eq!(
+        q(json!({"request": "tweak", "settle_ms": 1500}))["result"],
+        200
+    );
+    let info = q(json!({"request": "info"}));
+    assert_eq!(info["sinks"]["http-mon"]["events"], "core");
+    assert_eq!(info["sinks"]["file"]["enabled"], false);
+    assert_eq!(info["tracker"]["settle_ms"], 1500);
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = read_jsonl(&out).len();
+    let posted = receiver.events().len();
+    ws.destroy(a);
+    admin.custom_event("after.tweak", json!({}));
+    // The backend now only takes core events; the file takes nothing.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(read_jsonl(&out).len(), lines);
+    assert!(receiver.events()[posted..].iter().all(|e| e["type"] == 256));
+    // The new settle window applies: 0.6 s after its connection drops, b
+    // still waits for Janus's own ending; 1.5 s after, it has ended.
+    ws.drop_tcp();
+    std::thread::sleep(Duration::from_millis(600));
+    let now = q(json!({"request": "sessions"}));
+    let b_now = now["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == b)
+        .cloned();
+    assert_eq!(b_now.expect("b still tracked")["state"], "disconnected");
+    assert!(wait_until(
+        || q(json!({"request": "sessions"}))["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["session_id"] != b),
+        Duration::from_secs(3)
+    ));
+    assert!(janus.stop().success());
+}
