@@ -1,194 +1,232 @@
-//! A small blocking HTTP/1.1 client (enough for Janus's libmicrohttpd), and
-//! the Janus API and Admin API over it.
+//! A tiny blocking HTTP/1.1 client (enough for Janus's libmicrohttpd), and
+//! the Janus API over HTTP.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-/// A transaction id unique in this process.
-pub fn transaction() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("rig-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+use super::transaction;
+
+/// How long one HTTP exchange may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An HTTP response: status code, headers (in order) and the decoded body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
-fn split_url(url: &str) -> (String, String) {
-    let rest = url.strip_prefix("http://").expect("http:// URL");
-    match rest.find('/') {
-        Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
-        None => (rest.to_string(), "/".to_string()),
+impl HttpResponse {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-/// One request; returns the status code and the body.
-pub fn request(method: &str, url: &str, body: Option<&[u8]>) -> std::io::Result<(u16, Vec<u8>)> {
-    let (host, path) = split_url(url);
-    let mut stream = TcpStream::connect(&host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.unwrap_or(b"");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut payload = raw[split + 4..].to_vec();
-    let code = head
+/// One HTTP/1.1 exchange on a new connection (`Connection: close`).
+///
+/// `url` is `http://host:port/path`; a body is sent as `application/json`.
+/// The response body is read by `Content-Length`, chunked transfer coding,
+/// or up to the end of the connection.
+pub fn http_request(method: &str, url: &str, body: Option<&[u8]>) -> std::io::Result<HttpResponse> {
+    http_request_within(method, url, body, HTTP_TIMEOUT)
+}
+
+/// [`http_request`] with a timeout for connecting and for each read/write.
+pub fn http_request_within(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> std::io::Result<HttpResponse> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other(format!("not an http:// URL: {url}")))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let addr = host
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("no address for {host}")))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        head += &format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    head += "\r\n";
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body.unwrap_or_default());
+    stream.write_all(&request)?;
+
+    let mut reader = BufReader::new(stream);
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let status_line = read_line(&mut reader)?;
+    let status = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad status line"))?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        payload = dechunk(&payload);
-    }
-    Ok((code, payload))
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&data[..eol]);
-        let size =
-            usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
-        if size == 0 {
+        .ok_or_else(|| bad(&format!("bad status line {status_line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(&mut reader)?;
+        if line.is_empty() {
             break;
         }
-        let start = eol + 2;
-        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
-        data = &data[(start + size + 2).min(data.len())..];
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad(&format!("bad header line {line:?}")))?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
     }
-    out
+    let mut response = HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let chunked = response
+        .header("Transfer-Encoding")
+        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    let length = response
+        .header("Content-Length")
+        .and_then(|l| l.parse::<usize>().ok());
+    if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status) {
+        // No body.
+    } else if chunked {
+        loop {
+            let size_line = read_line(&mut reader)?;
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| bad(&format!("bad chunk size {size_line:?}")))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !read_line(&mut reader)?.is_empty() {}
+                break;
+            }
+            let start = response.body.len();
+            response.body.resize(start + size, 0);
+            reader.read_exact(&mut response.body[start..])?;
+            read_line(&mut reader)?; // the CRLF after the chunk
+        }
+    } else if let Some(length) = length {
+        response.body.resize(length, 0);
+        reader.read_exact(&mut response.body)?;
+    } else {
+        reader.read_to_end(&mut response.body)?;
+    }
+    Ok(response)
 }
 
-pub fn get(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    request("GET", url, None)
+/// A line without its CRLF; an error at the end of the stream.
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-/// POSTs JSON and parses the JSON answer (panics on transport errors).
-pub fn post_json(url: &str, body: &Value) -> Value {
-    let (code, payload) = request("POST", url, Some(body.to_string().as_bytes()))
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    assert_eq!(
-        code,
-        200,
-        "POST {url} answered {code}: {}",
-        String::from_utf8_lossy(&payload)
-    );
-    serde_json::from_slice(&payload).unwrap_or_else(|e| {
+/// POSTs JSON and returns the JSON answer, whatever the status code (Janus
+/// answers errors as JSON too). Panics when there is no JSON answer.
+pub(crate) fn post_json(url: &str, body: &Value) -> Value {
+    let response = http_request("POST", url, Some(body.to_string().as_bytes()))
+        .unwrap_or_else(|e| panic!("POST {url} {body}: {e}"));
+    response.json().unwrap_or_else(|e| {
         panic!(
-            "POST {url}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&payload)
+            "POST {url} {body}: answered {} with no JSON ({e}): {:?}",
+            response.status,
+            response.text()
         )
     })
 }
 
-/// The Janus API over HTTP.
+/// Panics unless `reply` is a `"janus": "success"`.
+pub(crate) fn expect_success(what: &str, reply: Value) -> Value {
+    assert_eq!(reply["janus"], "success", "{what}: Janus answered {reply}");
+    reply
+}
+
+/// The Janus API over HTTP (`http://127.0.0.1:<port>/janus`).
+#[derive(Debug, Clone)]
 pub struct HttpApi {
     base: String,
 }
 
 impl HttpApi {
-    pub fn new(base: String) -> HttpApi {
-        HttpApi { base }
+    pub fn new(base: impl Into<String>) -> HttpApi {
+        HttpApi { base: base.into() }
     }
 
+    /// POSTs `body` plus a new `transaction` to the base URL + `path`
+    /// (`""`, `"/<session>"` or `"/<session>/<handle>"`); returns Janus's reply.
     pub fn post(&self, path: &str, mut body: Value) -> Value {
         body["transaction"] = json!(transaction());
         post_json(&format!("{}{path}", self.base), &body)
     }
 
-    fn success(&self, path: &str, body: Value) -> Value {
-        let reply = self.post(path, body);
-        assert_eq!(reply["janus"], "success", "{reply}");
-        reply
+    /// GETs base URL + `path` (e.g. `"/info"`, or `"/<session>?maxev=5"` for
+    /// a long poll, which can take up to 30 s) and returns the JSON answer.
+    pub fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.base);
+        let response = http_request("GET", &url, None).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        response.json().unwrap_or_else(|e| {
+            panic!(
+                "GET {url}: {} no JSON ({e}): {:?}",
+                response.status,
+                response.text()
+            )
+        })
     }
 
     pub fn create_session(&self) -> u64 {
-        self.success("", json!({"janus": "create"}))["data"]["id"]
-            .as_u64()
-            .unwrap()
+        let reply = expect_success("create", self.post("", json!({"janus": "create"})));
+        reply["data"]["id"].as_u64().expect("session id")
     }
 
     pub fn attach(&self, session: u64, plugin: &str) -> u64 {
-        self.success(
+        let reply = self.post(
             &format!("/{session}"),
             json!({"janus": "attach", "plugin": plugin}),
-        )["data"]["id"]
+        );
+        expect_success("attach", reply)["data"]["id"]
             .as_u64()
-            .unwrap()
+            .expect("handle id")
+    }
+
+    pub fn detach(&self, session: u64, handle: u64) {
+        let reply = self.post(&format!("/{session}/{handle}"), json!({"janus": "detach"}));
+        expect_success("detach", reply);
     }
 
     pub fn destroy(&self, session: u64) {
-        self.success(&format!("/{session}"), json!({"janus": "destroy"}));
+        let reply = self.post(&format!("/{session}"), json!({"janus": "destroy"}));
+        expect_success("destroy", reply);
     }
 
     pub fn keepalive(&self, session: u64) {
         let reply = self.post(&format!("/{session}"), json!({"janus": "keepalive"}));
-        assert_eq!(reply["janus"], "ack", "{reply}");
-    }
-}
-
-/// The Admin API over HTTP.
-pub struct Admin {
-    base: String,
-}
-
-impl Admin {
-    pub fn new(base: String) -> Admin {
-        Admin { base }
-    }
-
-    fn post(&self, path: &str, mut body: Value) -> Value {
-        body["transaction"] = json!(transaction());
-        body["admin_secret"] = json!("janusoverlord");
-        post_json(&format!("{}{path}", self.base), &body)
-    }
-
-    /// A request to /admin.
-    pub fn request(&self, body: Value) -> Value {
-        self.post("", body)
-    }
-
-    /// A session-level request, to /admin/<session>.
-    pub fn session_request(&self, session: u64, body: Value) -> Value {
-        self.post(&format!("/{session}"), body)
-    }
-
-    pub fn list_sessions(&self) -> Vec<u64> {
-        let reply = self.request(json!({"janus": "list_sessions"}));
-        reply["sessions"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{reply}"))
-            .iter()
-            .filter_map(Value::as_u64)
-            .collect()
-    }
-
-    pub fn destroy_session(&self, session: u64) -> Value {
-        let reply = self.session_request(session, json!({"janus": "destroy_session"}));
-        assert_eq!(reply["janus"], "success", "{reply}");
-        reply
-    }
-
-    pub fn query_eventhandler(&self, handler: &str, request: Value) -> Value {
-        self.request(json!({"janus": "query_eventhandler", "handler": handler, "request": request}))
-    }
-
-    pub fn custom_event(&self, schema: &str, data: Value) -> Value {
-        let reply = self.request(json!({"janus": "custom_event", "schema": schema, "data": data}));
-        assert_eq!(reply["janus"], "success", "{reply}");
-        reply
+        assert_eq!(reply["janus"], "ack", "keepalive: Janus answered {reply}");
     }
 }

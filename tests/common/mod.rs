@@ -1,18 +1,33 @@
-//! The real-Janus test rig: starts Debian's Janus (1.1.2) in a temporary
-//! folder with generated configs on free loopback ports, the freshly built
-//! handler in its events folder, and gives the tests WebSocket, HTTP and
-//! Admin API clients, an HTTP receiver for stock handlers, and readers for
-//! the JSON Lines file the handler writes.
+//! A test rig around a real Janus WebRTC server (Debian bookworm's 1.1.2).
 //!
-//! Each test binary uses part of it.
+//! [`Janus::start`] runs `/usr/bin/janus` in a temporary folder of its own,
+//! with generated configs, free loopback ports, the EchoTest plugin, the HTTP
+//! and WebSockets transports and the event handlers a test asks for (the
+//! handler under test and/or Janus's stock `sampleevh`). The rig then gives
+//! the test:
+//!
+//! - [`WsClient`]: the Janus API over WebSocket (what a browser app uses);
+//! - [`HttpApi`]: the Janus API over plain HTTP;
+//! - [`Admin`]: the Admin API over HTTP;
+//! - [`Receiver`]: an HTTP server that collects what an event handler POSTs;
+//! - [`read_jsonl`] / [`wait_jsonl`]: readers for JSON Lines files.
+//!
+//! Every test binary uses only part of it, hence the `allow(dead_code)`.
+//!
+//! Debugging a failing test: the Janus log, stdout and stderr (tails) are
+//! printed when a [`Janus`] is dropped during a panic; with `RIG_KEEP=1` the
+//! instance's folder is kept too (its path is printed), with `RIG_KEEP=all`
+//! it is kept even when the test passes.
 #![allow(dead_code, unused_imports)]
 
+mod admin;
 mod http;
 mod janus;
 mod receiver;
 mod ws;
 
-pub use http::{Admin, HttpApi};
+pub use admin::Admin;
+pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
 pub use janus::{Janus, JanusOptions, SampleEvh};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
 pub use ws::WsClient;
@@ -21,31 +36,40 @@ use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The handler cargo built next to this test binary
-/// (target/<profile>/deps/<test> -> target/<profile>/libjanus_lifecycleevh.so).
+/// The `libjanus_lifecycleevh.so` cargo built for this test run.
+///
+/// Integration tests live in `target/<profile>/deps/`, the cdylib in
+/// `target/<profile>/`, where `cargo build` (not `cargo test`) puts it.
+/// Panics with a clear message when it is not there.
 pub fn lifecycleevh_so() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
+    let exe = std::env::current_exe().expect("path of the test binary");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
-        .expect("target/<profile>/deps layout");
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps/", exe.display()));
     let so = profile_dir.join("libjanus_lifecycleevh.so");
     assert!(
-        so.exists(),
-        "{} is missing: build the crate (cargo test builds the cdylib)",
+        so.is_file(),
+        "the event handler under test is missing: {} does not exist \
+         (`cargo test` does not build the cdylib: run `cargo build` with the same \
+         profile first, as `make test` does, or set JanusOptions::plugin_so)",
         so.display()
     );
     so
 }
 
-/// A free loopback port, never handed out twice in this process.
+/// A free loopback TCP port, never handed out twice in this process.
+///
+/// The port is only free when this returns: whoever binds it later may lose
+/// a race with another process ([`Janus::start`] retries on such a clash).
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let given = given.get_or_insert_with(HashSet::new);
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -58,42 +82,64 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// Reads a JSON Lines file; a missing file is empty, a torn last line is skipped.
-pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    complete
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
+/// A transaction id unique in this process.
+pub fn transaction() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("rig-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Polls `read_jsonl` until `pred` holds or `timeout` passes; returns the last read.
-pub fn wait_jsonl(path: &Path, pred: impl Fn(&[Value]) -> bool, timeout: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let events = read_jsonl(path);
-        if pred(&events) || Instant::now() >= deadline {
-            return events;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+/// Polls `cond` every 20 ms until it holds (true) or `timeout` passes (false).
+/// `cond` is always tried at least once, and once more at the deadline.
 pub fn wait_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
             return true;
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
     }
+}
+
+/// Reads a JSON Lines file: one JSON value a line, blank lines ignored.
+///
+/// A missing file reads as empty; a last line without its newline (being
+/// written right now) is skipped. Any other line that is not JSON panics.
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("read {}: {e}", path.display()),
+    };
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line).unwrap_or_else(|e| {
+                panic!("{}:{}: not JSON ({e}): {line:?}", path.display(), n + 1)
+            })
+        })
+        .collect()
+}
+
+/// Polls [`read_jsonl`] until `pred` holds or `timeout` passes; returns the
+/// last read either way (assert on it).
+pub fn wait_jsonl(path: &Path, pred: impl Fn(&[Value]) -> bool, timeout: Duration) -> Vec<Value> {
+    let mut last = Vec::new();
+    wait_until(
+        || {
+            last = read_jsonl(path);
+            pred(&last)
+        },
+        timeout,
+    );
+    last
 }
