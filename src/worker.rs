@@ -123,6 +123,7 @@ impl Pipeline {
             );
         }
         self.store = Some(store);
+        self.flush();
         self.publish();
     }
 
@@ -234,6 +235,7 @@ impl Pipeline {
         let may_inject = !self.tracker.is_shut_down();
         self.emit_synthetic(&mut outputs, may_inject);
         self.outputs = outputs;
+        self.flush();
         if let Some(st) = &mut self.store
             && Instant::now() >= st.next
         {
@@ -259,6 +261,7 @@ impl Pipeline {
             self.emit_synthetic(&mut outputs, false);
             self.outputs = outputs;
         }
+        self.flush();
         self.publish();
         // Every session has ended: the next start has nothing to recover.
         self.persist(|s| s.close_clean());
@@ -300,10 +303,15 @@ impl Pipeline {
         }
     }
 
-    fn route(&self, ev: Arc<OutEvent>) {
-        if self.router.route(ev) {
-            self.metrics.forwarded.fetch_add(1, Relaxed);
-        }
+    fn route(&mut self, ev: Arc<OutEvent>) {
+        self.router.stage(ev);
+    }
+
+    /// Hands the events handled so far to the sinks (the worker calls it
+    /// when the channel is empty, and at least every [`FLUSH_EVERY`] events).
+    pub fn flush(&mut self) {
+        let n = self.router.flush();
+        self.metrics.forwarded.fetch_add(n, Relaxed);
     }
 }
 
@@ -317,6 +325,8 @@ pub struct WorkerHandle {
 const IDLE_TICK: Duration = Duration::from_millis(250);
 /// Events handled between publications of the tracker's counters.
 const PUBLISH_EVERY: u32 = 1024;
+/// Events handled before they are handed to the sinks, at most.
+pub const FLUSH_EVERY: usize = 256;
 
 /// Starts the worker. It runs until every sender of `rx` is dropped, then
 /// drains what is left, finishes the pipeline within `shutdown_timeout` and
@@ -384,6 +394,8 @@ fn run<T: Inbound>(
                 // makes a synthetic one unnecessary.
                 if rx.is_empty() {
                     guarded(&mut pipeline, &mut |p| p.advance(now_us()));
+                } else if pipeline.router.staged() >= FLUSH_EVERY {
+                    guarded(&mut pipeline, &mut |p| p.flush());
                 }
                 if since_publish >= PUBLISH_EVERY || rx.is_empty() {
                     pipeline.publish();

@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::EventMask;
 use crate::event::OutEvent;
-use queue::{Pushed, Queue, Queued, lock};
+use queue::{Queue, Queued, lock};
 use spool::{Spool, SpoolConfig, SpoolError};
 
 /// The I/O half of a sink: one attempt at delivering a batch. Called only on
@@ -195,51 +195,70 @@ impl SinkShared {
         self.enabled.store(enabled, Relaxed);
     }
 
-    /// Takes the event if this sink takes its type: into the spool (written
-    /// before it is sent) or the memory queue. Never waits on the network;
-    /// a spool append is one buffered write (plus an fsync with
-    /// `spool_fsync = "always"`). Returns true when the event was taken.
-    pub fn offer(&self, ev: &Arc<OutEvent>) -> bool {
-        if !self.enabled() || !self.mask().allows(ev.ty) {
-            return false;
+    /// Whether this sink takes events of type `ty` now.
+    pub fn takes(&self, ty: u32) -> bool {
+        self.enabled() && self.mask().allows(ty)
+    }
+
+    /// Takes the events of the types this sink takes: each into the spool
+    /// (written before it is sent) or the memory queue, with one lock of each
+    /// and one wake-up of the sink's thread for the whole batch. Never waits
+    /// on the network; a spool append is one `write` (plus an fsync with
+    /// `spool_fsync = "always"`). Returns how many it took.
+    pub fn offer_all(&self, events: &[Arc<OutEvent>]) -> usize {
+        if !self.enabled() {
+            return 0;
         }
-        self.stats.accepted.fetch_add(1, Relaxed);
-        let seq = self.next_seq.fetch_add(1, Relaxed);
-        if let Some(slot) = &self.spool
-            && (slot.all_events || ev.lifecycle)
+        let mask = self.mask();
+        let now = Instant::now();
+        let mut queued = Vec::new();
+        let mut spooled = 0u64;
+        let mut taken = 0;
         {
-            // Never hold the spool's lock while taking the queue's.
-            let appended = lock(&slot.spool).append(seq, &ev.json);
-            match appended {
-                Ok(()) => {
-                    {
-                        let mut st = lock(&self.queue.state);
-                        st.spool_since.get_or_insert_with(Instant::now);
-                        st.spool_appends += 1;
+            let mut spool = self.spool.as_ref().map(|slot| (slot, lock(&slot.spool)));
+            for ev in events.iter().filter(|e| mask.allows(e.ty)) {
+                taken += 1;
+                let seq = self.next_seq.fetch_add(1, Relaxed);
+                if let Some((slot, sp)) = spool.as_mut()
+                    && (slot.all_events || ev.lifecycle)
+                {
+                    match sp.append(seq, &ev.json) {
+                        Ok(()) => {
+                            spooled += 1;
+                            continue;
+                        }
+                        // Full or failing: keep it in memory, the best left.
+                        Err(e) => self.stats.report(format!("{}: spool: {e}", self.name)),
                     }
-                    self.queue.notify();
-                    return true;
                 }
-                // Full or failing: keep it in memory, which is the best left.
-                Err(e) => self.stats.report(format!("{}: spool: {e}", self.name)),
+                queued.push(Queued {
+                    seq,
+                    event: ev.clone(),
+                    at: now,
+                });
             }
+        } // the spool's lock is released before the queue's is taken
+        self.stats.accepted.fetch_add(taken as u64, Relaxed);
+        if spooled > 0 {
+            let mut st = lock(&self.queue.state);
+            st.spool_since.get_or_insert(now);
+            st.spool_appends += spooled;
         }
-        let queued = Queued {
-            seq,
-            event: ev.clone(),
-            at: Instant::now(),
-        };
-        match self.queue.push(queued) {
-            Pushed::Queued => {}
-            Pushed::DroppedOther => {
-                self.stats.dropped.fetch_add(1, Relaxed);
+        if queued.is_empty() {
+            if spooled > 0 {
+                self.queue.notify();
             }
-            Pushed::DroppedLifecycle => {
-                self.stats.dropped.fetch_add(1, Relaxed);
-                self.stats.dropped_lifecycle.fetch_add(1, Relaxed);
-            }
+        } else {
+            let (dropped, lifecycle) = self.queue.push_all(queued);
+            self.stats.dropped.fetch_add(dropped, Relaxed);
+            self.stats.dropped_lifecycle.fetch_add(lifecycle, Relaxed);
         }
-        true
+        taken
+    }
+
+    /// Takes one event (see [`SinkShared::offer_all`]); true if it did.
+    pub fn offer(&self, ev: &Arc<OutEvent>) -> bool {
+        self.offer_all(std::slice::from_ref(ev)) == 1
     }
 
     /// The sink's state for the Admin API.
@@ -389,24 +408,48 @@ impl Drop for SinkHandle {
     }
 }
 
-/// All running sinks: the worker routes each event to those that take it.
+/// All running sinks: the worker stages each event, then hands the staged
+/// events to every sink that takes them, a batch at a time (one lock and
+/// one wake-up per sink and batch, not per event).
 #[derive(Default)]
 pub struct Router {
     sinks: Vec<SinkHandle>,
+    staged: Vec<Arc<OutEvent>>,
 }
 
 impl Router {
     pub fn new(sinks: Vec<SinkHandle>) -> Router {
-        Router { sinks }
+        Router {
+            sinks,
+            staged: Vec::new(),
+        }
     }
 
-    /// Queues the event on every sink that takes it; true if any did.
-    pub fn route(&self, ev: Arc<OutEvent>) -> bool {
-        let mut any = false;
-        for s in &self.sinks {
-            any |= s.shared.offer(&ev);
+    /// Adds an event to the next batch.
+    pub fn stage(&mut self, ev: Arc<OutEvent>) {
+        self.staged.push(ev);
+    }
+
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Hands the staged events to the sinks; returns how many were taken by
+    /// at least one sink.
+    pub fn flush(&mut self) -> u64 {
+        if self.staged.is_empty() {
+            return 0;
         }
-        any
+        let forwarded = self
+            .staged
+            .iter()
+            .filter(|e| self.sinks.iter().any(|s| s.shared.takes(e.ty)))
+            .count() as u64;
+        for s in &self.sinks {
+            s.shared.offer_all(&self.staged);
+        }
+        self.staged.clear();
+        forwarded
     }
 
     /// The sinks' shared parts, for the Admin API.
@@ -414,8 +457,9 @@ impl Router {
         self.sinks.iter().map(|s| s.shared.clone()).collect()
     }
 
-    /// Closes every sink, all within `deadline`.
+    /// Hands over what is staged, then closes every sink, all within `deadline`.
     pub fn close_all(&mut self, deadline: Instant) -> bool {
+        self.flush();
         let mut all = true;
         for s in &mut self.sinks {
             all &= s.close(deadline);

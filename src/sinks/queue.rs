@@ -58,8 +58,34 @@ impl Queue {
     }
 
     pub fn push(&self, item: Queued) -> Pushed {
-        let mut st = lock(&self.state);
-        let pushed = if st.items.len() < self.capacity {
+        let pushed = Queue::push_locked(&mut lock(&self.state), self.capacity, item);
+        self.ready.notify_one();
+        pushed
+    }
+
+    /// Pushes several events under one lock and one wake-up; returns how
+    /// many were dropped, and how many of those were lifecycle events.
+    pub fn push_all(&self, items: impl IntoIterator<Item = Queued>) -> (u64, u64) {
+        let (mut dropped, mut lifecycle) = (0, 0);
+        {
+            let mut st = lock(&self.state);
+            for item in items {
+                match Queue::push_locked(&mut st, self.capacity, item) {
+                    Pushed::Queued => {}
+                    Pushed::DroppedOther => dropped += 1,
+                    Pushed::DroppedLifecycle => {
+                        dropped += 1;
+                        lifecycle += 1;
+                    }
+                }
+            }
+        }
+        self.ready.notify_one();
+        (dropped, lifecycle)
+    }
+
+    fn push_locked(st: &mut QueueState, capacity: usize, item: Queued) -> Pushed {
+        if st.items.len() < capacity {
             st.items.push_back(item);
             Pushed::Queued
         } else if let Some(pos) = st.items.iter().position(|e| !e.event.lifecycle) {
@@ -67,15 +93,12 @@ impl Queue {
             st.items.push_back(item);
             Pushed::DroppedOther
         } else if !item.event.lifecycle {
-            return Pushed::DroppedOther;
+            Pushed::DroppedOther
         } else {
             st.items.pop_front();
             st.items.push_back(item);
             Pushed::DroppedLifecycle
-        };
-        drop(st);
-        self.ready.notify_one();
-        pushed
+        }
     }
 
     /// Wakes the sink's thread (something was spooled, or it must close).
