@@ -24,7 +24,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use crate::event::{Facts, Kind, TransportRef};
-use session::{Session, State, TransportKey};
+use session::{Bound, Session, State, TransportKey};
 
 /// Why a session ended: the `reason` of its `destroyed` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -167,7 +167,7 @@ struct Tombstone {
 pub struct Tracker {
     config: TrackerConfig,
     sessions: HashMap<u64, Session>,
-    by_transport: HashMap<TransportKey, Vec<u64>>,
+    by_transport: HashMap<TransportKey, Bound>,
     /// Transport module names, interned: sessions hold an index.
     modules: Vec<Box<str>>,
     /// Plugin package names, interned: handles hold an index.
@@ -415,7 +415,12 @@ impl Tracker {
         let key = transport.map(|t| self.transport_key(t));
         let session = Session::new(key, ev.timestamp);
         if let Some(key) = key {
-            self.by_transport.entry(key).or_default().push(sid);
+            match self.by_transport.entry(key) {
+                Entry::Occupied(mut o) => o.get_mut().push(sid),
+                Entry::Vacant(v) => {
+                    v.insert(Bound::One(sid));
+                }
+            }
         }
         self.insert(sid, session);
         self.stats.created += 1;
@@ -518,7 +523,7 @@ impl Tracker {
 
     fn on_disconnected(&mut self, at: i64, transport: &TransportRef<'_>) {
         let key = self.transport_key(transport);
-        let Some(sids) = self.by_transport.remove(&key) else {
+        let Some(sids) = self.by_transport.remove(&key).map(Bound::into_vec) else {
             return;
         };
         let reclaim = self.config.reclaim_session_timeout > 0;
@@ -605,11 +610,9 @@ impl Tracker {
     fn unindex(&mut self, sid: u64, session: &Session) {
         if let Some(key) = session.transport
             && let Entry::Occupied(mut o) = self.by_transport.entry(key)
+            && o.get_mut().remove(sid)
         {
-            o.get_mut().retain(|s| *s != sid);
-            if o.get().is_empty() {
-                o.remove();
-            }
+            o.remove();
         }
     }
 

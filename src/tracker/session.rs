@@ -81,7 +81,9 @@ pub enum Handles {
     #[default]
     Empty,
     One(Handle),
-    Many(Vec<Handle>),
+    // Boxed: a pointer, not a Vec, keeps every session 8 bytes smaller.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Handle>>),
 }
 
 impl Handles {
@@ -90,7 +92,7 @@ impl Handles {
         match self {
             Handles::Empty => *self = Handles::One(h),
             Handles::One(existing) if existing.id == id => *existing = h,
-            Handles::One(existing) => *self = Handles::Many(vec![*existing, h]),
+            Handles::One(existing) => *self = Handles::Many(Box::new(vec![*existing, h])),
             Handles::Many(v) => {
                 if let Some(e) = v.iter_mut().find(|e| e.id == id) {
                     *e = h;
@@ -188,5 +190,41 @@ mod tests {
             "{}",
             std::mem::size_of::<Session>()
         );
+    }
+}
+
+/// The sessions bound to one transport instance: inline for the usual one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    One(u64),
+    // Boxed: a pointer, not a Vec, keeps the index 8 bytes a transport smaller.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<u64>>),
+}
+
+impl Bound {
+    pub fn push(&mut self, sid: u64) {
+        match self {
+            Bound::One(first) => *self = Bound::Many(Box::new(vec![*first, sid])),
+            Bound::Many(v) => v.push(sid),
+        }
+    }
+
+    /// Removes `sid`; true when none is left.
+    pub fn remove(&mut self, sid: u64) -> bool {
+        match self {
+            Bound::One(only) => *only == sid,
+            Bound::Many(v) => {
+                v.retain(|s| *s != sid);
+                v.is_empty()
+            }
+        }
+    }
+
+    pub fn into_vec(self) -> Vec<u64> {
+        match self {
+            Bound::One(s) => vec![s],
+            Bound::Many(v) => *v,
+        }
     }
 }
