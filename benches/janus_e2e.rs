@@ -1,0 +1,289 @@
+//! End to end in a real Janus (Debian's 1.1.2):
+//!
+//! 1. A flood of external events through the Admin API (`custom_event` over
+//!    keep-alive connections) with (a) no handler, (b) Janus's sampleevh to a
+//!    local receiver, (c) lifecycleevh's HTTP sink to the same receiver,
+//!    (d) lifecycleevh's file sink: Janus's CPU time per event (from /proc),
+//!    events delivered per second, peak RSS; ratios against (b).
+//! 2. Session churn: 100, 1,000 and 5,000 concurrent WebSocket sessions
+//!    dropped at once; the time until every `destroyed` is in the file.
+//!
+//! `cargo build --release && cargo bench --bench janus_e2e` (or `make bench`).
+//! `E2E_EVENTS` sets the flood size (default 100000).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use common::{Janus, JanusOptions, Receiver, SampleEvh, WsClient, read_jsonl};
+
+/// Janus's CPU time (user + system), in seconds, and its peak RSS in KiB.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (ticks as f64 / hz, hwm)
+}
+
+/// POSTs `count` custom_event requests on one keep-alive connection.
+fn flood(admin_port: u16, count: u64, first: u64) {
+    let mut stream = TcpStream::connect(("127.0.0.1", admin_port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    for n in first..first + count {
+        let body = format!(
+            r#"{{"janus":"custom_event","transaction":"t{n}","admin_secret":"janusoverlord","schema":"bench","data":{{"n":{n}}}}}"#
+        );
+        let req = format!(
+            "POST /admin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut answer = vec![0u8; length];
+        reader.read_exact(&mut answer).unwrap();
+    }
+}
+
+/// External events (type 4) in a JSON Lines file.
+fn count_in_file(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"type\":4,"))
+        .count() as u64
+}
+
+struct Run {
+    name: &'static str,
+    cpu_per_event_us: f64,
+    delivered_per_s: f64,
+    peak_rss_mb: f64,
+}
+
+fn run(name: &'static str, setup: &str, events: u64) -> Run {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let mut opts = JanusOptions {
+        http_events: false,
+        ..JanusOptions::default()
+    };
+    match setup {
+        "none" => {}
+        "sampleevh" => {
+            opts.sampleevh = Some(SampleEvh {
+                backend: receiver.url(),
+                grouping: true,
+                events: "all".into(),
+            })
+        }
+        "http" => {
+            opts.lifecycleevh_config = Some(format!(
+                "general: {{ enabled = true }}\nfile: {{ enabled = false }}\nhttp: {{ backend = \"{}\" }}\n",
+                receiver.url()
+            ))
+        }
+        "file" => {
+            opts.lifecycleevh_config = Some(format!(
+                "general: {{ enabled = true }}\nfile: {{ path = \"{}\" }}\n",
+                out.display()
+            ))
+        }
+        _ => unreachable!(),
+    }
+    opts.plugin_so = Some(release_so());
+    let mut janus = Janus::start(opts);
+    let admin_port: u16 = janus
+        .admin_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/admin")
+        .parse()
+        .unwrap();
+    let pid = janus.pid();
+    std::thread::sleep(Duration::from_millis(500));
+    let (cpu0, _) = usage(pid);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..4u64)
+        .map(|k| {
+            let per = events / 4;
+            std::thread::spawn(move || flood(admin_port, per, k * per))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let delivered = Arc::new(AtomicU64::new(0));
+    let done = common::wait_until(
+        || {
+            let n = match setup {
+                "none" => events,
+                "file" => count_in_file(&out),
+                _ => receiver.events().iter().filter(|e| e["type"] == 4).count() as u64,
+            };
+            delivered.store(n, Relaxed);
+            n >= events
+        },
+        Duration::from_secs(120),
+    );
+    let elapsed = start.elapsed();
+    assert!(
+        done,
+        "{name}: only {} of {events} delivered",
+        delivered.load(Relaxed)
+    );
+    let (cpu1, hwm) = usage(pid);
+    assert!(janus.stop().success());
+    Run {
+        name,
+        cpu_per_event_us: (cpu1 - cpu0) / events as f64 * 1e6,
+        delivered_per_s: events as f64 / elapsed.as_secs_f64(),
+        peak_rss_mb: hwm as f64 / 1024.0,
+    }
+}
+
+fn release_so() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libjanus_lifecycleevh.so")
+}
+
+/// `n` sessions on `n` WebSocket connections, all dropped at once: the time
+/// from the first drop until every `destroyed` is in the file.
+fn churn(n: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let mut janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(format!(
+            "general: {{ enabled = true }}\nfile: {{ path = \"{}\", flush_ms = 20 }}\n",
+            out.display()
+        )),
+        plugin_so: Some(release_so()),
+        ..JanusOptions::default()
+    });
+    let mut clients: Vec<(WsClient, u64)> = (0..n)
+        .map(|_| {
+            let mut ws = janus.ws();
+            let s = ws.create_session();
+            (ws, s)
+        })
+        .collect();
+    clients.shrink_to_fit();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    for (ws, _) in clients {
+        ws.drop_tcp();
+    }
+    let ok = common::wait_until(
+        || {
+            read_jsonl(&out)
+                .iter()
+                .filter(|e| e["event"]["name"] == "destroyed")
+                .count()
+                >= n
+        },
+        Duration::from_secs(60),
+    );
+    let elapsed = start.elapsed();
+    assert!(ok, "not every session of {n} ended");
+    assert!(janus.stop().success());
+    elapsed
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("janus_e2e: bench");
+        return;
+    }
+    // Thousands of connections: raise the descriptor limit (Janus inherits it).
+    let lim = libc::rlimit {
+        rlim_cur: 65_536,
+        rlim_max: 65_536,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    let events: u64 = std::env::var("E2E_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let runs: Vec<Run> = [
+        ("(a) no handler", "none"),
+        ("(b) stock sampleevh -> receiver", "sampleevh"),
+        ("(c) lifecycleevh HTTP sink -> receiver", "http"),
+        ("(d) lifecycleevh file sink", "file"),
+    ]
+    .into_iter()
+    .map(|(name, setup)| run(name, setup, events))
+    .collect();
+    let none = runs[0].cpu_per_event_us;
+    let b = &runs[1];
+    let b_net = b.cpu_per_event_us - none;
+    let mut table = format!(
+        "End to end in Janus 1.1.2: {events} `custom_event` Admin requests over 4 keep-alive connections\n\n\
+         | run | Janus CPU per event (µs) | handler's share (µs, minus (a)) | ratio to (b) | delivered/s | ratio to (b) | peak RSS (MB) | ratio to (b) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    );
+    for r in &runs {
+        let net = r.cpu_per_event_us - none;
+        table += &format!(
+            "| {} | {:.2} | {:.2} | {} | {:.0} | {:.2} | {:.1} | {:.2} |\n",
+            r.name,
+            r.cpu_per_event_us,
+            net,
+            if r.name.starts_with("(a)") {
+                "-".to_string()
+            } else {
+                format!("{:.2}", net / b_net)
+            },
+            r.delivered_per_s,
+            r.delivered_per_s / b.delivered_per_s,
+            r.peak_rss_mb,
+            r.peak_rss_mb / b.peak_rss_mb
+        );
+    }
+    table += "\nSession churn: concurrent WebSocket sessions dropped at once (settle_ms 500)\n\n| sessions | until every destroyed is in the file |\n| --- | --- |\n";
+    for n in [100, 1_000, 5_000] {
+        let t = churn(n);
+        table += &format!("| {n} | {:.2} s |\n", t.as_secs_f64());
+    }
+    println!("{table}");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-janus_e2e.md");
+    std::fs::write(out, table).unwrap();
+}
