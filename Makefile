@@ -12,11 +12,11 @@ DESTDIR ?=
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := janus janus-dev libjansson-dev libglib2.0-dev libclang-dev clang \
-	pkg-config build-essential ca-certificates
+	pkg-config build-essential ca-certificates valgrind
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SO := libjanus_lifecycleevh.so
 
-.PHONY: all deps build install demo test lint bench clean
+.PHONY: all deps build install demo test lint bench fuzz valgrind clean
 
 all: build
 
@@ -66,6 +66,39 @@ lint: deps
 	@if $(CARGO) clippy --version >/dev/null 2>&1; then \
 		$(CARGO) clippy --locked --all-targets --features fault-injection -- -D warnings; \
 	else echo "lint: clippy not installed, skipping clippy"; fi
+
+# Benchmarks (results: target/bench-*.md; copied into BENCHMARKS.md by hand,
+# with the machine and date). E2E_EVENTS=n sets the Janus flood size.
+bench: deps
+	$(CARGO) build --release --locked
+	$(CARGO) bench --locked --bench hot_path
+	$(CARGO) bench --locked --bench tracker
+	$(CARGO) bench --locked --bench janus_e2e
+
+# Fuzzing with cargo fuzz (libFuzzer): each target for FUZZ_SECONDS, corpora
+# seeded from fuzz/seeds/ (the recorded traces, the sample configs, Admin
+# requests). cargo fuzz wants nightly features: RUSTC_BOOTSTRAP enables them
+# on the stable toolchain. Longer: make fuzz FUZZ_SECONDS=3600.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := decode_track config admin
+fuzz: deps
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t; \
+		echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir fuzz $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1; \
+	done
+
+# The FFI harness under valgrind: no invalid access, no leak from the handler.
+valgrind: deps
+	$(CARGO) build --locked --features fault-injection
+	@bin=$$($(CARGO) test --locked --features fault-injection --test ffi_harness --no-run 2>&1 \
+		| sed -n 's/.*Executable .*(\(.*\))/\1/p'); \
+	echo "valgrind $$bin"; \
+	FFI_WATCHDOG_SECS=1800 valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+		--suppressions=tests/valgrind.supp --gen-suppressions=all -q \
+		$$bin --test-threads=1
 
 clean:
 	$(CARGO) clean

@@ -94,7 +94,7 @@ fn incoming_event_does_not_block_on_a_full_channel() {
     let first = session_event(1, "created");
     p.event(&first);
     // Wait until the worker holds the first event and is stalled on it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while p.info()["events"]["processed"] != 1 {
         assert!(
             std::time::Instant::now() < deadline,
@@ -266,4 +266,74 @@ fn replays_the_janus_1_4_2_trace_through_the_entry_points() {
         .unwrap();
     assert_eq!(synthetic["emitter"], "MyJanusInstance");
     assert_eq!(synthetic["timestamp"], 1795534828895514i64);
+}
+
+/// Failure behaviour: events with missing or mistyped fields are counted and
+/// forwarded as they are to sinks taking all events; nothing crashes or leaks.
+#[test]
+fn malformed_events_are_counted_not_fatal() {
+    let p = Plugin::load();
+    let (dir, out) = config_dir("");
+    assert_eq!(p.init(dir.path()), 0);
+    let odd = [
+        r#"{}"#,
+        r#"{"type": "one", "session_id": 1}"#,
+        r#"{"type": 1, "session_id": "abc", "event": {"name": "created"}}"#,
+        r#"{"type": 1, "session_id": -5, "event": {"name": "destroyed"}}"#,
+        r#"{"type": 1, "event": {"name": "destroyed"}}"#,
+        r#"{"type": 1, "session_id": 7, "event": "destroyed"}"#,
+        r#"{"type": 128, "event": {"transport": 5, "id": [], "data": {"event": "disconnected"}}}"#,
+        r#"{"type": 256, "subtype": 2}"#,
+        r#"[1, 2, 3]"#,
+        r#""just a string""#,
+        r#"{"type": 1, "timestamp": "yesterday", "session_id": 1}"#,
+    ];
+    let events: Vec<Json> = odd.iter().map(|t| Json::parse(t)).collect();
+    for e in &events {
+        p.event(e);
+    }
+    let info = wait_info(&p, |i| i["events"]["processed"] == odd.len());
+    p.destroy();
+    assert!(events.iter().all(|e| e.refcount() == 1));
+    // Not Janus's shape: a type, session_id, timestamp, event body or
+    // transport id of the wrong type (6), or not an object at all (2). The
+    // others are Janus-shaped enough: missing fields are simply absent.
+    assert_eq!(info["events"]["decode_errors"], 8, "{info}");
+    assert_eq!(info["events"]["internal_errors"], 0);
+    let lines = std::fs::read_to_string(&out).unwrap();
+    // Every one of them is in the file (the default mask is "all").
+    assert_eq!(lines.lines().count(), odd.len());
+}
+
+/// Failure behaviour: a 10 MB event goes through like any other.
+#[test]
+fn a_ten_megabyte_event_is_forwarded() {
+    let p = Plugin::load();
+    let (dir, out) = config_dir("");
+    assert_eq!(p.init(dir.path()), 0);
+    let big = "x".repeat(10 << 20);
+    let e = Json::parse(&format!(
+        r#"{{"type": 64, "timestamp": 1, "session_id": 3, "handle_id": 4, "event": {{"plugin": "p", "data": {{"blob": "{big}"}}}}}}"#
+    ));
+    p.event(&e);
+    p.event(&session_event(3, "created"));
+    p.destroy();
+    assert_eq!(e.refcount(), 1);
+    let lines = read_lines(&out);
+    assert_eq!(
+        lines[0]["event"]["data"]["blob"].as_str().unwrap().len(),
+        10 << 20
+    );
+    assert_eq!(lines[1]["event"]["name"], "created");
+}
+
+fn wait_info(p: &Plugin, until: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = p.info();
+        if until(&info) || std::time::Instant::now() > deadline {
+            return info;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -243,3 +243,121 @@ fn http_errors() {
     assert_eq!(c.http[0].target.compress, Some((Compression::Zlib, 6)));
     assert!(!c.http[1].enabled);
 }
+
+/// Every key of the sample config (http-* keys included), as `category.key`.
+fn sample_keys() -> Vec<String> {
+    let sample = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
+    // Settings and categories, commented out or not; prose comments dropped.
+    let is_setting = |t: &str| {
+        let name: String = t
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        !name.is_empty() && t[name.len()..].trim_start().starts_with('=')
+    };
+    let uncommented: String = sample
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches('#').trim_start())
+        .filter(|t| is_setting(t) || t.ends_with(": {") || *t == "}")
+        .collect::<Vec<_>>()
+        .join("\n");
+    let doc = jcfg::parse(&uncommented).expect("the sample parses once uncommented");
+    let mut keys = Vec::new();
+    for cat in &doc.settings {
+        if let jcfg::Value::Group(items) = &cat.value {
+            for item in items {
+                let category = if cat.name.starts_with("http") {
+                    "http"
+                } else {
+                    &cat.name
+                };
+                keys.push(format!("{category}.{}", item.name));
+            }
+        }
+    }
+    keys
+}
+
+/// Failure behaviour: every key, given a wrong type and a wrong value, is
+/// refused with an error naming the file and that key.
+#[test]
+fn every_key_refuses_a_wrong_type_and_a_wrong_value() {
+    // (key, a value of the wrong type, a wrong value of the right type)
+    let cases: &[(&str, &str, &str)] = &[
+        ("general.enabled", "[true]", "\"perhaps\""),
+        ("general.events", "5", "\"sessions,everything\""),
+        ("general.channel_capacity", "\"many\"", "0"),
+        ("general.settle_ms", "true", "600001"),
+        ("general.reclaim_session_timeout", "\"soon\"", "-1"),
+        ("general.max_sessions", "1.5", "0"),
+        ("general.shutdown_timeout_ms", "\"x\"", "10"),
+        ("general.inject", "7", "\"request\""),
+        ("general.state_dir", "5", "\"\""),
+        ("general.state_fsync", "1", "\"sometimes\""),
+        ("general.checkpoint_ms", "\"often\"", "5"),
+        ("file.enabled", "{ }", "\"y\""),
+        ("file.path", "true", "\"\""),
+        ("file.flush_ms", "\"fast\"", "0"),
+        ("file.events", "[1]", "\"nothing\""),
+        ("file.queue_size", "\"big\"", "1"),
+        ("http.enabled", "[]", "\"on\""),
+        ("http.backend", "5", "\"ftp://x\""),
+        ("http.events", "3", "\"al\""),
+        ("http.grouping", "[1]", "\"maybe\""),
+        ("http.max_batch", "\"lots\"", "0"),
+        ("http.max_delay_ms", "\"later\"", "60001"),
+        ("http.json", "1", "\"pretty\""),
+        ("http.backend_user", "5", ""),
+        ("http.backend_pwd", "5", ""),
+        ("http.compress", "(1)", "\"zip\""),
+        ("http.compression", "\"best\"", "10"),
+        ("http.compression_format", "1", "\"brotli\""),
+        ("http.max_retransmissions", "\"few\"", "-3"),
+        ("http.retransmissions_backoff", "\"short\"", "0"),
+        ("http.backoff_max_ms", "\"long\"", "0"),
+        ("http.timeout_ms", "\"5s\"", "50"),
+        ("http.ca_file", "5", "\"\""),
+        ("http.tls_verify", "[]", "\"never\""),
+        ("http.queue_size", "\"big\"", "2"),
+        ("http.spool_dir", "5", "\"\""),
+        ("http.spool", "1", "\"some\""),
+        ("http.spool_fsync", "0", "\"daily\""),
+        ("http.spool_fsync_ms", "\"1s\"", "1"),
+        ("http.spool_max_mb", "\"1G\"", "0"),
+    ];
+    let documented = sample_keys();
+    for key in &documented {
+        assert!(
+            cases.iter().any(|(k, _, _)| k == key),
+            "{key} has no failure case: add one here and to the README's table"
+        );
+    }
+    for (key, _, _) in cases {
+        assert!(
+            documented.iter().any(|k| k == key),
+            "{key} is not in the sample config"
+        );
+    }
+    for (key, wrong_type, wrong_value) in cases {
+        let (category, name) = key.split_once('.').unwrap();
+        for bad in [wrong_type, wrong_value]
+            .into_iter()
+            .filter(|b| !b.is_empty())
+        {
+            let backend = if category == "http" && name != "backend" {
+                "backend = \"http://127.0.0.1:1/\", "
+            } else {
+                ""
+            };
+            let text = format!("{category}: {{ {backend}{name} = {bad} }}");
+            let e = parse(&text).expect_err(&text);
+            let names_key = e.key == *key || (e.key.is_empty() && e.problem.starts_with("syntax"));
+            assert!(names_key, "{text}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with("/etc/janus/janus.eventhandler.lifecycleevh.jcfg: "),
+                "{e}"
+            );
+        }
+    }
+}

@@ -347,7 +347,7 @@ impl SinkHandle {
             kind,
             mask: AtomicU32::new(settings.mask.0),
             enabled: AtomicBool::new(true),
-            queue: Queue::new(settings.queue_size),
+            queue: Queue::new(settings.queue_size, settings.max_batch),
             stats: SinkStats::default(),
             spool,
             next_seq: AtomicU64::new(next_seq),

@@ -33,6 +33,9 @@ pub struct Queue {
     pub state: Mutex<QueueState>,
     pub ready: Condvar,
     pub capacity: usize,
+    /// The sink thread is woken when the queue stops being empty or holds a
+    /// full batch; in between it wakes on its own timers (max_delay, flush).
+    pub wake_at: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -49,11 +52,12 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Queue {
-    pub fn new(capacity: usize) -> Queue {
+    pub fn new(capacity: usize, wake_at: usize) -> Queue {
         Queue {
             state: Mutex::new(QueueState::default()),
             ready: Condvar::new(),
             capacity: capacity.max(1),
+            wake_at: wake_at.max(1),
         }
     }
 
@@ -67,8 +71,9 @@ impl Queue {
     /// many were dropped, and how many of those were lifecycle events.
     pub fn push_all(&self, items: impl IntoIterator<Item = Queued>) -> (u64, u64) {
         let (mut dropped, mut lifecycle) = (0, 0);
-        {
+        let wake = {
             let mut st = lock(&self.state);
+            let was_empty = st.items.is_empty();
             for item in items {
                 match Queue::push_locked(&mut st, self.capacity, item) {
                     Pushed::Queued => {}
@@ -79,8 +84,11 @@ impl Queue {
                     }
                 }
             }
+            was_empty || st.items.len() >= self.wake_at
+        };
+        if wake {
+            self.ready.notify_one();
         }
-        self.ready.notify_one();
         (dropped, lifecycle)
     }
 
@@ -129,7 +137,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_oldest_non_lifecycle_first() {
-        let q = Queue::new(3);
+        let q = Queue::new(3, 1);
         assert_eq!(q.push(item(true, 1)), Pushed::Queued);
         assert_eq!(q.push(item(false, 2)), Pushed::Queued);
         assert_eq!(q.push(item(true, 3)), Pushed::Queued);

@@ -48,6 +48,7 @@ fn ev(ty: u32, lifecycle: bool, n: u64) -> Arc<OutEvent> {
 fn settings(max_batch: usize) -> SinkSettings {
     SinkSettings {
         max_batch,
+        max_delay: Duration::ZERO,
         retries: 2,
         backoff: Duration::from_millis(5),
         backoff_max: Duration::from_millis(20),

@@ -166,6 +166,11 @@ impl Receiver {
         self.inbox().events.clone()
     }
 
+    /// How many events so far satisfy `pred` (without copying them).
+    pub fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
+        self.inbox().events.iter().filter(|e| pred(e)).count()
+    }
+
     /// Every request so far, however it was answered.
     pub fn requests(&self) -> Vec<ReceivedRequest> {
         self.inbox().requests.clone()

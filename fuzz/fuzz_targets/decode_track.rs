@@ -1,0 +1,45 @@
+//! Event decoder and lifecycle tracker: any bytes, one event per line.
+//! Never panics; every ending is flagged right; a native `destroyed` can
+//! always be annotated; nothing stays open after shutdown.
+#![no_main]
+
+use janus_lifecycleevh::event::{self, Kind, annotate_destroyed, destroyed_json};
+use janus_lifecycleevh::tracker::{Output, Tracker, TrackerConfig};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let reclaim = data.first().is_some_and(|b| b & 1 == 1);
+    let mut tracker = Tracker::new(TrackerConfig {
+        reclaim_session_timeout: if reclaim { 10 } else { 0 },
+        max_sessions: 64,
+        ..TrackerConfig::default()
+    });
+    let mut out = Vec::new();
+    for line in data.split(|b| *b == b'\n') {
+        let Ok(facts) = event::decode(line) else {
+            continue;
+        };
+        out.clear();
+        tracker.observe(&facts, &mut out);
+        for o in &out {
+            match o {
+                Output::ForwardEnding(e) => {
+                    assert!(!e.synthetic);
+                    assert_eq!(facts.kind, Kind::SessionDestroyed);
+                    let annotated = annotate_destroyed(line, e).expect("annotatable");
+                    assert!(event::decode(annotated.as_bytes()).is_ok());
+                }
+                Output::Synthesize(e) => {
+                    assert!(e.synthetic);
+                    let made = destroyed_json(facts.emitter.as_deref(), e);
+                    assert_eq!(event::decode(made.as_bytes()).unwrap().kind, Kind::SessionDestroyed);
+                }
+                _ => {}
+            }
+        }
+    }
+    out.clear();
+    tracker.advance(i64::MAX, &mut out);
+    tracker.shutdown(i64::MAX, &mut out);
+    assert_eq!(tracker.live_sessions(), 0);
+});
