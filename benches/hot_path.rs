@@ -111,7 +111,7 @@ fn measure(pool: &[Json], paced: bool, mut call: impl FnMut(*mut json_t)) -> Vec
         call(e);
         samples.push(ticks() - t0);
         if paced && k % 1000 == 999 {
-            std::thread::sleep(Duration::from_millis(4));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
     samples

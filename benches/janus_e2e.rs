@@ -17,6 +17,8 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use common::{Janus, JanusOptions, Receiver, SampleEvh, WsClient, read_jsonl};
@@ -41,6 +43,34 @@ fn usage(pid: u32) -> (f64, u64) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     (ticks as f64 / hz, hwm)
+}
+
+/// CPU time (s) of this handler's own threads (named `lcevh ...`) in Janus.
+fn lcevh_threads_cpu(pid: u32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("lcevh") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if fields.len() > 12 {
+            ticks +=
+                fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        }
+    }
+    ticks as f64 / hz
 }
 
 /// POSTs `count` custom_event requests on one keep-alive connection.
@@ -108,7 +138,52 @@ struct Run {
     name: &'static str,
     cpu_per_event_us: f64,
     delivered_per_s: f64,
+    /// Admin requests Janus answered per second during the flood.
+    flood_per_s: f64,
     peak_rss_mb: f64,
+    /// Janus API `GET /janus/info` latency during the flood: p50, p99 (ms).
+    api_ms: (f64, f64),
+    /// CPU of lifecycleevh's own threads per event (µs).
+    lcevh_us: f64,
+}
+
+/// Probes the Janus API every 10 ms until `stop`, returning latencies (ms).
+fn probe_api(http_port: u16, stop: Arc<AtomicBool>) -> Vec<f64> {
+    let mut stream = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    let mut out = Vec::new();
+    while !stop.load(Relaxed) {
+        let t = Instant::now();
+        stream
+            .write_all(
+                b"GET /janus/info HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
+            )
+            .unwrap();
+        read_response(&mut reader, &mut line);
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    out
+}
+
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
+}
+
+/// A backend that accepts connections and never answers.
+fn hanging_backend() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    port
 }
 
 fn run(name: &'static str, setup: &str, events: u64) -> Run {
@@ -144,6 +219,13 @@ fn run(name: &'static str, setup: &str, events: u64) -> Run {
                 out.display()
             ))
         }
+        "hang" => {
+            opts.lifecycleevh_config = Some(format!(
+                "general: {{ enabled = true, shutdown_timeout_ms = 1000 }}\nfile: {{ enabled = false }}\n\
+                 http: {{ backend = \"http://127.0.0.1:{}/\", timeout_ms = 2000, queue_size = 10000 }}\n",
+                hanging_backend()
+            ))
+        }
         _ => unreachable!(),
     }
     opts.plugin_so.get_or_insert_with(release_so);
@@ -158,7 +240,21 @@ fn run(name: &'static str, setup: &str, events: u64) -> Run {
         .unwrap();
     let pid = janus.pid();
     std::thread::sleep(Duration::from_millis(500));
+    let http_port: u16 = janus
+        .http_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/janus")
+        .parse()
+        .unwrap();
+    let stop_probe = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let stop = stop_probe.clone();
+        std::thread::spawn(move || probe_api(http_port, stop))
+    };
     let (cpu0, _) = usage(pid);
+    let own0 = lcevh_threads_cpu(pid);
     let start = Instant::now();
     let threads: Vec<_> = (0..4u64)
         .map(|k| {
@@ -169,7 +265,10 @@ fn run(name: &'static str, setup: &str, events: u64) -> Run {
     for t in threads {
         t.join().unwrap();
     }
-    eprintln!("{name}: flood of {events} sent in {:?}", start.elapsed());
+    let flood_time = start.elapsed();
+    stop_probe.store(true, Relaxed);
+    let mut api = probe.join().unwrap();
+    eprintln!("{name}: flood of {events} sent in {flood_time:?}");
     // Poll gently: the counting must not compete with Janus for the CPU.
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut delivered = 0;
@@ -184,7 +283,7 @@ fn run(name: &'static str, setup: &str, events: u64) -> Run {
             last_report = Instant::now();
         }
         delivered = match setup {
-            "none" | "null" => events,
+            "none" | "null" | "hang" => events,
             "file" => count_in_file(&out),
             _ => receiver.count(|e| e["type"] == 4) as u64,
         };
@@ -195,12 +294,16 @@ fn run(name: &'static str, setup: &str, events: u64) -> Run {
         "{name}: only {delivered} of {events} delivered"
     );
     let (cpu1, hwm) = usage(pid);
+    let own1 = lcevh_threads_cpu(pid);
     assert!(janus.stop().success());
     Run {
         name,
         cpu_per_event_us: (cpu1 - cpu0) / events as f64 * 1e6,
         delivered_per_s: events as f64 / elapsed.as_secs_f64(),
+        flood_per_s: events as f64 / flood_time.as_secs_f64(),
         peak_rss_mb: hwm as f64 / 1024.0,
+        api_ms: (percentile(&mut api, 0.5), percentile(&mut api, 0.99)),
+        lcevh_us: (own1 - own0) / events as f64 * 1e6,
     }
 }
 
@@ -293,9 +396,19 @@ fn main() {
         ("(b) stock sampleevh -> receiver", "sampleevh"),
         ("(c) lifecycleevh HTTP sink -> receiver", "http"),
         ("(d) lifecycleevh file sink", "file"),
+        (
+            "(f) lifecycleevh HTTP sink -> a backend that never answers",
+            "hang",
+        ),
     ]
     .into_iter()
-    .map(|(name, setup)| run(name, setup, events))
+    .map(|(name, setup)| {
+        // Three runs each; the one with the median CPU per event is kept
+        // (a two-core machine is noisy).
+        let mut three: Vec<Run> = (0..3).map(|_| run(name, setup, events)).collect();
+        three.sort_by(|a, b| a.cpu_per_event_us.total_cmp(&b.cpu_per_event_us));
+        three.swap_remove(1)
+    })
     .collect();
     // Janus's own cost of delivering events to a handler, measured with a
     // handler that does nothing: a handler's own cost is what it adds to that.
@@ -304,14 +417,15 @@ fn main() {
     let b_own = b.cpu_per_event_us - null;
     let mut table = format!(
         "End to end in Janus 1.1.2: {events} `custom_event` Admin requests over 4 keep-alive connections\n\n\
-         | run | Janus CPU per event (µs) | the handler's own (µs, minus (e)) | ratio to (b) | delivered/s | ratio to (b) | peak RSS (MB) | ratio to (b) |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+         (median of 3 runs each)\n\n\
+         | run | Janus CPU per event (µs) | the handler's own (µs, minus (e)) | ratio to (b) | lcevh threads (µs) | delivered/s | ratio to (b) | peak RSS (MB) | ratio to (b) | Admin requests/s | Janus API p50 / p99 (ms) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
     );
     for r in &runs {
         let own = r.cpu_per_event_us - null;
         let handler = !r.name.starts_with("(a)") && !r.name.starts_with("(e)");
         table += &format!(
-            "| {} | {:.2} | {} | {} | {:.0} | {:.2} | {:.1} | {:.2} |\n",
+            "| {} | {:.2} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.0} | {:.2} / {:.2} |\n",
             r.name,
             r.cpu_per_event_us,
             if handler {
@@ -324,10 +438,26 @@ fn main() {
             } else {
                 "-".to_string()
             },
-            r.delivered_per_s,
-            r.delivered_per_s / b.delivered_per_s,
+            if r.lcevh_us > 0.0 {
+                format!("{:.2}", r.lcevh_us)
+            } else {
+                "-".to_string()
+            },
+            if r.name.starts_with("(f)") {
+                "-".to_string()
+            } else {
+                format!("{:.0}", r.delivered_per_s)
+            },
+            if r.name.starts_with("(f)") {
+                "-".to_string()
+            } else {
+                format!("{:.2}", r.delivered_per_s / b.delivered_per_s)
+            },
             r.peak_rss_mb,
-            r.peak_rss_mb / b.peak_rss_mb
+            r.peak_rss_mb / b.peak_rss_mb,
+            r.flood_per_s,
+            r.api_ms.0,
+            r.api_ms.1
         );
     }
     table += "\nSession churn: concurrent WebSocket sessions dropped at once (settle_ms 500)\n\n| sessions | until every destroyed is in the file |\n| --- | --- |\n";
