@@ -23,18 +23,25 @@ use std::time::{Duration, Instant};
 
 use common::{Janus, JanusOptions, Receiver, SampleEvh, WsClient, read_jsonl};
 
-/// Janus's CPU time (user + system), in seconds, and its peak RSS in KiB.
+/// Janus's CPU time in seconds, summed over its threads with the
+/// scheduler's nanosecond accounting (`/proc/<pid>/task/*/schedstat`), and
+/// its peak RSS in KiB. `only`: just the threads whose name starts so.
+fn cpu_seconds(pid: u32, only: Option<&str>) -> f64 {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        if let Some(prefix) = only {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with(prefix) {
+                continue;
+            }
+        }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += stat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    }
+    ns as f64 / 1e9
+}
+
 fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let hwm = status
         .lines()
@@ -42,35 +49,12 @@ fn usage(pid: u32) -> (f64, u64) {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    (ticks as f64 / hz, hwm)
+    (cpu_seconds(pid, None), hwm)
 }
 
 /// CPU time (s) of this handler's own threads (named `lcevh ...`) in Janus.
 fn lcevh_threads_cpu(pid: u32) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let mut ticks = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with("lcevh") {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if fields.len() > 12 {
-            ticks +=
-                fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-        }
-    }
-    ticks as f64 / hz
+    cpu_seconds(pid, Some("lcevh"))
 }
 
 /// POSTs `count` custom_event requests on one keep-alive connection.
