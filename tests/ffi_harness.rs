@@ -218,6 +218,9 @@ fn admin_requests_are_validated() {
     assert_eq!(info["result"], 200);
     assert_eq!(info["package"], "janus.eventhandler.lifecycleevh");
     assert_eq!(info["inside_janus"], false);
+    // Outside Janus there is no event bus: said in info, the sinks still work.
+    assert_eq!(info["janus_bus"]["available"], false);
+    assert_eq!(info["janus_bus"]["enabled"], false);
     assert_eq!(info["sinks"]["file"]["type"], "file");
 }
 

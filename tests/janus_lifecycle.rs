@@ -361,3 +361,37 @@ fn mixed_run_of_many_sessions() {
     assert_eq!(created, fates.len());
     assert!(fates.len() >= 200);
 }
+
+#[test]
+fn invisible_disconnects_are_said_once() {
+    // WebSockets transport with events off: no `disconnected` ever reaches
+    // event handlers, so a dropped connection's sessions end only at
+    // timeout or shutdown. The handler says so.
+    let mut rig = start(
+        JanusOptions {
+            ws_events: false,
+            ..JanusOptions::default()
+        },
+        "",
+    );
+    assert!(
+        rig.janus
+            .wait_log("has events = false", Duration::from_secs(5))
+    );
+    let info = rig.janus.admin().query_eventhandler(
+        "janus.eventhandler.lifecycleevh",
+        json!({"request": "info"}),
+    );
+    assert_eq!(info["response"]["tracker"]["disconnects_visible"], false);
+    let mut ws = rig.janus.ws();
+    let s = ws.create_session();
+    ws.drop_tcp();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        endings(&read_jsonl(&rig.out)).is_empty(),
+        "nothing seen, nothing made up"
+    );
+    assert!(rig.janus.stop().success());
+    assert_eq!(only_ending(&read_jsonl(&rig.out), s).0, "shutdown");
+    assert_eq!(rig.janus.log().matches("has events = false").count(), 1);
+}
