@@ -28,7 +28,10 @@ use common::{Janus, JanusOptions, Receiver, SampleEvh, WsClient, read_jsonl};
 /// its peak RSS in KiB. `only`: just the threads whose name starts so.
 fn cpu_seconds(pid: u32, only: Option<&str>) -> f64 {
     let mut ns = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
         if let Some(prefix) = only {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
             if !comm.starts_with(prefix) {
@@ -36,7 +39,11 @@ fn cpu_seconds(pid: u32, only: Option<&str>) -> f64 {
             }
         }
         let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        ns += stat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        ns += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
     }
     ns as f64 / 1e9
 }
