@@ -21,7 +21,9 @@ fn config_dir(general_extra: &str) -> (tempfile::TempDir, PathBuf) {
     std::fs::write(
         dir.path().join("janus.eventhandler.lifecycleevh.jcfg"),
         format!(
-            "general: {{ enabled = true\n{general_extra} }}\nfile: {{ path = \"{}\", flush_ms = 50 }}\n",
+            // A long shutdown budget: under valgrind a 10 MB event takes seconds,
+            // and these tests check what destroy() leaves behind, not its timing.
+            "general: {{ enabled = true, shutdown_timeout_ms = 600000\n{general_extra} }}\nfile: {{ path = \"{}\", flush_ms = 50 }}\n",
             out.display()
         ),
     )
