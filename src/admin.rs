@@ -322,6 +322,7 @@ fn info(r: &Running) -> Value {
         "recovery": {
             "state_dir": r.config.general.state_dir.as_ref().map(|d| d.display().to_string()),
             "recovered_sessions": m.recovered.load(Relaxed),
+            "state_errors": m.state_errors.load(Relaxed),
         },
         "sinks": sinks,
         "janus_bus": JanusBus::info(&r.config.general.inject, r.bus_available, &r.bus),

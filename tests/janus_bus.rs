@@ -10,10 +10,9 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-fn start(inject: &str, receiver: &Receiver) -> (Janus, PathBuf, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("events.jsonl");
-    let janus = Janus::start(JanusOptions {
+/// lifecycleevh (file to `out`, re-injecting `inject`) next to Janus's sampleevh.
+fn options(inject: &str, out: &std::path::Path, receiver: &Receiver) -> JanusOptions {
+    JanusOptions {
         lifecycleevh_config: Some(format!(
             "general: {{ enabled = true, inject = \"{inject}\" }}\nfile: {{ path = \"{}\", flush_ms = 50 }}\n",
             out.display()
@@ -24,7 +23,13 @@ fn start(inject: &str, receiver: &Receiver) -> (Janus, PathBuf, tempfile::TempDi
             events: "all".into(),
         }),
         ..JanusOptions::default()
-    });
+    }
+}
+
+fn start(inject: &str, receiver: &Receiver) -> (Janus, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let janus = Janus::start(options(inject, &out, receiver));
     (janus, out, dir)
 }
 
@@ -173,18 +178,7 @@ fn janus_stops_cleanly_again_and_again_with_live_sessions() {
     let out = dir.path().join("events.jsonl");
     let mut expected_endings = 0;
     for round in 0..20 {
-        let mut janus = Janus::start(JanusOptions {
-            lifecycleevh_config: Some(format!(
-                "general: {{ enabled = true, inject = \"transport_gone,shutdown,timeout\" }}\nfile: {{ path = \"{}\", flush_ms = 50 }}\n",
-                out.display()
-            )),
-            sampleevh: Some(SampleEvh {
-                backend: receiver.url(),
-                grouping: true,
-                events: "all".into(),
-            }),
-            ..JanusOptions::default()
-        });
+        let mut janus = Janus::start(options("transport_gone,shutdown,timeout", &out, &receiver));
         let mut ws = janus.ws();
         for _ in 0..3 {
             let s = ws.create_session();

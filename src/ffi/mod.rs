@@ -111,11 +111,6 @@ impl JsonRef {
         std::mem::forget(self);
         ptr
     }
-
-    /// The raw pointer, still owned by self (for tests that inspect refcounts).
-    pub fn as_ptr(&self) -> *const std::ffi::c_void {
-        self.0.as_ptr().cast()
-    }
 }
 
 impl Drop for JsonRef {

@@ -61,6 +61,7 @@ impl Queue {
         }
     }
 
+    #[cfg(test)]
     pub fn push(&self, item: Queued) -> Pushed {
         let pushed = Queue::push_locked(&mut lock(&self.state), self.capacity, item);
         self.ready.notify_one();
