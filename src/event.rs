@@ -88,25 +88,54 @@ struct Wire<'a> {
     event: Option<Body<'a>>,
 }
 
-#[derive(Deserialize, Default)]
+/// The `event` object. Decoded by hand ([`Body::deserialize`]) so that only
+/// an object is accepted, as [`crate::event::annotate_destroyed`] requires.
+#[derive(Default)]
 struct Body<'a> {
-    #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     plugin: Option<Cow<'a, str>>,
     /// A string in transport events, an object in session `created`.
-    #[serde(borrow, default)]
     transport: Option<TransportField<'a>>,
-    #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     data: Option<Data<'a>>,
-    #[serde(borrow, default)]
     status: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     owner: Option<Cow<'a, str>>,
-    #[serde(default)]
     info: Option<Info>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Body<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Body<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Body<'a>, M::Error> {
+                let mut b = Body::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "name" => b.name = map.next_value()?,
+                        "plugin" => b.plugin = map.next_value()?,
+                        "transport" => b.transport = map.next_value()?,
+                        "id" => b.id = map.next_value()?,
+                        "data" => b.data = map.next_value()?,
+                        "status" => b.status = map.next_value()?,
+                        "owner" => b.owner = map.next_value()?,
+                        "info" => b.info = map.next_value()?,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(b)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -135,11 +164,16 @@ struct Info {
 }
 
 /// Decodes one event (a JSON object as Janus builds it).
+///
+/// Accepts exactly what [`annotate_destroyed`] can annotate: UTF-8 text (as
+/// jansson always produces) holding a JSON object whose `event`, if present,
+/// is an object.
 pub fn decode(text: &[u8]) -> Result<Facts<'_>, DecodeError> {
-    if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    let text = std::str::from_utf8(text).map_err(|e| DecodeError(format!("not UTF-8: {e}")))?;
+    if text.trim_start().as_bytes().first() != Some(&b'{') {
         return Err(DecodeError("not a JSON object".into()));
     }
-    let wire: Wire<'_> = serde_json::from_slice(text).map_err(|e| DecodeError(e.to_string()))?;
+    let wire: Wire<'_> = serde_json::from_str(text).map_err(|e| DecodeError(e.to_string()))?;
     let ty = wire.ty.unwrap_or(0);
     let subtype = wire.subtype.unwrap_or(0);
     let body = wire.event.unwrap_or_default();
@@ -255,13 +289,68 @@ pub fn destroyed_json(emitter: Option<&str>, ending: &Ending) -> String {
 }
 
 /// Janus's own `destroyed` event with `reason` and `synthetic` added inside
-/// `event`; everything else is kept as it was, in the same order.
+/// `event` (replacing any already there); everything else is kept as it was,
+/// byte for byte and in the same order. None for what [`decode`] rejects or
+/// an event without an `event` object.
 pub fn annotate_destroyed(text: &[u8], ending: &Ending) -> Option<String> {
-    let mut value: serde_json::Value = serde_json::from_slice(text).ok()?;
-    let body = value.get_mut("event")?.as_object_mut()?;
-    body.insert("reason".into(), ending.reason.as_str().into());
-    body.insert("synthetic".into(), ending.synthetic.into());
-    Some(value.to_string())
+    use serde_json::value::RawValue;
+    let text = std::str::from_utf8(text).ok()?;
+    let top: RawObject<'_> = serde_json::from_str(text).ok()?;
+    let (_, body) = top.0.iter().rev().find(|(k, _)| k == "event")?;
+    let inner: RawObject<'_> = serde_json::from_str(body.get()).ok()?;
+    let reason = RawValue::from_string(serde_json::to_string(ending.reason.as_str()).ok()?).ok()?;
+    let synthetic = RawValue::from_string(ending.synthetic.to_string()).ok()?;
+    let mut fields: Vec<(&str, &RawValue)> = inner
+        .0
+        .iter()
+        .filter(|(k, _)| k != "reason" && k != "synthetic")
+        .map(|(k, v)| (k.as_ref(), *v))
+        .collect();
+    fields.push(("reason", &reason));
+    fields.push(("synthetic", &synthetic));
+    let event = RawValue::from_string(serde_json::to_string(&Fields(&fields)).ok()?).ok()?;
+    let top_fields: Vec<(&str, &RawValue)> = top
+        .0
+        .iter()
+        .map(|(k, v)| (k.as_ref(), if k == "event" { &*event } else { *v }))
+        .collect();
+    serde_json::to_string(&Fields(&top_fields)).ok()
+}
+
+/// Writes keys and raw values as one JSON object, in order.
+struct Fields<'a, 'b>(&'b [(&'a str, &'a serde_json::value::RawValue)]);
+
+impl serde::Serialize for Fields<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// A JSON object as its keys and the raw text of their values, in order:
+/// nothing below the first level is parsed, so nothing there is rejected.
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = RawObject<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<RawObject<'a>, M::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(RawObject(fields))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +457,50 @@ mod tests {
         assert_eq!(
             decode(odd).unwrap().kind,
             Kind::SessionCreated { transport: None }
+        );
+    }
+
+    /// decode accepts exactly what annotate_destroyed can annotate (the fuzz
+    /// target decode_track checks this on any input).
+    #[test]
+    fn decode_and_annotate_agree() {
+        let ending = Ending {
+            session_id: 1,
+            reason: Reason::Request,
+            timestamp: 1,
+            synthetic: false,
+        };
+        // Found by the fuzzer (fuzz/seeds/decode_track/crash-023b6925): invalid
+        // UTF-8 inside an unknown key's value.
+        let crash = include_bytes!("../fuzz/seeds/decode_track/crash-023b6925");
+        assert!(decode(crash).is_err());
+        assert!(annotate_destroyed(crash, &ending).is_none());
+        // An `event` that is an array is not an event object.
+        let array = br#"{"type": 1, "session_id": 1, "event": ["destroyed"]}"#;
+        assert!(decode(array).is_err());
+        // Deep nesting below an unknown key: both accept it.
+        let deep = format!(
+            r#"{{"type": 1, "session_id": 1, "x": {}{}, "event": {{"name": "destroyed", "y": {}1{}}}}}"#,
+            "[".repeat(300),
+            "]".repeat(300),
+            "{\"a\":".repeat(200),
+            "}".repeat(200)
+        );
+        assert_eq!(
+            decode(deep.as_bytes()).unwrap().kind,
+            Kind::SessionDestroyed
+        );
+        let annotated = annotate_destroyed(deep.as_bytes(), &ending).unwrap();
+        assert!(
+            annotated.ends_with(r#""reason":"request","synthetic":false}}"#),
+            "{annotated}"
+        );
+        // A reason already there is replaced, not repeated; values are kept as written.
+        let odd =
+            br#"{"type":1,"session_id":1,"event":{"reason":"x","name":"destroyed","n":1.50}}"#;
+        assert_eq!(
+            annotate_destroyed(odd, &ending).unwrap(),
+            r#"{"type":1,"session_id":1,"event":{"name":"destroyed","n":1.50,"reason":"request","synthetic":false}}"#
         );
     }
 }
