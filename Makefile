@@ -16,7 +16,7 @@ DEB_PACKAGES := janus janus-dev libjansson-dev libglib2.0-dev libclang-dev clang
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SO := libjanus_lifecycleevh.so
 
-.PHONY: all deps build install demo test lint bench fuzz valgrind clean
+.PHONY: all deps build install demo test lint bench fuzz fuzz-build fuzz-ci valgrind clean
 
 all: build
 
@@ -75,19 +75,56 @@ bench: deps
 	$(CARGO) bench --locked --bench tracker
 	$(CARGO) bench --locked --bench janus_e2e
 
-# Fuzzing with cargo fuzz (libFuzzer): each target for FUZZ_SECONDS, corpora
-# seeded from fuzz/seeds/ (the recorded traces, the sample configs, Admin
-# requests). cargo fuzz wants nightly features: RUSTC_BOOTSTRAP enables them
-# on the stable toolchain. Longer: make fuzz FUZZ_SECONDS=3600.
-FUZZ_SECONDS ?= 60
+# Fuzzing with cargo fuzz (libFuzzer + AddressSanitizer). cargo fuzz wants
+# nightly features: RUSTC_BOOTSTRAP enables them on the stable toolchain.
+# Seeds and past crashes live in fuzz/seeds/<target>/ (a crash, once fixed,
+# stays there as a regression input).
 FUZZ_TARGETS := decode_track config admin
-fuzz: deps
+FUZZ_BIN := fuzz/target/x86_64-unknown-linux-gnu/release
+FUZZ_SEED ?= 1
+# New inputs per target in fuzz-ci (about 30 s each on 2 cores).
+FUZZ_RUNS_decode_track ?= 60000
+FUZZ_RUNS_config ?= 15000
+FUZZ_RUNS_admin ?= 100000
+
+fuzz-build: deps
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build --fuzz-dir fuzz
+
+# CI: reproducible. Every seed and past crash is run once, then each target
+# tries FUZZ_RUNS_<target> new inputs from the fixed FUZZ_SEED, starting from
+# the seeds alone (-reload=0: libFuzzer does not re-read its corpus on a
+# timer, and the tracker hashes with a fixed seed under cfg(fuzzing), so the
+# same build makes the same inputs). A crash prints its input in base64 and
+# the command that replays it.
+fuzz-ci: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		runs=$$(make -s --no-print-directory fuzz-runs-$$t); \
+		work=target/fuzz-ci/$$t; rm -rf $$work; mkdir -p $$work/corpus $$work/artifacts; \
+		echo "fuzz-ci $$t: replaying fuzz/seeds/$$t, then $$runs runs from seed $(FUZZ_SEED)"; \
+		if ! $(FUZZ_BIN)/$$t -runs=0 -rss_limit_mb=4096 -artifact_prefix=$$work/artifacts/ fuzz/seeds/$$t >$$work/replay.log 2>&1 \
+		|| ! $(FUZZ_BIN)/$$t $$work/corpus fuzz/seeds/$$t -seed=$(FUZZ_SEED) -runs=$$runs -reload=0 \
+			-rss_limit_mb=4096 -artifact_prefix=$$work/artifacts/ -print_final_stats=1 >$$work/fuzz.log 2>&1; then \
+			tail -n 60 $$work/replay.log $$work/fuzz.log 2>/dev/null; \
+			for a in $$work/artifacts/*; do [ -e "$$a" ] || continue; \
+				echo "crash input $$a (base64):"; base64 -w0 "$$a"; echo; \
+				echo "replay: echo <base64> | base64 -d > crash && $(FUZZ_BIN)/$$t crash"; done; \
+			exit 1; \
+		fi; \
+		grep -h "DONE\|stat::number_of_executed_units" $$work/fuzz.log | tail -2; \
+	done
+fuzz-runs-%:
+	@echo $(FUZZ_RUNS_$*)
+
+# Longer, time-boxed runs that keep what they find in fuzz/corpus/<target>
+# (not committed): make fuzz FUZZ_SECONDS=3600.
+FUZZ_SECONDS ?= 60
+fuzz: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/corpus/$$t; \
 		echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
-		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir fuzz $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1; \
+		$(FUZZ_BIN)/$$t fuzz/corpus/$$t fuzz/seeds/$$t -max_total_time=$(FUZZ_SECONDS) \
+			-rss_limit_mb=4096 -artifact_prefix=fuzz/artifacts/$$t- -print_final_stats=1; \
 	done
 
 # The FFI harness under valgrind: no invalid access, no leak from the handler.

@@ -270,22 +270,34 @@ impl OutEvent {
 /// (`emitter`, `type`, `timestamp`, `session_id`, `event`) with the two fields
 /// this handler adds inside `event`: `reason` and `synthetic`.
 pub fn destroyed_json(emitter: Option<&str>, ending: &Ending) -> String {
-    let mut ev = serde_json::Map::new();
-    if let Some(e) = emitter {
-        ev.insert("emitter".into(), e.into());
+    #[derive(serde::Serialize)]
+    struct Destroyed<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        emitter: Option<&'a str>,
+        #[serde(rename = "type")]
+        ty: u32,
+        timestamp: i64,
+        session_id: u64,
+        event: Body,
     }
-    ev.insert("type".into(), types::SESSION.into());
-    ev.insert("timestamp".into(), ending.timestamp.into());
-    ev.insert("session_id".into(), ending.session_id.into());
-    ev.insert(
-        "event".into(),
-        serde_json::json!({
-            "name": "destroyed",
-            "reason": ending.reason.as_str(),
-            "synthetic": ending.synthetic,
-        }),
-    );
-    serde_json::Value::Object(ev).to_string()
+    #[derive(serde::Serialize)]
+    struct Body {
+        name: &'static str,
+        reason: &'static str,
+        synthetic: bool,
+    }
+    serde_json::to_string(&Destroyed {
+        emitter,
+        ty: types::SESSION,
+        timestamp: ending.timestamp,
+        session_id: ending.session_id,
+        event: Body {
+            name: "destroyed",
+            reason: ending.reason.as_str(),
+            synthetic: ending.synthetic,
+        },
+    })
+    .expect("serialising plain fields cannot fail")
 }
 
 /// Janus's own `destroyed` event with `reason` and `synthetic` added inside

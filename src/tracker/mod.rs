@@ -26,6 +26,16 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use crate::event::{Facts, Kind, TransportRef};
 use session::{Bound, Session, State, TransportKey};
 
+/// The tracker's maps are keyed by session ids, which a client may choose
+/// (Janus's `create` accepts an `id`): hashing is randomly seeded, except in
+/// fuzzing builds (`cfg(fuzzing)`), where a fixed seed keeps a fuzz run with a
+/// fixed `-seed` reproducible.
+#[cfg(not(fuzzing))]
+type Hashing = std::collections::hash_map::RandomState;
+#[cfg(fuzzing)]
+type Hashing = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+type Map<K, V> = HashMap<K, V, Hashing>;
+
 /// Why a session ended: the `reason` of its `destroyed` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
@@ -166,8 +176,8 @@ struct Tombstone {
 /// The lifecycle state machine. See the module documentation.
 pub struct Tracker {
     config: TrackerConfig,
-    sessions: HashMap<u64, Session>,
-    by_transport: HashMap<TransportKey, Bound>,
+    sessions: Map<u64, Session>,
+    by_transport: Map<TransportKey, Bound>,
     /// Transport module names, interned: sessions hold an index.
     modules: Vec<Box<str>>,
     /// Plugin package names, interned: handles hold an index.
@@ -176,7 +186,7 @@ pub struct Tracker {
     order: VecDeque<u64>,
     /// Settle-window deadlines: (deadline, session, disconnect sequence).
     deadlines: BinaryHeap<Reverse<(i64, u64, u32)>>,
-    tombstones: HashMap<u64, Tombstone>,
+    tombstones: Map<u64, Tombstone>,
     /// Tombstones in the order they were made, with the clock at that time.
     tombstone_order: VecDeque<(i64, u64)>,
     next_seq: u32,
@@ -190,13 +200,13 @@ impl Tracker {
     pub fn new(config: TrackerConfig) -> Tracker {
         Tracker {
             config,
-            sessions: HashMap::new(),
-            by_transport: HashMap::new(),
+            sessions: Map::default(),
+            by_transport: Map::default(),
             modules: Vec::new(),
             plugins: Vec::new(),
             order: VecDeque::new(),
             deadlines: BinaryHeap::new(),
-            tombstones: HashMap::new(),
+            tombstones: Map::default(),
             tombstone_order: VecDeque::new(),
             next_seq: 0,
             clock: i64::MIN,
