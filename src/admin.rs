@@ -17,20 +17,88 @@
 //! not running, 499 internal error). [`parse`] validates without touching the
 //! running handler, so it can be fuzzed on its own.
 
+use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{Map, Value, json};
 
+use crate::bus::Bus;
 use crate::config::{EventMask, PACKAGE};
-use crate::handler::Running;
-use crate::sinks::janus_bus::JanusBus;
+use crate::running::{Running, Status};
 use crate::tracker::{Reason, SessionView};
 
-pub const ERROR_INVALID_REQUEST: i64 = 411;
-pub const ERROR_MISSING_ELEMENT: i64 = 412;
-pub const ERROR_INVALID_ELEMENT: i64 = 413;
-pub const ERROR_NOT_RUNNING: i64 = 414;
-pub const ERROR_UNKNOWN: i64 = 499;
+/// An Admin API error, answered as `{"error_code": code, "error": text}`
+/// with the codes of Janus's own handlers (sampleevh's 411, 412, 413, 499),
+/// plus 414 for a handler that is not running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    /// 411: the `request` is not one this handler knows.
+    UnknownRequest(String),
+    /// 412: a mandatory element is missing.
+    Missing(&'static str),
+    /// 412: a `tweak` that changes nothing.
+    NothingToTweak,
+    /// 413: an element of the wrong type or out of range.
+    Invalid { element: String, should: String },
+    /// 413: an element the request does not take.
+    Unsupported { element: String, request: String },
+    /// 413: a value that does not parse (a mask, a sink name, a fault place).
+    BadValue(String),
+    /// 414: the handler is not running (with why its `init` failed).
+    NotRunning(Option<String>),
+    /// 499: the worker did not answer, or a panic was caught.
+    Internal(String),
+}
+
+impl AdminError {
+    pub fn code(&self) -> i64 {
+        match self {
+            AdminError::UnknownRequest(_) => 411,
+            AdminError::Missing(_) | AdminError::NothingToTweak => 412,
+            AdminError::Invalid { .. }
+            | AdminError::Unsupported { .. }
+            | AdminError::BadValue(_) => 413,
+            AdminError::NotRunning(_) => 414,
+            AdminError::Internal(_) => 499,
+        }
+    }
+
+    /// The Janus-style answer.
+    pub fn answer(&self) -> Value {
+        json!({"error_code": self.code(), "error": self.to_string()})
+    }
+
+    fn invalid(element: &str, should: impl Into<String>) -> AdminError {
+        AdminError::Invalid {
+            element: element.to_string(),
+            should: should.into(),
+        }
+    }
+}
+
+impl fmt::Display for AdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminError::UnknownRequest(r) => write!(f, "Unknown request '{r}'"),
+            AdminError::Missing(name) => write!(f, "Missing mandatory element ({name})"),
+            AdminError::NothingToTweak => {
+                f.write_str("Missing element: nothing to tweak (events, enabled, settle_ms)")
+            }
+            AdminError::Invalid { element, should } => {
+                write!(f, "Invalid element type ({element} should be {should})")
+            }
+            AdminError::Unsupported { element, request } => {
+                write!(f, "Unsupported element ({element}) for request '{request}'")
+            }
+            AdminError::BadValue(what) => f.write_str(what),
+            AdminError::NotRunning(Some(why)) => write!(f, "lifecycleevh is not running: {why}"),
+            AdminError::NotRunning(None) => f.write_str("lifecycleevh is not running"),
+            AdminError::Internal(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for AdminError {}
 
 /// Most sessions one `sessions` answer lists.
 pub const MAX_LIMIT: u64 = 10_000;
@@ -58,59 +126,27 @@ pub struct Tweak {
     pub settle_ms: Option<u64>,
 }
 
-/// A Janus-style error answer.
-pub fn error(code: i64, message: impl Into<String>) -> Value {
-    json!({"error_code": code, "error": message.into()})
-}
-
-/// The answer of a handler that Janus keeps loaded although its `init` failed.
-pub fn not_running(why: Option<&str>) -> Value {
-    error(
-        ERROR_NOT_RUNNING,
-        match why {
-            Some(w) => format!("lifecycleevh is not running: {w}"),
-            None => "lifecycleevh is not running".to_string(),
-        },
-    )
-}
-
-type Invalid = (i64, String);
-
-fn missing(name: &str) -> Invalid {
-    (
-        ERROR_MISSING_ELEMENT,
-        format!("Missing mandatory element ({name})"),
-    )
-}
-
-fn invalid(name: &str, should: &str) -> Invalid {
-    (
-        ERROR_INVALID_ELEMENT,
-        format!("Invalid element type ({name} should be {should})"),
-    )
-}
-
 /// Validates a request object (None: Janus passed no `request`).
-pub fn parse(request: Option<&Value>) -> Result<Request, Invalid> {
-    let request = request.ok_or_else(|| missing("request"))?;
+pub fn parse(request: Option<&Value>) -> Result<Request, AdminError> {
+    let request = request.ok_or(AdminError::Missing("request"))?;
     let obj = request
         .as_object()
-        .ok_or_else(|| invalid("request", "an object"))?;
+        .ok_or_else(|| AdminError::invalid("request", "an object"))?;
     let name = match obj.get("request") {
-        None => return Err(missing("request")),
+        None => return Err(AdminError::Missing("request")),
         Some(Value::String(s)) => s.to_ascii_lowercase(),
-        Some(_) => return Err(invalid("request", "a string")),
+        Some(_) => return Err(AdminError::invalid("request", "a string")),
     };
-    let allow = |keys: &[&str]| -> Result<(), Invalid> {
+    let allow = |keys: &[&str]| -> Result<(), AdminError> {
         match obj
             .keys()
             .find(|k| *k != "request" && !keys.contains(&k.as_str()))
         {
             None => Ok(()),
-            Some(k) => Err((
-                ERROR_INVALID_ELEMENT,
-                format!("Unsupported element ({k}) for request '{name}'"),
-            )),
+            Some(k) => Err(AdminError::Unsupported {
+                element: k.clone(),
+                request: name.clone(),
+            }),
         }
     };
     match name.as_str() {
@@ -123,9 +159,9 @@ pub fn parse(request: Option<&Value>) -> Result<Request, Invalid> {
             let offset = uint(obj, "offset", u64::MAX)?.unwrap_or(0);
             let limit = uint(obj, "limit", MAX_LIMIT)?.unwrap_or(100);
             if limit == 0 {
-                return Err(invalid(
+                return Err(AdminError::invalid(
                     "limit",
-                    &format!("an integer from 1 to {MAX_LIMIT}"),
+                    format!("an integer from 1 to {MAX_LIMIT}"),
                 ));
             }
             Ok(Request::Sessions {
@@ -138,23 +174,23 @@ pub fn parse(request: Option<&Value>) -> Result<Request, Invalid> {
             let sink = match obj.get("sink") {
                 None => None,
                 Some(Value::String(s)) => Some(s.clone()),
-                Some(_) => return Err(invalid("sink", "a string")),
+                Some(_) => return Err(AdminError::invalid("sink", "a string")),
             };
             let events = match obj.get("events") {
                 None => None,
                 Some(Value::String(s)) => Some(
                     EventMask::parse(s)
-                        .map_err(|e| (ERROR_INVALID_ELEMENT, format!("Invalid events: {e}")))?,
+                        .map_err(|e| AdminError::BadValue(format!("Invalid events: {e}")))?,
                 ),
-                Some(_) => return Err(invalid("events", "a string")),
+                Some(_) => return Err(AdminError::invalid("events", "a string")),
             };
             let enabled = match obj.get("enabled") {
                 None => None,
                 Some(Value::Bool(b)) => Some(*b),
-                Some(_) => return Err(invalid("enabled", "a boolean")),
+                Some(_) => return Err(AdminError::invalid("enabled", "a boolean")),
             };
             if enabled.is_some() && sink.is_none() {
-                return Err(missing("sink"));
+                return Err(AdminError::Missing("sink"));
             }
             let settle_ms = uint(obj, "settle_ms", 600_000)?;
             let tweak = Tweak {
@@ -164,10 +200,7 @@ pub fn parse(request: Option<&Value>) -> Result<Request, Invalid> {
                 settle_ms,
             };
             if tweak.events.is_none() && tweak.enabled.is_none() && tweak.settle_ms.is_none() {
-                return Err((
-                    ERROR_MISSING_ELEMENT,
-                    "Missing element: nothing to tweak (events, enabled, settle_ms)".into(),
-                ));
+                return Err(AdminError::NothingToTweak);
             }
             Ok(Request::Tweak(tweak))
         }
@@ -177,51 +210,51 @@ pub fn parse(request: Option<&Value>) -> Result<Request, Invalid> {
                 .unwrap_or("")
                 .to_string(),
         )),
-        _ => Err((
-            ERROR_INVALID_REQUEST,
-            format!(
-                "Unknown request '{}'",
-                obj["request"].as_str().unwrap_or("")
-            ),
+        _ => Err(AdminError::UnknownRequest(
+            obj["request"].as_str().unwrap_or("").to_string(),
         )),
     }
 }
 
-fn uint(obj: &Map<String, Value>, key: &str, max: u64) -> Result<Option<u64>, Invalid> {
+fn uint(obj: &Map<String, Value>, key: &str, max: u64) -> Result<Option<u64>, AdminError> {
     match obj.get(key) {
         None => Ok(None),
         Some(v) => match v.as_u64() {
             Some(n) if n <= max => Ok(Some(n)),
-            _ => Err(invalid(key, &format!("an integer from 0 to {max}"))),
+            _ => Err(AdminError::invalid(
+                key,
+                format!("an integer from 0 to {max}"),
+            )),
         },
     }
 }
 
 /// Answers one request.
 pub fn handle(request: Option<&Value>, running: &Running) -> Value {
-    match parse(request) {
-        Err((code, message)) => error(code, message),
-        Ok(Request::Info) => info(running),
+    let answer = match parse(request) {
+        Err(e) => Err(e),
+        Ok(Request::Info) => Ok(info(&running.status())),
         Ok(Request::Sessions { offset, limit }) => match running.sessions(offset, limit) {
-            Some((total, page)) => sessions(total, offset, limit, &page),
-            None => error(ERROR_UNKNOWN, "the worker did not answer in time"),
+            Some((total, page)) => Ok(sessions(total, offset, limit, &page)),
+            None => Err(AdminError::Internal(
+                "the worker did not answer in time".into(),
+            )),
         },
         Ok(Request::Tweak(t)) => tweak(running, &t),
         Ok(Request::Fault(place)) => fault(&place),
-    }
+    };
+    answer.unwrap_or_else(|e| e.answer())
 }
 
 #[cfg(feature = "fault-injection")]
-fn fault(place: &str) -> Value {
-    match crate::faults::arm(place) {
-        Ok(()) => json!({"result": 200}),
-        Err(e) => error(ERROR_INVALID_ELEMENT, e),
-    }
+fn fault(place: &str) -> Result<Value, AdminError> {
+    crate::faults::arm(place).map_err(AdminError::BadValue)?;
+    Ok(json!({"result": 200}))
 }
 
 #[cfg(not(feature = "fault-injection"))]
-fn fault(_place: &str) -> Value {
-    error(ERROR_INVALID_REQUEST, "Unknown request 'fault'")
+fn fault(_place: &str) -> Result<Value, AdminError> {
+    Err(AdminError::UnknownRequest("fault".into()))
 }
 
 fn sessions(total: usize, offset: usize, limit: usize, page: &[SessionView]) -> Value {
@@ -241,24 +274,26 @@ fn sessions(total: usize, offset: usize, limit: usize, page: &[SessionView]) -> 
     json!({"result": 200, "total": total, "offset": offset, "limit": limit, "sessions": list})
 }
 
-fn tweak(r: &Running, t: &Tweak) -> Value {
+fn tweak(r: &Running, t: &Tweak) -> Result<Value, AdminError> {
     let targets: Vec<_> = match &t.sink {
-        Some(name) => match r.sinks.iter().find(|s| s.name() == name) {
+        Some(name) => match r.sinks().iter().find(|s| s.name() == name) {
             Some(s) => vec![s.clone()],
             None => {
-                let known: Vec<&str> = r.sinks.iter().map(|s| s.name()).collect();
-                return error(
-                    ERROR_INVALID_ELEMENT,
-                    format!("No such sink '{name}' (sinks: {})", known.join(", ")),
-                );
+                let known: Vec<&str> = r.sinks().iter().map(|s| s.name()).collect();
+                return Err(AdminError::BadValue(format!(
+                    "No such sink '{name}' (sinks: {})",
+                    known.join(", ")
+                )));
             }
         },
-        None => r.sinks.clone(),
+        None => r.sinks().to_vec(),
     };
     if let Some(settle) = t.settle_ms
         && !r.set_settle_ms(settle)
     {
-        return error(ERROR_UNKNOWN, "the worker did not take the new settle_ms");
+        return Err(AdminError::Internal(
+            "the worker did not take the new settle_ms".into(),
+        ));
     }
     for s in &targets {
         if let Some(mask) = t.events {
@@ -269,20 +304,19 @@ fn tweak(r: &Running, t: &Tweak) -> Value {
         }
     }
     crate::jlog!(Info, "tweaked through the Admin API: {t:?}");
-    json!({"result": 200})
+    Ok(json!({"result": 200}))
 }
 
 /// `info`: version, counters, channel, tracker and sinks.
-fn info(r: &Running) -> Value {
-    let m = &r.metrics;
+fn info(r: &Status<'_>) -> Value {
+    let m = r.metrics;
     let t = m.tracker();
-    let (depth, capacity) = r.channel();
     let mut endings = Map::new();
     for (i, reason) in Reason::ALL.iter().enumerate() {
         endings.insert(reason.as_str().into(), json!(t.stats.endings[i]));
     }
     let mut sinks = Map::new();
-    for s in &r.sinks {
+    for s in r.sinks {
         sinks.insert(s.name().to_string(), s.info());
     }
     json!({
@@ -291,7 +325,7 @@ fn info(r: &Running) -> Value {
         "version": env!("CARGO_PKG_VERSION"),
         "config_file": r.config.file_path.display().to_string(),
         "inside_janus": r.inside_janus,
-        "uptime_s": r.started.elapsed().as_secs(),
+        "uptime_s": r.uptime.as_secs(),
         "events": {
             "received": m.received.load(Relaxed),
             "dropped": m.dropped.load(Relaxed),
@@ -302,7 +336,7 @@ fn info(r: &Running) -> Value {
             "internal_errors": m.internal_errors.load(Relaxed),
             "forwarding": r.config.general.events.to_string(),
         },
-        "channel": {"depth": depth, "capacity": capacity},
+        "channel": {"depth": r.channel_depth, "capacity": r.channel_capacity},
         "tracker": {
             "live_sessions": t.live_sessions,
             "created": t.stats.created,
@@ -325,7 +359,7 @@ fn info(r: &Running) -> Value {
             "state_errors": m.state_errors.load(Relaxed),
         },
         "sinks": sinks,
-        "janus_bus": JanusBus::info(&r.config.general.inject, r.bus_available, &r.bus),
+        "janus_bus": Bus::info(r.bus_reasons, r.bus_available, r.bus_stats),
         "warnings": r.config.janus.warnings,
     })
 }
@@ -334,27 +368,27 @@ fn info(r: &Running) -> Value {
 mod tests {
     use super::*;
 
-    fn p(v: Value) -> Result<Request, Invalid> {
+    fn p(v: Value) -> Result<Request, AdminError> {
         parse(Some(&v))
     }
 
     #[test]
     fn validates_like_janus() {
-        assert_eq!(parse(None).unwrap_err().0, ERROR_MISSING_ELEMENT);
-        assert_eq!(p(json!([])).unwrap_err().0, ERROR_INVALID_ELEMENT);
-        assert_eq!(p(json!({})).unwrap_err(), missing("request"));
+        assert_eq!(parse(None).unwrap_err().code(), 412);
+        assert_eq!(p(json!([])).unwrap_err().code(), 413);
+        assert_eq!(p(json!({})).unwrap_err(), AdminError::Missing("request"));
         assert_eq!(
             p(json!({"request": 1})).unwrap_err(),
-            invalid("request", "a string")
+            AdminError::invalid("request", "a string")
         );
         assert_eq!(
             p(json!({"request": "Nope"})).unwrap_err(),
-            (ERROR_INVALID_REQUEST, "Unknown request 'Nope'".to_string())
+            AdminError::UnknownRequest("Nope".into())
         );
         assert_eq!(p(json!({"request": "INFO"})).unwrap(), Request::Info);
         assert_eq!(
-            p(json!({"request": "info", "x": 1})).unwrap_err().0,
-            ERROR_INVALID_ELEMENT
+            p(json!({"request": "info", "x": 1})).unwrap_err().code(),
+            413
         );
     }
 
@@ -375,26 +409,28 @@ mod tests {
             }
         );
         assert_eq!(
-            p(json!({"request": "sessions", "limit": 0})).unwrap_err().0,
-            ERROR_INVALID_ELEMENT
+            p(json!({"request": "sessions", "limit": 0}))
+                .unwrap_err()
+                .code(),
+            413
         );
         assert_eq!(
             p(json!({"request": "sessions", "limit": 10001}))
                 .unwrap_err()
-                .0,
-            ERROR_INVALID_ELEMENT
+                .code(),
+            413
         );
         assert_eq!(
             p(json!({"request": "sessions", "offset": -1}))
                 .unwrap_err()
-                .0,
-            ERROR_INVALID_ELEMENT
+                .code(),
+            413
         );
         assert_eq!(
             p(json!({"request": "sessions", "offset": "1"}))
                 .unwrap_err()
-                .0,
-            ERROR_INVALID_ELEMENT
+                .code(),
+            413
         );
     }
 
@@ -403,36 +439,33 @@ mod tests {
         assert_eq!(
             p(json!({"request": "tweak", "events": "sessions", "settle_ms": 900})).unwrap(),
             Request::Tweak(Tweak {
-                events: Some(EventMask(crate::ffi::types::SESSION)),
+                events: Some(EventMask(crate::janus::types::SESSION)),
                 settle_ms: Some(900),
                 ..Tweak::default()
             })
         );
-        assert_eq!(
-            p(json!({"request": "tweak"})).unwrap_err().0,
-            ERROR_MISSING_ELEMENT
-        );
+        assert_eq!(p(json!({"request": "tweak"})).unwrap_err().code(), 412);
         assert_eq!(
             p(json!({"request": "tweak", "enabled": false})).unwrap_err(),
-            missing("sink")
+            AdminError::Missing("sink")
         );
         assert_eq!(
             p(json!({"request": "tweak", "events": "bogus"}))
                 .unwrap_err()
-                .0,
-            ERROR_INVALID_ELEMENT
+                .code(),
+            413
         );
         assert_eq!(
             p(json!({"request": "tweak", "settle_ms": 600001}))
                 .unwrap_err()
-                .0,
-            ERROR_INVALID_ELEMENT
+                .code(),
+            413
         );
         assert_eq!(
             p(json!({"request": "tweak", "sink": 3, "enabled": true}))
                 .unwrap_err()
-                .0,
-            ERROR_INVALID_ELEMENT
+                .code(),
+            413
         );
     }
 }

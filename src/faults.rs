@@ -10,6 +10,8 @@
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
 
+use crate::sync::{lock, wait};
+
 static PANIC_INCOMING: AtomicBool = AtomicBool::new(false);
 static PANIC_WORKER: AtomicBool = AtomicBool::new(false);
 static STALL: Mutex<bool> = Mutex::new(false);
@@ -23,12 +25,12 @@ pub fn arm(place: &str) -> Result<(), String> {
         "handle_request" => panic!("injected fault in handle_request"),
         "worker" => PANIC_WORKER.store(true, SeqCst),
         "stall" => {
-            *STALL.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            *lock(&STALL) = true;
             STALL_ARMED.store(true, SeqCst);
         }
         "release" => {
             STALL_ARMED.store(false, SeqCst);
-            *STALL.lock().unwrap_or_else(|p| p.into_inner()) = false;
+            *lock(&STALL) = false;
             RELEASED.notify_all();
         }
         other => return Err(format!("unknown fault place '{other}'")),
@@ -49,9 +51,9 @@ pub fn on_worker_event() {
         panic!("injected fault in the worker");
     }
     if STALL_ARMED.load(SeqCst) {
-        let mut stalled = STALL.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stalled = lock(&STALL);
         while *stalled {
-            stalled = RELEASED.wait(stalled).unwrap_or_else(|p| p.into_inner());
+            stalled = wait(&RELEASED, stalled);
         }
     }
 }

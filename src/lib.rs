@@ -1,37 +1,57 @@
 //! lifecycleevh: a Janus WebRTC server event handler that closes the gaps in
 //! Janus's session lifecycle events and forwards the event stream.
 //!
-//! The data flow, one module per step:
+//! The data flow, one module per step, every import pointing down this list:
 //!
 //! ```text
-//! Janus events thread          worker thread                          sink threads
-//! ffi::entry::incoming_event   worker: event::decode                  sinks::file (JSON Lines)
-//!   -> handler::offer            -> tracker::Tracker::observe         ...
-//!   -> intake (bounded channel)  -> sinks::Router::route  ---------->
+//! entry          the C entry points (catch panics, convert, hand over)
+//!   handler      the one global: init / destroy / offer / request
+//!     admin      query_eventhandler: parse, answer from running's status view
+//!     running    the running handler: intake + worker thread + sinks + bus
+//!       worker   decode -> track -> route; crash state; Janus's bus
+//!       intake   the events thread's end of the bounded channel
+//!       sinks    file, http (+ spool), each on its own thread and queue
+//!       bus      re-injection of synthetic endings into Janus's event bus
+//!       recovery crash state: the open sessions on disk
+//!       metrics  counters shared with the Admin API
+//!       output   what the handler writes (Janus's shape + reason, synthetic)
+//!       tracker  the session lifecycle state machine (pure Rust)
+//!       config   the .jcfg file (strict parser), settings, masks
+//!       janus    Janus's event types as Rust values, decoding
+//!       reason   why a session ended (the output contract's vocabulary)
+//!       durable  fsync policy, atomic file replacement
+//!       sync     locks that ignore poisoning, threads joined with a deadline
+//!       log      Janus's logger (jlog!), rate limits
+//!       ffi      bindgen's ABI, JsonRef, the C shim (imports nothing above)
 //! ```
 //!
-//! - [`ffi`]: the C ABI (bindgen over `janus-headers/`, the C shim) and the
-//!   entry points; the only `unsafe` code.
-//! - [`handler`]: `init`/`destroy`, the one global state.
-//! - [`intake`]: the lock-free bounded channel from Janus's events thread.
-//! - [`worker`]: the pipeline and its thread.
-//! - [`event`]: decoding Janus's events, building the ones we add.
-//! - [`tracker`]: the session lifecycle state machine (pure Rust).
-//! - [`sinks`]: where events go, each on its own thread and queue.
-//! - [`config`]: the `.jcfg` file; [`admin`]: `query_eventhandler` answers.
+//! `unsafe` is denied everywhere but in [`ffi`] and [`entry`].
+
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod admin;
+pub mod bus;
 pub mod config;
-pub mod event;
+pub mod durable;
+#[allow(unsafe_code)]
+pub mod entry;
+pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+#[allow(unsafe_code)]
 pub mod ffi;
 pub mod handler;
 pub mod intake;
+pub mod janus;
 #[macro_use]
 pub mod log;
 pub mod metrics;
+pub mod output;
+pub mod reason;
+pub mod recovery;
+pub mod running;
 pub mod sinks;
-pub mod state;
+pub mod sync;
 pub mod tracker;
 pub mod worker;

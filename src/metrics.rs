@@ -3,6 +3,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
+use crate::sync::lock;
 use crate::tracker::TrackerStats;
 
 #[derive(Debug, Default)]
@@ -42,13 +43,10 @@ pub struct TrackerSnapshot {
 
 impl Metrics {
     pub fn tracker(&self) -> TrackerSnapshot {
-        self.tracker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.tracker).clone()
     }
 
     pub fn set_tracker(&self, snapshot: TrackerSnapshot) {
-        *self.tracker.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        *lock(&self.tracker) = snapshot;
     }
 }

@@ -8,18 +8,19 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, bounded, select};
+use crossbeam_channel::{Receiver, Sender, select};
 
-use crate::event::{self, Kind, OutEvent};
+use crate::bus::Bus;
 use crate::intake::Inbound;
+use crate::janus::{self, Kind, types};
 use crate::log::RateLimit;
 use crate::metrics::{Metrics, TrackerSnapshot};
+use crate::output::{self, OutEvent};
+use crate::recovery::{Recovered, SessionStore};
 use crate::sinks::Router;
-use crate::sinks::janus_bus::JanusBus;
-use crate::state::{Recovered, SessionStore};
+use crate::sync::Spawned;
 use crate::tracker::{Ending, Output, Reason, SessionView, Tracker};
 
 /// The current time as Janus stamps events: µs since the Unix epoch.
@@ -34,28 +35,28 @@ pub fn now_us() -> i64 {
 pub struct Pipeline {
     tracker: Tracker,
     router: Router,
-    bus: JanusBus,
+    bus: Bus,
     metrics: Arc<Metrics>,
     /// The `emitter` of Janus's own events, copied onto synthetic ones.
     emitter: Option<String>,
     outputs: Vec<Output>,
     bad_events: RateLimit,
     /// Crash recovery: the open sessions, on disk.
-    store: Option<Store>,
+    crash_state: Option<Checkpoints>,
 }
 
 /// The crash-recovery store and when it is next checkpointed.
-pub struct Store {
-    pub store: SessionStore,
-    pub every: Duration,
+pub struct Checkpoints {
+    sessions: SessionStore,
+    every: Duration,
     next: Instant,
     errors: RateLimit,
 }
 
-impl Store {
-    pub fn new(store: SessionStore, every: Duration) -> Store {
-        Store {
-            store,
+impl Checkpoints {
+    pub fn new(sessions: SessionStore, every: Duration) -> Checkpoints {
+        Checkpoints {
+            sessions,
             every,
             next: Instant::now() + every,
             errors: RateLimit::new(Duration::from_secs(60)),
@@ -76,7 +77,7 @@ pub enum Control {
 }
 
 impl Pipeline {
-    pub fn new(tracker: Tracker, router: Router, bus: JanusBus, metrics: Arc<Metrics>) -> Pipeline {
+    pub fn new(tracker: Tracker, router: Router, bus: Bus, metrics: Arc<Metrics>) -> Pipeline {
         let p = Pipeline {
             tracker,
             router,
@@ -85,7 +86,7 @@ impl Pipeline {
             emitter: None,
             outputs: Vec::new(),
             bad_events: RateLimit::new(Duration::from_secs(10)),
-            store: None,
+            crash_state: None,
         };
         p.publish();
         p
@@ -98,7 +99,7 @@ impl Pipeline {
     /// Keeps the open sessions on disk from now on, after ending those a
     /// previous run left open (reason `gateway_restart`, at the last time
     /// they were seen). Runs before any event of this run.
-    pub fn recover(&mut self, store: Store, recovered: Recovered) {
+    pub fn recover(&mut self, crash_state: Checkpoints, recovered: Recovered) {
         if let Some(e) = &recovered.emitter {
             self.emitter.get_or_insert_with(|| e.clone());
         }
@@ -122,7 +123,7 @@ impl Pipeline {
                 recovered.sessions.len()
             );
         }
-        self.store = Some(store);
+        self.crash_state = Some(crash_state);
         self.flush();
         self.publish();
     }
@@ -148,10 +149,10 @@ impl Pipeline {
 
     /// Applies a state-store write, reporting failures (rate-limited).
     fn persist(&mut self, what: impl FnOnce(&mut SessionStore) -> std::io::Result<()>) {
-        let Some(st) = &mut self.store else {
+        let Some(st) = &mut self.crash_state else {
             return;
         };
-        if let Err(e) = what(&mut st.store) {
+        if let Err(e) = what(&mut st.sessions) {
             self.metrics.state_errors.fetch_add(1, Relaxed);
             if let Some(more) = st.errors.allow() {
                 crate::jlog!(
@@ -167,7 +168,7 @@ impl Pipeline {
         self.metrics.processed.fetch_add(1, Relaxed);
         #[cfg(feature = "fault-injection")]
         crate::faults::on_worker_event();
-        let facts = match event::decode(text) {
+        let facts = match janus::decode(text) {
             Ok(f) => f,
             Err(e) => {
                 self.metrics.decode_errors.fetch_add(1, Relaxed);
@@ -186,8 +187,8 @@ impl Pipeline {
             && self.emitter.as_deref() != Some(e)
         {
             self.emitter = Some(e.to_string());
-            if let Some(st) = &mut self.store {
-                st.store.set_emitter(e);
+            if let Some(st) = &mut self.crash_state {
+                st.sessions.set_emitter(e);
             }
         }
         // Endings go on Janus's bus until shutdown is seen, and the shutdown
@@ -196,15 +197,15 @@ impl Pipeline {
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.clear();
         self.tracker.observe(&facts, &mut outputs);
-        if let (Some(sid), Some(st)) = (facts.session_id, &mut self.store) {
+        if let (Some(sid), Some(st)) = (facts.session_id, &mut self.crash_state) {
             if matches!(facts.kind, Kind::SessionCreated { .. }) && self.tracker.is_open(sid) {
                 let ts = facts.timestamp;
                 self.persist(|s| s.created(sid, ts));
             } else {
-                st.store.seen(sid, facts.timestamp);
+                st.sessions.seen(sid, facts.timestamp);
             }
         }
-        let lifecycle = event::is_lifecycle(&facts.kind);
+        let lifecycle = facts.kind.is_lifecycle();
         for out in outputs.drain(..) {
             match out {
                 Output::Forward => {
@@ -213,7 +214,7 @@ impl Pipeline {
                     self.route(OutEvent::new(facts.ty, lifecycle, facts.session_id, raw));
                 }
                 Output::ForwardEnding(ending) => {
-                    let json = event::annotate_destroyed(text, &ending)
+                    let json = output::annotate_destroyed(text, &ending)
                         .unwrap_or_else(|| String::from_utf8_lossy(text).into_owned());
                     self.route(OutEvent::new(facts.ty, true, facts.session_id, json));
                     self.persist(|s| s.ended(ending.session_id));
@@ -236,7 +237,7 @@ impl Pipeline {
         self.emit_synthetic(&mut outputs, may_inject);
         self.outputs = outputs;
         self.flush();
-        if let Some(st) = &mut self.store
+        if let Some(st) = &mut self.crash_state
             && Instant::now() >= st.next
         {
             st.next = Instant::now() + st.every;
@@ -290,9 +291,9 @@ impl Pipeline {
 
     /// Sends a synthetic ending to the sinks, and to Janus's bus if due.
     fn synthesize(&mut self, ending: &Ending, may_inject: bool) {
-        let json = event::destroyed_json(self.emitter.as_deref(), ending);
+        let json = output::destroyed_json(self.emitter.as_deref(), ending);
         self.route(OutEvent::new(
-            crate::ffi::types::SESSION,
+            types::SESSION,
             true,
             Some(ending.session_id),
             json,
@@ -316,10 +317,7 @@ impl Pipeline {
 }
 
 /// The running worker thread.
-pub struct WorkerHandle {
-    thread: Option<JoinHandle<()>>,
-    done: Receiver<()>,
-}
+pub struct WorkerHandle(Spawned);
 
 /// Longest sleep while idle: also how stale `info`'s tracker counters can be.
 const IDLE_TICK: Duration = Duration::from_millis(250);
@@ -344,17 +342,10 @@ pub fn spawn<T: Inbound>(
     pipeline: Pipeline,
     shutdown_timeout: Duration,
 ) -> std::io::Result<WorkerHandle> {
-    let (done_tx, done) = bounded(1);
-    let thread = std::thread::Builder::new()
-        .name("lcevh worker".into())
-        .spawn(move || {
-            run(rx, control, pipeline, shutdown_timeout);
-            let _ = done_tx.send(());
-        })?;
-    Ok(WorkerHandle {
-        thread: Some(thread),
-        done,
+    Spawned::spawn("lcevh worker".into(), move || {
+        run(rx, control, pipeline, shutdown_timeout)
     })
+    .map(WorkerHandle)
 }
 
 fn run<T: Inbound>(
@@ -445,13 +436,6 @@ impl WorkerHandle {
     /// at most `timeout`. Returns false when it did not finish in time; the
     /// thread is then left to finish on its own.
     pub fn join(mut self, timeout: Duration) -> bool {
-        let finished = self.done.recv_timeout(timeout).is_ok();
-        match self.thread.take() {
-            Some(t) if finished => {
-                let _ = t.join();
-            }
-            _ => {}
-        }
-        finished
+        self.0.join_within(timeout)
     }
 }

@@ -129,3 +129,41 @@ fn own_header_matches_installed_janus_headers() {
     }
     assert_eq!(mine, theirs);
 }
+
+/// The event types the pure code uses (`janus::types`, plain Rust) are the
+/// numbers bindgen read from the ABI header (checked above against
+/// janus-dev's).
+#[test]
+fn rust_event_types_match_the_abi_header() {
+    use janus_lifecycleevh::ffi::sys;
+    use janus_lifecycleevh::janus::{EventType, types};
+    let pairs = [
+        (types::SESSION, sys::JANUS_EVENT_TYPE_SESSION),
+        (types::HANDLE, sys::JANUS_EVENT_TYPE_HANDLE),
+        (types::EXTERNAL, sys::JANUS_EVENT_TYPE_EXTERNAL),
+        (types::JSEP, sys::JANUS_EVENT_TYPE_JSEP),
+        (types::WEBRTC, sys::JANUS_EVENT_TYPE_WEBRTC),
+        (types::MEDIA, sys::JANUS_EVENT_TYPE_MEDIA),
+        (types::PLUGIN, sys::JANUS_EVENT_TYPE_PLUGIN),
+        (types::TRANSPORT, sys::JANUS_EVENT_TYPE_TRANSPORT),
+        (types::CORE, sys::JANUS_EVENT_TYPE_CORE),
+        (types::ALL, sys::JANUS_EVENT_TYPE_ALL),
+        (
+            types::SUBTYPE_CORE_STARTUP,
+            sys::JANUS_EVENT_SUBTYPE_CORE_STARTUP,
+        ),
+        (
+            types::SUBTYPE_CORE_SHUTDOWN,
+            sys::JANUS_EVENT_SUBTYPE_CORE_SHUTDOWN,
+        ),
+    ];
+    for (rust, header) in pairs {
+        assert_eq!(rust, header);
+    }
+    assert_eq!(
+        types::API_VERSION,
+        sys::JANUS_EVENTHANDLER_API_VERSION as i32
+    );
+    let all_bits = EventType::ALL.iter().fold(0, |m, t| m | t.bit());
+    assert_eq!(all_bits, 0x1ff, "nine types, one bit each");
+}

@@ -6,8 +6,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let value = serde_json::from_slice::<serde_json::Value>(data).ok();
-    if let Err((code, message)) = admin::parse(value.as_ref()) {
-        assert!((411..=414).contains(&code), "{code}");
-        assert!(!message.is_empty());
+    if let Err(e) = admin::parse(value.as_ref()) {
+        assert!((411..=413).contains(&e.code()), "{e:?}");
+        assert!(!e.to_string().is_empty());
+        assert_eq!(e.answer()["error_code"], e.code());
     }
 });

@@ -3,7 +3,8 @@
 //! always be annotated; nothing stays open after shutdown.
 #![no_main]
 
-use janus_lifecycleevh::event::{self, Kind, annotate_destroyed, destroyed_json};
+use janus_lifecycleevh::janus::{self, Kind};
+use janus_lifecycleevh::output::{annotate_destroyed, destroyed_json};
 use janus_lifecycleevh::tracker::{Output, Tracker, TrackerConfig};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     });
     let mut out = Vec::new();
     for line in data.split(|b| *b == b'\n') {
-        let Ok(facts) = event::decode(line) else {
+        let Ok(facts) = janus::decode(line) else {
             continue;
         };
         out.clear();
@@ -27,12 +28,12 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!e.synthetic);
                     assert_eq!(facts.kind, Kind::SessionDestroyed);
                     let annotated = annotate_destroyed(line, e).expect("annotatable");
-                    assert!(event::decode(annotated.as_bytes()).is_ok());
+                    assert!(janus::decode(annotated.as_bytes()).is_ok());
                 }
                 Output::Synthesize(e) => {
                     assert!(e.synthetic);
                     let made = destroyed_json(facts.emitter.as_deref(), e);
-                    assert_eq!(event::decode(made.as_bytes()).unwrap().kind, Kind::SessionDestroyed);
+                    assert_eq!(janus::decode(made.as_bytes()).unwrap().kind, Kind::SessionDestroyed);
                 }
                 _ => {}
             }

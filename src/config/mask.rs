@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::ffi::types;
+use crate::janus::types;
 
 /// The names of event types, as in Janus's `events` settings.
 pub const NAMES: [(&str, u32); 9] = [

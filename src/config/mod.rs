@@ -18,8 +18,9 @@ use std::time::Duration;
 use jcfg::{Setting, Value};
 pub use mask::EventMask;
 
-use crate::sinks::http::{Compression, HttpTarget, JsonStyle};
-use crate::tracker::{Reason, TrackerConfig};
+pub use crate::durable::Fsync;
+
+use crate::reason::Reason;
 
 /// The handler's package name, which is also its config file's stem.
 pub const PACKAGE: &str = "janus.eventhandler.lifecycleevh";
@@ -66,28 +67,6 @@ pub struct General {
     pub state_fsync: Fsync,
     /// How often the open sessions' last-seen times are written.
     pub checkpoint: Duration,
-}
-
-/// When data is forced to disk (spools, crash-recovery state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fsync {
-    /// After every write.
-    Always,
-    /// Periodically (`spool_fsync_ms`, `checkpoint_ms`).
-    Interval,
-    /// Never: the OS writes back (safe against a Janus crash, not a power cut).
-    Never,
-}
-
-impl Fsync {
-    fn parse(text: &str) -> Option<Fsync> {
-        match text.to_ascii_lowercase().as_str() {
-            "always" => Some(Fsync::Always),
-            "interval" => Some(Fsync::Interval),
-            "never" => Some(Fsync::Never),
-            _ => None,
-        }
-    }
 }
 
 impl Default for General {
@@ -147,6 +126,65 @@ pub struct HttpConfig {
     pub backoff_max: Duration,
     pub queue_size: usize,
     pub spool: Option<SpoolOptions>,
+}
+
+/// sampleevh's `json` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonStyle {
+    /// `{"a":1}`
+    Compact,
+    /// `{"a": 1}`: no newlines, spaces after separators.
+    Plain,
+    /// Newlines and three spaces of indentation, as sampleevh's default.
+    Indented,
+}
+
+impl JsonStyle {
+    pub fn parse(text: &str) -> Option<JsonStyle> {
+        match text.to_ascii_lowercase().as_str() {
+            "compact" => Some(JsonStyle::Compact),
+            "plain" => Some(JsonStyle::Plain),
+            "indented" => Some(JsonStyle::Indented),
+            _ => None,
+        }
+    }
+}
+
+/// How request bodies are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    /// gzip, but no `Content-Encoding` header (Janus 1.1.x's sampleevh).
+    Sampleevh,
+    Zlib,
+}
+
+impl Compression {
+    pub fn parse(text: &str) -> Option<Compression> {
+        match text.to_ascii_lowercase().as_str() {
+            "gzip" => Some(Compression::Gzip),
+            "sampleevh" => Some(Compression::Sampleevh),
+            "zlib" => Some(Compression::Zlib),
+            _ => None,
+        }
+    }
+}
+
+/// What an HTTP sink needs to send (the queueing, retry and spool settings
+/// are the runner's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpTarget {
+    pub backend: String,
+    pub grouping: bool,
+    pub json: JsonStyle,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Compression and its level (1 to 9).
+    pub compress: Option<(Compression, u32)>,
+    pub timeout: Duration,
+    /// Trust only these CAs (PEM) instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    pub tls_verify: bool,
 }
 
 /// The durable spool of an HTTP backend.
@@ -240,18 +278,6 @@ impl Config {
             r.finish()?;
         }
         Ok(config)
-    }
-
-    /// The tracker's settings.
-    pub fn tracker(&self) -> TrackerConfig {
-        let pinned = self.general.reclaim_session_timeout;
-        TrackerConfig {
-            settle_us: self.general.settle.as_micros().min(i64::MAX as u128) as i64,
-            reclaim_session_timeout: pinned.unwrap_or(self.janus.reclaim_session_timeout),
-            reclaim_pinned: pinned.is_some(),
-            max_sessions: self.general.max_sessions,
-            ..TrackerConfig::default()
-        }
     }
 }
 

@@ -1,5 +1,4 @@
 use super::*;
-use crate::sinks::http::{Compression, JsonStyle};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(
@@ -74,10 +73,6 @@ file: {
     assert_eq!(c.file.flush, Duration::from_millis(50));
     assert_eq!(c.file.events.unwrap().to_string(), "core");
     assert_eq!(c.file.queue_size, 100);
-    let t = c.tracker();
-    assert_eq!(t.settle_us, 250_000);
-    assert_eq!(t.reclaim_session_timeout, 30);
-    assert!(t.reclaim_pinned);
 }
 
 #[test]

@@ -5,11 +5,11 @@
 //! - [`JsonRef`]: an owned reference to one of jansson's `json_t`, released on drop.
 //! - [`log_line`], [`log_enabled`]: Janus's logger (stderr outside Janus).
 //! - [`bus`]: Janus's own event bus (`janus_events_notify_handlers`).
-//! - [`entry`]: the C entry points Janus calls; they only cross the boundary.
 //!
-//! Everything above this module is safe Rust and never sees a raw pointer.
-
-pub mod entry;
+//! The bottom layer: it imports nothing from the rest of the crate. The C
+//! entry points Janus calls live in `crate::entry`, the only other module
+//! allowed `unsafe`; everything else is safe Rust and never sees a raw
+//! pointer.
 
 #[allow(
     non_camel_case_types,
@@ -25,24 +25,6 @@ pub mod sys {
 
 use std::ffi::CString;
 use std::ptr::NonNull;
-
-/// Event type bits, as Janus numbers them (and as `events` masks combine them).
-pub mod types {
-    use super::sys;
-    pub const SESSION: u32 = sys::JANUS_EVENT_TYPE_SESSION;
-    pub const HANDLE: u32 = sys::JANUS_EVENT_TYPE_HANDLE;
-    pub const EXTERNAL: u32 = sys::JANUS_EVENT_TYPE_EXTERNAL;
-    pub const JSEP: u32 = sys::JANUS_EVENT_TYPE_JSEP;
-    pub const WEBRTC: u32 = sys::JANUS_EVENT_TYPE_WEBRTC;
-    pub const MEDIA: u32 = sys::JANUS_EVENT_TYPE_MEDIA;
-    pub const PLUGIN: u32 = sys::JANUS_EVENT_TYPE_PLUGIN;
-    pub const TRANSPORT: u32 = sys::JANUS_EVENT_TYPE_TRANSPORT;
-    pub const CORE: u32 = sys::JANUS_EVENT_TYPE_CORE;
-    pub const ALL: u32 = sys::JANUS_EVENT_TYPE_ALL;
-    pub const SUBTYPE_CORE_STARTUP: u32 = sys::JANUS_EVENT_SUBTYPE_CORE_STARTUP;
-    pub const SUBTYPE_CORE_SHUTDOWN: u32 = sys::JANUS_EVENT_SUBTYPE_CORE_SHUTDOWN;
-    pub const API_VERSION: i32 = sys::JANUS_EVENTHANDLER_API_VERSION as i32;
-}
 
 /// Looks up Janus's logger and event bus in the running process (idempotent).
 /// Returns true when running inside Janus (its logger was found).

@@ -15,7 +15,6 @@
 //!   retries with backoff.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,65 +24,20 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Sink, SinkError};
+pub use crate::config::{Compression, HttpTarget, JsonStyle};
 
-/// sampleevh's `json` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonStyle {
-    /// `{"a":1}`
-    Compact,
-    /// `{"a": 1}`: no newlines, spaces after separators.
-    Plain,
-    /// Newlines and three spaces of indentation, as sampleevh's default.
-    Indented,
-}
+/// The TLS client could not be set up (a `ca_file` that cannot be read or
+/// holds no certificate): a config problem of `ca_file`.
+#[derive(Debug)]
+pub struct TlsSetupError(pub String);
 
-impl JsonStyle {
-    pub fn parse(text: &str) -> Option<JsonStyle> {
-        match text.to_ascii_lowercase().as_str() {
-            "compact" => Some(JsonStyle::Compact),
-            "plain" => Some(JsonStyle::Plain),
-            "indented" => Some(JsonStyle::Indented),
-            _ => None,
-        }
+impl std::fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
-/// How request bodies are compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Gzip,
-    /// gzip, but no `Content-Encoding` header (Janus 1.1.x's sampleevh).
-    Sampleevh,
-    Zlib,
-}
-
-impl Compression {
-    pub fn parse(text: &str) -> Option<Compression> {
-        match text.to_ascii_lowercase().as_str() {
-            "gzip" => Some(Compression::Gzip),
-            "sampleevh" => Some(Compression::Sampleevh),
-            "zlib" => Some(Compression::Zlib),
-            _ => None,
-        }
-    }
-}
-
-/// What an HTTP sink needs to send (the queueing, retry and spool settings
-/// are the runner's).
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpTarget {
-    pub backend: String,
-    pub grouping: bool,
-    pub json: JsonStyle,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    /// Compression and its level (1 to 9).
-    pub compress: Option<(Compression, u32)>,
-    pub timeout: Duration,
-    /// Trust only these CAs (PEM) instead of the system's.
-    pub ca_file: Option<PathBuf>,
-    pub tls_verify: bool,
-}
+impl std::error::Error for TlsSetupError {}
 
 pub struct HttpSink {
     target: HttpTarget,
@@ -94,7 +48,7 @@ pub struct HttpSink {
 impl HttpSink {
     /// Prepares the client (TLS roots are loaded here: a bad `ca_file` is a
     /// config error).
-    pub fn new(target: HttpTarget) -> Result<HttpSink, String> {
+    pub fn new(target: HttpTarget) -> Result<HttpSink, TlsSetupError> {
         let tls = tls_config(&target)?;
         let agent = ureq::AgentBuilder::new()
             .tls_config(Arc::new(tls))
@@ -267,11 +221,11 @@ impl Sink for HttpSink {
 
 /// TLS settings: the system's CAs (or only `ca_file`'s), verification on
 /// unless `tls_verify = false`.
-fn tls_config(target: &HttpTarget) -> Result<rustls::ClientConfig, String> {
+fn tls_config(target: &HttpTarget) -> Result<rustls::ClientConfig, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
+        .map_err(|e| TlsSetupError(format!("TLS setup: {e}")))?;
     if !target.tls_verify {
         return Ok(builder
             .dangerous()
@@ -284,15 +238,19 @@ fn tls_config(target: &HttpTarget) -> Result<rustls::ClientConfig, String> {
             use rustls::pki_types::CertificateDer;
             use rustls::pki_types::pem::PemObject;
             let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                .map_err(|e| TlsSetupError(format!("ca_file {}: {e}", path.display())))?;
             for cert in certs {
-                let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                let cert =
+                    cert.map_err(|e| TlsSetupError(format!("ca_file {}: {e}", path.display())))?;
                 roots
                     .add(cert)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                    .map_err(|e| TlsSetupError(format!("ca_file {}: {e}", path.display())))?;
             }
             if roots.is_empty() {
-                return Err(format!("ca_file {}: no certificate in it", path.display()));
+                return Err(TlsSetupError(format!(
+                    "ca_file {}: no certificate in it",
+                    path.display()
+                )));
             }
         }
         None => {
@@ -441,6 +399,6 @@ mod tests {
         std::fs::write(&ca, "not a certificate").unwrap();
         let mut t = target(true, JsonStyle::Compact);
         t.ca_file = Some(ca);
-        assert!(HttpSink::new(t).err().unwrap().contains("no certificate"));
+        assert!(HttpSink::new(t).err().unwrap().0.contains("no certificate"));
     }
 }

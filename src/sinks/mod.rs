@@ -7,28 +7,29 @@
 //! other sinks. The runner does the batching, the retries with backoff, the
 //! flushing and the bounded shutdown; every drop is counted.
 //!
+//! - [`build`]: the sinks a config asks for, opened and started.
 //! - [`file`]: JSON Lines, appended to a local file (the default sink).
 //! - [`http`]: HTTP POST to a backend, in Janus's sampleevh format.
-//! - [`janus_bus`]: Janus's own event bus (synchronous, on the worker).
+//!
+//! Janus's own event bus is not a sink: see `crate::bus`.
 
+pub mod build;
 pub mod file;
 pub mod http;
-pub mod janus_bus;
 pub mod queue;
 mod runner;
 pub mod spool;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, bounded};
 use serde_json::{Map, Value, json};
 
 use crate::config::EventMask;
-use crate::event::OutEvent;
-use queue::{Queue, Queued, lock};
+use crate::output::OutEvent;
+use crate::sync::{Spawned, lock};
+use queue::{Queue, Queued};
 use spool::{Spool, SpoolConfig, SpoolError};
 
 /// The I/O half of a sink: one attempt at delivering a batch. Called only on
@@ -304,28 +305,40 @@ impl SinkShared {
 /// A running sink: the shared part and its thread.
 pub struct SinkHandle {
     shared: Arc<SinkShared>,
-    thread: Option<JoinHandle<()>>,
-    done: Receiver<()>,
+    thread: Spawned,
 }
 
+/// Why a sink could not be started.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// Its spool could not be opened.
+    Spool(SpoolError),
+    /// Its thread could not be started.
+    Thread(std::io::Error),
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::Spool(e) => e.fmt(f),
+            SpawnError::Thread(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
 impl SinkHandle {
-    /// Opens the sink's spool (if any) and starts its thread. The error says
-    /// what could not be opened or started.
+    /// Opens the sink's spool (if any) and starts its thread.
     pub fn spawn(
         kind: &'static str,
         settings: SinkSettings,
         sink: Box<dyn Sink>,
-    ) -> Result<SinkHandle, String> {
+    ) -> Result<SinkHandle, SpawnError> {
         let spool = match &settings.spool {
             None => None,
             Some(sp) => {
-                let spool = Spool::open(sp.config.clone()).map_err(|e: SpoolError| {
-                    format!(
-                        "{}: cannot open the spool in {}: {e}",
-                        settings.name,
-                        sp.config.dir.display()
-                    )
-                })?;
+                let spool = Spool::open(sp.config.clone()).map_err(SpawnError::Spool)?;
                 if spool.pending() > 0 {
                     crate::jlog!(
                         Info,
@@ -353,20 +366,10 @@ impl SinkHandle {
             next_seq: AtomicU64::new(next_seq),
             describe: sink.describe(),
         });
-        let (done_tx, done) = bounded(1);
         let runner = runner::Runner::new(sink, shared.clone(), &settings);
-        let thread = std::thread::Builder::new()
-            .name(format!("lcevh {}", settings.name))
-            .spawn(move || {
-                runner.run();
-                let _ = done_tx.send(());
-            })
-            .map_err(|e| format!("{}: cannot start its thread: {e}", settings.name))?;
-        Ok(SinkHandle {
-            shared,
-            thread: Some(thread),
-            done,
-        })
+        let thread = Spawned::spawn(format!("lcevh {}", settings.name), move || runner.run())
+            .map_err(SpawnError::Thread)?;
+        Ok(SinkHandle { shared, thread })
     }
 
     pub fn shared(&self) -> &Arc<SinkShared> {
@@ -381,14 +384,10 @@ impl SinkHandle {
         let queue = &self.shared.queue;
         lock(&queue.state).closing = Some(deadline);
         queue.notify();
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let finished = self.done.recv_timeout(wait).is_ok();
-        if finished {
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        } else {
-            self.thread = None;
+        let finished = self
+            .thread
+            .join_within(deadline.saturating_duration_since(Instant::now()));
+        if !finished {
             crate::jlog!(
                 Warn,
                 "sink {} did not finish within the shutdown timeout; {} events still queued",
@@ -402,7 +401,7 @@ impl SinkHandle {
 
 impl Drop for SinkHandle {
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if self.thread.is_pending() {
             let _ = self.close(Instant::now() + Duration::from_secs(1));
         }
     }

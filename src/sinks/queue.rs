@@ -3,10 +3,11 @@
 //! one either), so lifecycle events are the last to go.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::event::OutEvent;
+use crate::output::OutEvent;
+use crate::sync::lock;
 
 /// One queued event with its sink-wide sequence number (which also orders it
 /// against the events in the sink's spool) and when it was queued.
@@ -43,12 +44,6 @@ pub enum Pushed {
     Queued,
     DroppedOther,
     DroppedLifecycle,
-}
-
-/// Locks a mutex, ignoring poisoning: every value guarded in the sinks stays
-/// valid whatever panicked while it was held.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Queue {

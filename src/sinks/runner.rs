@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::queue::{Queued, lock};
+use super::queue::Queued;
 use super::spool::Record;
 use super::{Sink, SinkError, SinkSettings, SinkShared};
+use crate::sync::{lock, wait, wait_timeout};
 
 /// One event of a batch, from the memory queue or from the spool.
 enum Item {
@@ -193,14 +194,8 @@ impl Runner {
                 .flatten()
                 .min();
             st = match until {
-                None => queue.ready.wait(st).unwrap_or_else(|p| p.into_inner()),
-                Some(t) => {
-                    queue
-                        .ready
-                        .wait_timeout(st, t.saturating_duration_since(now))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
+                None => wait(&queue.ready, st),
+                Some(t) => wait_timeout(&queue.ready, st, t.saturating_duration_since(now)),
             };
         }
     }

@@ -28,8 +28,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use crate::config::Fsync;
-use crate::state::write_atomically;
+use crate::durable::Fsync;
+use crate::durable::write_atomically;
 
 /// Where and how a spool keeps its events.
 #[derive(Debug, Clone, PartialEq)]

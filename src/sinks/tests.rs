@@ -54,7 +54,7 @@ fn settings(max_batch: usize) -> SinkSettings {
         backoff_max: Duration::from_millis(20),
         ..SinkSettings::simple(
             "t",
-            EventMask(crate::ffi::types::SESSION),
+            EventMask(crate::janus::types::SESSION),
             100,
             Duration::from_secs(3600),
         )

@@ -2,7 +2,7 @@
 //! its exact expected output, and a property test over random interleavings.
 
 use super::*;
-use crate::event::decode;
+use crate::janus::decode;
 
 const TRACE_112: &str = include_str!("../../tests/traces/janus-1.1.2-destroy-drop-timeout.jsonl");
 const TRACE_142: &str = include_str!("../../tests/traces/janus-1.4.2-drop-timeout.jsonl");

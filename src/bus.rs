@@ -4,7 +4,7 @@
 //! transport goes away: type 1, name `destroyed`, the session id, no
 //! transport object.
 //!
-//! Unlike the other sinks this one runs on the worker thread, synchronously:
+//! It is not a sink: it runs on the worker thread, synchronously:
 //! `janus_events_notify_handlers` only queues the event for Janus's events
 //! thread (never from that thread itself), and the tracker must know at once
 //! that the `destroyed` coming back is our own echo.
@@ -32,22 +32,22 @@ pub struct BusStats {
     pub skipped: AtomicU64,
 }
 
-/// The re-injection of synthetic endings.
-pub struct JanusBus {
+/// The re-injection of synthetic endings onto Janus's event bus.
+pub struct Bus {
     reasons: Vec<Reason>,
     available: bool,
     stats: Arc<BusStats>,
 }
 
-impl JanusBus {
+impl Bus {
     /// `reasons`: the endings to inject. Looks the bus up in the process.
-    pub fn new(reasons: Vec<Reason>) -> JanusBus {
-        JanusBus::with_availability(reasons, ffi::bus::available())
+    pub fn new(reasons: Vec<Reason>) -> Bus {
+        Bus::with_availability(reasons, ffi::bus::available())
     }
 
     /// For tests: a bus that is (not) there.
-    pub fn with_availability(reasons: Vec<Reason>, available: bool) -> JanusBus {
-        JanusBus {
+    pub fn with_availability(reasons: Vec<Reason>, available: bool) -> Bus {
+        Bus {
             reasons,
             available,
             stats: Arc::new(BusStats::default()),
@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn injects_only_listed_synthetic_endings_when_allowed() {
         // Outside Janus the bus is missing: nothing is injected, misses are counted.
-        let bus = JanusBus::new(vec![Reason::TransportGone]);
+        let bus = Bus::new(vec![Reason::TransportGone]);
         assert!(!bus.available());
         assert!(!bus.inject(&ending(Reason::TransportGone, true), true));
         assert_eq!(bus.stats().skipped.load(Relaxed), 1);
@@ -124,7 +124,7 @@ mod tests {
         assert!(!bus.inject(&ending(Reason::TransportGone, false), true));
         assert!(!bus.inject(&ending(Reason::TransportGone, true), false));
         assert_eq!(bus.stats().skipped.load(Relaxed), 1);
-        let none = JanusBus::with_availability(vec![], true);
+        let none = Bus::with_availability(vec![], true);
         assert!(!none.enabled());
         assert!(!none.inject(&ending(Reason::Shutdown, true), true));
     }

@@ -29,7 +29,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use crate::config::Fsync;
+use crate::durable::{Fsync, write_atomically};
 
 /// A session found open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,23 +298,6 @@ fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
             clean,
         },
     ))
-}
-
-/// Replaces `dir/name` with `data`: temporary file, (fsync,) rename, (fsync dir).
-pub fn write_atomically(dir: &Path, name: &str, data: &[u8], sync: bool) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        if sync {
-            f.sync_all()?;
-        }
-    }
-    fs::rename(&tmp, dir.join(name))?;
-    if sync {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The C entry points Janus calls. Each one only crosses the boundary: it
-//! catches panics (none may unwind into C), converts pointers to safe values
-//! and hands over to [`crate::handler`].
+//! The C entry points Janus calls: the top of the crate. Each one only
+//! crosses the boundary: it catches panics (none may unwind into C),
+//! converts pointers to safe values and hands over to [`crate::handler`].
+//! With `crate::ffi`, the only module allowed `unsafe`.
 
 use std::cell::UnsafeCell;
 use std::ffi::{CStr, c_char, c_int};
@@ -9,8 +10,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{JsonRef, sys, types};
+use crate::ffi::{JsonRef, sys};
 use crate::handler;
+use crate::janus::types;
 
 /// The table Janus reads. `events_mask` starts empty and becomes "all" once
 /// `init` succeeds: a handler whose init failed is still registered by Janus
@@ -168,7 +170,7 @@ extern "C" fn incoming_event(event: *mut sys::json_t) {
 extern "C" fn handle_request(request: *mut sys::json_t) -> *mut sys::json_t {
     let answer = guard(
         "handle_request",
-        || crate::admin::error(499, "internal error"),
+        || crate::admin::AdminError::Internal("internal error".into()).answer(),
         || {
             // SAFETY: Janus passes a live json_t (or NULL) borrowed for this call.
             let parsed = unsafe { JsonRef::retain(request) }.and_then(|r| {
