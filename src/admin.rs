@@ -350,18 +350,32 @@ fn info(r: &Status<'_>) -> Value {
             "settle_ms": t.settle_ms,
             "reclaim_session_timeout": t.reclaim_session_timeout,
             "max_sessions": r.config.general.max_sessions,
-            "disconnects_visible": r.config.janus.websockets_events,
+            "disconnects_visible": t.janus.disconnects_visible,
+            "janus_version": t.janus.version.map(|v| v.to_string()),
+            "janus_ends_transport_gone": t.janus.ends_transport_gone,
+            "connections": t.janus.connections,
             "shut_down": t.shut_down,
         },
         "recovery": {
             "state_dir": r.config.general.state_dir.as_ref().map(|d| d.display().to_string()),
             "recovered_sessions": m.recovered.load(Relaxed),
+            "recovered_already_written": m.recovered_written.load(Relaxed),
+            "unacknowledged_endings": t.unacknowledged,
             "state_errors": m.state_errors.load(Relaxed),
         },
         "sinks": sinks,
         "janus_bus": Bus::info(r.bus_reasons, r.bus_available, r.bus_stats),
-        "warnings": r.config.janus.warnings,
+        "warnings": warnings(&t),
     })
+}
+
+/// What an operator should fix, in words.
+fn warnings(t: &crate::metrics::TrackerSnapshot) -> Vec<&'static str> {
+    let mut w = Vec::new();
+    if !t.janus.disconnects_visible {
+        w.push("the WebSockets transport has events = false: closed connections are invisible to event handlers");
+    }
+    w
 }
 
 #[cfg(test)]

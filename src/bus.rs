@@ -9,7 +9,12 @@
 //! thread (never from that thread itself), and the tracker must know at once
 //! that the `destroyed` coming back is our own echo.
 //!
-//! When to inject (`general.inject` lists the reasons):
+//! When to inject (`general.inject` lists the reasons; all four synthetic
+//! ones by default):
+//! - never an ending Janus puts on its bus itself: on Janus >= 1.3.2 with
+//!   reclaim off, a connection's session at shutdown (the tracker decides,
+//!   see `Ending::janus_ends_too`; its transport-gone endings are native
+//!   already);
 //! - never once the core `shutdown` event was seen or `destroy()` began,
 //!   except for the shutdown endings themselves, injected while the shutdown
 //!   event is processed (Janus's events thread still runs then);
@@ -30,6 +35,9 @@ pub struct BusStats {
     pub injected: AtomicU64,
     /// Endings that would have been injected but could not be (bus missing).
     pub skipped: AtomicU64,
+    /// Endings not injected because Janus puts its own on the bus (a
+    /// connection's session at shutdown, Janus >= 1.3.2, reclaim off).
+    pub left_to_janus: AtomicU64,
 }
 
 /// The re-injection of synthetic endings onto Janus's event bus.
@@ -73,6 +81,10 @@ impl Bus {
         if !allowed || !ending.synthetic || !self.reasons.contains(&ending.reason) {
             return false;
         }
+        if ending.janus_ends_too {
+            self.stats.left_to_janus.fetch_add(1, Relaxed);
+            return false;
+        }
         if !self.available {
             self.stats.skipped.fetch_add(1, Relaxed);
             return false;
@@ -95,6 +107,7 @@ impl Bus {
             "reasons": reasons,
             "injected": stats.injected.load(Relaxed),
             "skipped": stats.skipped.load(Relaxed),
+            "left_to_janus": stats.left_to_janus.load(Relaxed),
         })
     }
 }
@@ -104,12 +117,7 @@ mod tests {
     use super::*;
 
     fn ending(reason: Reason, synthetic: bool) -> Ending {
-        Ending {
-            session_id: 1,
-            reason,
-            timestamp: 0,
-            synthetic,
-        }
+        Ending::new(1, reason, 0, synthetic)
     }
 
     #[test]
@@ -124,6 +132,14 @@ mod tests {
         assert!(!bus.inject(&ending(Reason::TransportGone, false), true));
         assert!(!bus.inject(&ending(Reason::TransportGone, true), false));
         assert_eq!(bus.stats().skipped.load(Relaxed), 1);
+        // Janus puts its own ending on the bus: not injected, counted.
+        let bus = Bus::with_availability(vec![Reason::Shutdown], true);
+        let own = Ending {
+            janus_ends_too: true,
+            ..ending(Reason::Shutdown, true)
+        };
+        assert!(!bus.inject(&own, true));
+        assert_eq!(bus.stats().left_to_janus.load(Relaxed), 1);
         let none = Bus::with_availability(vec![], true);
         assert!(!none.enabled());
         assert!(!none.inject(&ending(Reason::Shutdown, true), true));

@@ -28,11 +28,66 @@ impl Fsync {
     }
 }
 
-/// Replaces `dir/name` with `data`: temporary file, (fsync,) rename, (fsync dir).
+/// Who may read what the handler keeps on disk, unless configured: owner
+/// and group only (events carry client IP addresses and whatever plugins put
+/// in them).
+pub const DEFAULT_FILE_MODE: u32 = 0o640;
+
+/// The folder mode that goes with a file mode: the same permissions, plus
+/// search (x) wherever reading is allowed.
+pub fn dir_mode(file_mode: u32) -> u32 {
+    let mut mode = file_mode & 0o777;
+    for (read, search) in [(0o400, 0o100), (0o040, 0o010), (0o004, 0o001)] {
+        if mode & read != 0 {
+            mode |= search;
+        }
+    }
+    mode
+}
+
+/// Creates `dir` and its missing parents with the folder mode that goes with
+/// `file_mode` (existing folders are left as they are).
+pub fn create_dir_all(dir: &Path, file_mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(dir_mode(file_mode))
+        .create(dir)
+}
+
+/// Opens (creating it with `mode` if missing) a file for appending.
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)
+}
+
+/// Replaces `dir/name` with `data`: temporary file, (fsync,) rename, (fsync
+/// dir). The file gets [`DEFAULT_FILE_MODE`].
 pub fn write_atomically(dir: &Path, name: &str, data: &[u8], sync: bool) -> io::Result<()> {
+    write_atomically_mode(dir, name, data, sync, DEFAULT_FILE_MODE)
+}
+
+/// [`write_atomically`] with the new file's mode.
+pub fn write_atomically_mode(
+    dir: &Path,
+    name: &str,
+    data: &[u8],
+    sync: bool,
+    mode: u32,
+) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(format!("{name}.tmp"));
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(data)?;
         if sync {
             f.sync_all()?;
@@ -43,4 +98,16 @@ pub fn write_atomically(dir: &Path, name: &str, data: &[u8], sync: bool) -> io::
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_modes_follow_file_modes() {
+        assert_eq!(dir_mode(0o640), 0o750);
+        assert_eq!(dir_mode(0o600), 0o700);
+        assert_eq!(dir_mode(0o644), 0o755);
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use crate::sync::lock;
-use crate::tracker::TrackerStats;
+use crate::tracker::{JanusView, TrackerStats};
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -25,6 +25,9 @@ pub struct Metrics {
     /// Sessions found open from a run that did not stop cleanly, ended
     /// with `gateway_restart` at start.
     pub recovered: AtomicU64,
+    /// Sessions found open from such a run whose ending the JSON Lines file
+    /// already held (written just before the crash): not ended again.
+    pub recovered_written: AtomicU64,
     /// Failed writes of the crash-recovery state.
     pub state_errors: AtomicU64,
     /// The tracker's counters as of the worker's last update.
@@ -39,6 +42,10 @@ pub struct TrackerSnapshot {
     pub reclaim_session_timeout: u64,
     pub settle_ms: u64,
     pub shut_down: bool,
+    /// What the tracker learned about Janus.
+    pub janus: JanusView,
+    /// Endings routed to the sinks that crash recovery waits for.
+    pub unacknowledged: usize,
 }
 
 impl Metrics {

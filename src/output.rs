@@ -35,10 +35,53 @@ impl OutEvent {
     }
 }
 
+/// What the handler adds inside `event` of every `destroyed` it forwards:
+/// why the session ended, who made the event, and what a billing backend
+/// needs without joining the `created` event (creation time, duration in µs,
+/// the transport it was created on). Fields that are not known (a session
+/// the handler never saw created) are left out.
+#[derive(serde::Serialize)]
+struct Added<'a> {
+    reason: &'static str,
+    synthetic: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_us: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transport: Option<TransportOut<'a>>,
+}
+
+/// A transport instance, shaped as in Janus's own `created` event.
+#[derive(serde::Serialize)]
+struct TransportOut<'a> {
+    transport: &'a str,
+    id: &'a str,
+}
+
+impl<'a> Added<'a> {
+    fn new(ending: &Ending, transport: Option<(&'a str, &'a str)>) -> Added<'a> {
+        Added {
+            reason: ending.reason.as_str(),
+            synthetic: ending.synthetic,
+            created: ending.created,
+            duration_us: ending.duration_us(),
+            transport: transport.map(|(transport, id)| TransportOut { transport, id }),
+        }
+    }
+
+    const KEYS: [&'static str; 5] = ["reason", "synthetic", "created", "duration_us", "transport"];
+}
+
 /// The synthetic session `destroyed` event for an ending, in Janus's shape
-/// (`emitter`, `type`, `timestamp`, `session_id`, `event`) with the two fields
-/// this handler adds inside `event`: `reason` and `synthetic`.
-pub fn destroyed_json(emitter: Option<&str>, ending: &Ending) -> String {
+/// (`emitter`, `type`, `timestamp`, `session_id`, `event`) with the fields
+/// this handler adds inside `event` (see [`Added`]). `transport` names the
+/// transport the session was created on: module and instance id.
+pub fn destroyed_json(
+    emitter: Option<&str>,
+    ending: &Ending,
+    transport: Option<(&str, &str)>,
+) -> String {
     #[derive(serde::Serialize)]
     struct Destroyed<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,13 +90,13 @@ pub fn destroyed_json(emitter: Option<&str>, ending: &Ending) -> String {
         ty: u32,
         timestamp: i64,
         session_id: u64,
-        event: Body,
+        event: Body<'a>,
     }
     #[derive(serde::Serialize)]
-    struct Body {
+    struct Body<'a> {
         name: &'static str,
-        reason: &'static str,
-        synthetic: bool,
+        #[serde(flatten)]
+        added: Added<'a>,
     }
     serde_json::to_string(&Destroyed {
         emitter,
@@ -62,33 +105,35 @@ pub fn destroyed_json(emitter: Option<&str>, ending: &Ending) -> String {
         session_id: ending.session_id,
         event: Body {
             name: "destroyed",
-            reason: ending.reason.as_str(),
-            synthetic: ending.synthetic,
+            added: Added::new(ending, transport),
         },
     })
     .expect("serialising plain fields cannot fail")
 }
 
-/// Janus's own `destroyed` event with `reason` and `synthetic` added inside
+/// Janus's own `destroyed` event with the handler's fields added inside
 /// `event` (replacing any already there); everything else is kept as it was,
-/// byte for byte and in the same order. None for what [`decode`] rejects or
-/// an event without an `event` object.
-pub fn annotate_destroyed(text: &[u8], ending: &Ending) -> Option<String> {
+/// byte for byte and in the same order. None for what `janus::decode`
+/// rejects or an event without an `event` object.
+pub fn annotate_destroyed(
+    text: &[u8],
+    ending: &Ending,
+    transport: Option<(&str, &str)>,
+) -> Option<String> {
     use serde_json::value::RawValue;
     let text = std::str::from_utf8(text).ok()?;
     let top: RawObject<'_> = serde_json::from_str(text).ok()?;
     let (_, body) = top.0.iter().rev().find(|(k, _)| k == "event")?;
     let inner: RawObject<'_> = serde_json::from_str(body.get()).ok()?;
-    let reason = RawValue::from_string(serde_json::to_string(ending.reason.as_str()).ok()?).ok()?;
-    let synthetic = RawValue::from_string(ending.synthetic.to_string()).ok()?;
+    let added_text = serde_json::to_string(&Added::new(ending, transport)).ok()?;
+    let added_fields: RawObject<'_> = serde_json::from_str(&added_text).ok()?;
     let mut fields: Vec<(&str, &RawValue)> = inner
         .0
         .iter()
-        .filter(|(k, _)| k != "reason" && k != "synthetic")
+        .filter(|(k, _)| !Added::KEYS.contains(&k.as_ref()))
         .map(|(k, v)| (k.as_ref(), *v))
         .collect();
-    fields.push(("reason", &reason));
-    fields.push(("synthetic", &synthetic));
+    fields.extend(added_fields.0.iter().map(|(k, v)| (k.as_ref(), *v)));
     let event = RawValue::from_string(serde_json::to_string(&Fields(&fields)).ok()?).ok()?;
     let top_fields: Vec<(&str, &RawValue)> = top
         .0
@@ -142,14 +187,9 @@ mod tests {
 
     #[test]
     fn synthetic_and_annotated_destroyed_keep_janus_shape() {
-        let ending = Ending {
-            session_id: 42,
-            reason: Reason::TransportGone,
-            timestamp: 1795534522677901,
-            synthetic: true,
-        };
+        let ending = Ending::new(42, Reason::TransportGone, 1795534522677901, true);
         assert_eq!(
-            destroyed_json(Some("MyJanusInstance"), &ending),
+            destroyed_json(Some("MyJanusInstance"), &ending, None),
             r#"{"emitter":"MyJanusInstance","type":1,"timestamp":1795534522677901,"session_id":42,"event":{"name":"destroyed","reason":"transport_gone","synthetic":true}}"#
         );
         let native = br#"{"emitter":"J","type":1,"timestamp":5,"session_id":42,"event":{"name":"destroyed"}}"#;
@@ -159,7 +199,7 @@ mod tests {
             ..ending
         };
         assert_eq!(
-            annotate_destroyed(native, &ending).unwrap(),
+            annotate_destroyed(native, &ending, None).unwrap(),
             r#"{"emitter":"J","type":1,"timestamp":5,"session_id":42,"event":{"name":"destroyed","reason":"request","synthetic":false}}"#
         );
     }
@@ -168,17 +208,12 @@ mod tests {
     /// target decode_track checks this on any input).
     #[test]
     fn decode_and_annotate_agree() {
-        let ending = Ending {
-            session_id: 1,
-            reason: Reason::Request,
-            timestamp: 1,
-            synthetic: false,
-        };
+        let ending = Ending::new(1, Reason::Request, 1, false);
         // Found by the fuzzer (fuzz/seeds/decode_track/crash-023b6925): invalid
         // UTF-8 inside an unknown key's value.
         let crash = include_bytes!("../fuzz/seeds/decode_track/crash-023b6925");
         assert!(decode(crash).is_err());
-        assert!(annotate_destroyed(crash, &ending).is_none());
+        assert!(annotate_destroyed(crash, &ending, None).is_none());
         // An `event` that is an array is not an event object.
         let array = br#"{"type": 1, "session_id": 1, "event": ["destroyed"]}"#;
         assert!(decode(array).is_err());
@@ -194,7 +229,7 @@ mod tests {
             decode(deep.as_bytes()).unwrap().kind,
             Kind::SessionDestroyed
         );
-        let annotated = annotate_destroyed(deep.as_bytes(), &ending).unwrap();
+        let annotated = annotate_destroyed(deep.as_bytes(), &ending, None).unwrap();
         assert!(
             annotated.ends_with(r#""reason":"request","synthetic":false}}"#),
             "{annotated}"
@@ -203,8 +238,44 @@ mod tests {
         let odd =
             br#"{"type":1,"session_id":1,"event":{"reason":"x","name":"destroyed","n":1.50}}"#;
         assert_eq!(
-            annotate_destroyed(odd, &ending).unwrap(),
+            annotate_destroyed(odd, &ending, None).unwrap(),
             r#"{"type":1,"session_id":1,"event":{"name":"destroyed","n":1.50,"reason":"request","synthetic":false}}"#
         );
+    }
+
+    /// Every `destroyed` carries what billing needs: creation time, duration
+    /// in µs and the transport the session was created on, synthetic or not.
+    #[test]
+    fn endings_are_billing_ready() {
+        let ending = Ending {
+            created: Some(1_000_000),
+            ..Ending::new(7, Reason::Timeout, 61_500_000, true)
+        };
+        let ws = Some(("janus.transport.websockets", "123"));
+        assert_eq!(
+            destroyed_json(None, &ending, ws),
+            r#"{"type":1,"timestamp":61500000,"session_id":7,"event":{"name":"destroyed","reason":"timeout","synthetic":true,"created":1000000,"duration_us":60500000,"transport":{"transport":"janus.transport.websockets","id":"123"}}}"#
+        );
+        let native = br#"{"type":1,"timestamp":3000000,"session_id":7,"event":{"name":"destroyed","duration_us":"x"}}"#;
+        let ending = Ending {
+            reason: Reason::Request,
+            synthetic: false,
+            timestamp: 3_000_000,
+            ..ending
+        };
+        assert_eq!(
+            annotate_destroyed(native, &ending, ws).unwrap(),
+            r#"{"type":1,"timestamp":3000000,"session_id":7,"event":{"name":"destroyed","reason":"request","synthetic":false,"created":1000000,"duration_us":2000000,"transport":{"transport":"janus.transport.websockets","id":"123"}}}"#
+        );
+        // Both decode as Janus's own destroyed.
+        for text in [
+            destroyed_json(None, &ending, ws),
+            annotate_destroyed(native, &ending, ws).unwrap(),
+        ] {
+            assert_eq!(
+                decode(text.as_bytes()).unwrap().kind,
+                Kind::SessionDestroyed
+            );
+        }
     }
 }

@@ -3,19 +3,48 @@
 //! a shutdown (SIGKILL, OOM, a crash) are ended on the next start with
 //! `reason: gateway_restart` and the last timestamp seen for them.
 //!
-//! Files (one writer: the worker thread; a `lock` file keeps a second
-//! process out):
-//! - `sessions.snapshot`: a header line `lifecycleevh-state 1 <generation>
-//!   <open|clean> <emitter as a JSON string, or ->`, then one line per open
-//!   session, `<id> <created> <last_seen>` (µs since the epoch). Replaced
-//!   atomically (temporary file, fsync, rename, fsync of the folder).
-//! - `sessions.journal.<generation>`: what happened since that snapshot, one
-//!   line each, `+ <id> <ts>` (created) or `- <id>` (ended), written at once
-//!   (no user-space buffer: a killed process loses nothing it wrote).
+//! # Who acknowledges what, in which order
 //!
-//! Recovery is the snapshot plus its journal (a torn last line is ignored).
-//! Each checkpoint and each start begins a new generation, so a crash at
-//! any point never replays a journal twice.
+//! An ending is recorded here (`- <id>` in the journal) only after it
+//! reached every sink that promises it: the JSON Lines file (the line was
+//! handed to the kernel with `write(2)`, which a SIGKILL does not undo) and
+//! each spooled HTTP sink (the record was appended to the spool, which
+//! happens on the worker before the ending is even offered to the file
+//! sink). Until then the session stays open here, in the journal and in
+//! every snapshot (a new generation never forgets it). So a SIGKILL at any
+//! moment leaves each ending either recorded here (and in the sinks) or
+//! still open here; at the next start, an open session whose ending is
+//! already in the file (written, but killed before it was recorded here) is
+//! recognised by reading the file from the position recorded with the last
+//! acknowledgement (`@` lines) and is not ended twice; the others are ended
+//! with `gateway_restart`. The `gateway_restart` endings themselves follow
+//! the same rule: the recovered sessions stay open here until their endings
+//! are acknowledged, so a second SIGKILL during the restart loses nothing
+//! (the third start recovers them again). HTTP backends deduplicate on
+//! `(session_id, event.name)` in any case (delivery is at least once).
+//!
+//! # Files
+//!
+//! One writer (the worker thread); a `lock` file keeps a second process out.
+//! Files are created with `general.file_mode` (owner and group only by
+//! default), the folder with the matching folder mode.
+//! - `sessions.snapshot`: a header line `lifecycleevh-state 2 <generation>
+//!   <open|clean> <emitter as a JSON string, or ->`, optionally a line
+//!   `@ <dev> <ino> <len>` (the file sink's position at the last
+//!   acknowledgement), then one line per open session, `<id> <created>
+//!   <last_seen> <transport module> <transport id>` (µs since the epoch; `-`
+//!   for an unknown transport). Replaced atomically (temporary file, fsync,
+//!   rename, fsync of the folder). Version 1 files (without the `@` line and
+//!   the transport) are read too.
+//! - `sessions.journal.<generation>`: what happened since that snapshot, one
+//!   line each, written at once (no user-space buffer: a killed process
+//!   loses nothing it wrote): `+ <id> <ts> <module> <instance>` (created),
+//!   `- <id>` (ended, acknowledged), `@ <dev> <ino> <len>` (file position).
+//!
+//! Recovery is the snapshot plus its journal (a torn last line is ignored,
+//! other unreadable lines are skipped). Each checkpoint and each start
+//! begins a new generation, so a crash at any point never replays a journal
+//! twice.
 //!
 //! What is fsynced when (`state_fsync`): with `always`, every journal line;
 //! with `interval`, the journal at each checkpoint (`checkpoint_ms`), when
@@ -24,12 +53,13 @@
 //! Snapshots are fsynced unless `never`. `last_seen` is as fresh as the last
 //! checkpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::durable::{Fsync, write_atomically};
+use crate::durable::{self, Fsync, write_atomically_mode};
 
 /// A session found open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +67,16 @@ pub struct OpenSession {
     pub session_id: u64,
     pub created: i64,
     pub last_seen: i64,
+    /// The transport it was created on: module and instance id.
+    pub transport: Option<(String, String)>,
+}
+
+/// Where the file sink's file stood when endings were last acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilePosition {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
 }
 
 /// What the previous run left open.
@@ -48,34 +88,48 @@ pub struct Recovered {
     pub emitter: Option<String>,
     /// The previous run stopped cleanly (or there was none).
     pub clean: bool,
+    /// The file sink's position at the last acknowledgement.
+    pub file_position: Option<FilePosition>,
 }
 
 const SNAPSHOT: &str = "sessions.snapshot";
 const MAGIC: &str = "lifecycleevh-state";
+const VERSION: &str = "2";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    created: i64,
+    last_seen: i64,
+    transport: Option<(String, String)>,
+}
 
 /// The on-disk set of open sessions. See the module documentation.
 pub struct SessionStore {
     dir: PathBuf,
     fsync: Fsync,
+    file_mode: u32,
     _lock: File,
     generation: u64,
     /// The current generation's journal (None only while opening).
     journal: Option<File>,
-    open: HashMap<u64, (i64, i64)>,
+    open: HashMap<u64, Entry>,
     emitter: Option<String>,
+    position: Option<FilePosition>,
     /// Something changed since the last checkpoint.
     dirty: bool,
 }
 
 impl SessionStore {
     /// Opens (creating) the store in `dir` and returns what the previous run
-    /// left open. Those sessions are then forgotten: the caller ends them.
-    pub fn open(dir: &Path, fsync: Fsync) -> io::Result<(SessionStore, Recovered)> {
-        fs::create_dir_all(dir)?;
+    /// left open. Those sessions stay open in the store until the caller
+    /// reports them [`ended`](SessionStore::ended).
+    pub fn open(dir: &Path, fsync: Fsync, file_mode: u32) -> io::Result<(SessionStore, Recovered)> {
+        durable::create_dir_all(dir, file_mode)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(file_mode)
             .open(dir.join("lock"))?;
         lock.try_lock().map_err(|_| {
             io::Error::new(
@@ -84,45 +138,91 @@ impl SessionStore {
             )
         })?;
         let (generation, recovered) = read_state(dir)?;
+        let open = recovered
+            .sessions
+            .iter()
+            .map(|s| {
+                (
+                    s.session_id,
+                    Entry {
+                        created: s.created,
+                        last_seen: s.last_seen,
+                        transport: s.transport.clone(),
+                    },
+                )
+            })
+            .collect();
         let mut store = SessionStore {
             dir: dir.to_path_buf(),
             fsync,
+            file_mode,
             _lock: lock,
             generation,
             journal: None,
-            open: HashMap::new(),
+            open,
             emitter: recovered.emitter.clone(),
+            position: recovered.file_position,
             dirty: true,
         };
-        // A new generation with nothing open: what was recovered is handled.
         store.begin_generation(false)?;
         Ok((store, recovered))
     }
 
-    /// A session was created at `ts`.
-    pub fn created(&mut self, session_id: u64, ts: i64) -> io::Result<()> {
-        self.open.insert(session_id, (ts, ts));
+    /// A session was created at `ts` on `transport` (module, instance id).
+    pub fn created(
+        &mut self,
+        session_id: u64,
+        ts: i64,
+        transport: Option<(&str, &str)>,
+    ) -> io::Result<()> {
+        let transport = transport
+            .filter(|(m, id)| is_word(m) && is_word(id))
+            .map(|(m, id)| (m.to_string(), id.to_string()));
+        let line = match &transport {
+            Some((m, id)) => format!("+ {session_id} {ts} {m} {id}\n"),
+            None => format!("+ {session_id} {ts} - -\n"),
+        };
+        self.open.insert(
+            session_id,
+            Entry {
+                created: ts,
+                last_seen: ts,
+                transport,
+            },
+        );
         self.dirty = true;
-        self.append(&format!("+ {session_id} {ts}\n"))
+        self.append(&line)
     }
 
     /// A session was seen alive at `ts` (written at the next checkpoint).
     pub fn seen(&mut self, session_id: u64, ts: i64) {
-        if let Some((_, last)) = self.open.get_mut(&session_id)
-            && ts > *last
+        if let Some(e) = self.open.get_mut(&session_id)
+            && ts > e.last_seen
         {
-            *last = ts;
+            e.last_seen = ts;
             self.dirty = true;
         }
     }
 
-    /// A session ended.
+    /// A session's ending reached every sink that promises it.
     pub fn ended(&mut self, session_id: u64) -> io::Result<()> {
         if self.open.remove(&session_id).is_none() {
             return Ok(());
         }
         self.dirty = true;
         self.append(&format!("- {session_id}\n"))
+    }
+
+    /// The file sink's position at this acknowledgement (see the module
+    /// documentation): where the next start begins looking for endings that
+    /// were written but not yet recorded here.
+    pub fn file_position(&mut self, p: FilePosition) -> io::Result<()> {
+        if self.position == Some(p) {
+            return Ok(());
+        }
+        self.position = Some(p);
+        self.dirty = true;
+        self.append(&format!("@ {} {} {}\n", p.dev, p.ino, p.len))
     }
 
     /// The `emitter` of Janus's events, stored with the next checkpoint.
@@ -142,10 +242,12 @@ impl SessionStore {
         self.begin_generation(false)
     }
 
-    /// Clean stop: every session ended; the next start recovers nothing.
-    pub fn close_clean(&mut self) -> io::Result<()> {
-        self.open.clear();
-        self.begin_generation(true)
+    /// Clean stop: every session ended and acknowledged; the next start
+    /// recovers nothing. Sessions still open (an ending that never reached
+    /// a sink promising it) are kept, and the stop is not clean.
+    pub fn close(&mut self) -> io::Result<()> {
+        let clean = self.open.is_empty();
+        self.begin_generation(clean)
     }
 
     /// Sessions open per the store.
@@ -173,25 +275,33 @@ impl SessionStore {
             .create(true)
             .truncate(true)
             .write(true)
+            .mode(self.file_mode)
             .open(&journal_path)?;
         let mut text = format!(
-            "{MAGIC} 1 {next} {} {}\n",
+            "{MAGIC} {VERSION} {next} {} {}\n",
             if clean { "clean" } else { "open" },
             self.emitter
                 .as_ref()
                 .map_or("-".to_string(), |e| serde_json::Value::from(e.as_str())
                     .to_string())
         );
-        let mut sessions: Vec<(&u64, &(i64, i64))> = self.open.iter().collect();
-        sessions.sort_by_key(|(id, (created, _))| (*created, **id));
-        for (id, (created, last)) in sessions {
-            text += &format!("{id} {created} {last}\n");
+        if let Some(p) = self.position {
+            text += &format!("@ {} {} {}\n", p.dev, p.ino, p.len);
+        }
+        let mut sessions: Vec<(&u64, &Entry)> = self.open.iter().collect();
+        sessions.sort_by_key(|(id, e)| (e.created, **id));
+        for (id, e) in sessions {
+            let (m, i) = e
+                .transport
+                .as_ref()
+                .map_or(("-", "-"), |(m, i)| (m.as_str(), i.as_str()));
+            text += &format!("{id} {} {} {m} {i}\n", e.created, e.last_seen);
         }
         let sync = self.fsync != Fsync::Never;
         if let (true, Some(j)) = (sync, &self.journal) {
             j.sync_data()?;
         }
-        write_atomically(&self.dir, SNAPSHOT, text.as_bytes(), sync)?;
+        write_atomically_mode(&self.dir, SNAPSHOT, text.as_bytes(), sync, self.file_mode)?;
         let old = self
             .dir
             .join(format!("sessions.journal.{}", self.generation));
@@ -203,20 +313,42 @@ impl SessionStore {
     }
 }
 
+/// A word of the format: non-empty, no whitespace, not `-`.
+fn is_word(s: &str) -> bool {
+    !s.is_empty() && s != "-" && !s.chars().any(char::is_whitespace)
+}
+
+fn parse_position(words: &[&str]) -> Option<FilePosition> {
+    match words {
+        [dev, ino, len] => Some(FilePosition {
+            dev: dev.parse().ok()?,
+            ino: ino.parse().ok()?,
+            len: len.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+fn parse_transport(m: &str, id: &str) -> Option<(String, String)> {
+    (is_word(m) && is_word(id)).then(|| (m.to_string(), id.to_string()))
+}
+
 /// Reads snapshot and journal; returns the snapshot's generation and what
-/// was open. Stale journals of other generations are removed.
-fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
+/// was open. Stale journals of other generations are removed. Unreadable
+/// lines are skipped (a torn last line is what a crash leaves).
+pub fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
     let corrupt = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
     let mut generation = 0;
     let mut clean = true;
     let mut emitter = None;
-    let mut open: HashMap<u64, (i64, i64)> = HashMap::new();
+    let mut position = None;
+    let mut open: HashMap<u64, Entry> = HashMap::new();
     match File::open(dir.join(SNAPSHOT)) {
         Ok(f) => {
             let mut lines = BufReader::new(f).lines();
             let header = lines.next().transpose()?.unwrap_or_default();
             let words: Vec<&str> = header.splitn(5, ' ').collect();
-            if words.len() != 5 || words[0] != MAGIC || words[1] != "1" {
+            if words.len() != 5 || words[0] != MAGIC || !matches!(words[1], "1" | "2") {
                 return Err(corrupt(format!(
                     "{}: not a lifecycleevh state file",
                     dir.join(SNAPSHOT).display()
@@ -228,15 +360,31 @@ fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
             clean = words[3] == "clean";
             emitter = serde_json::from_str::<String>(words[4]).ok();
             for line in lines {
-                let line = line?;
-                let mut w = line.split(' ');
-                let (Some(id), Some(created), Some(last)) = (w.next(), w.next(), w.next()) else {
-                    continue;
+                let Ok(line) = line else {
+                    break;
                 };
-                if let (Ok(id), Ok(created), Ok(last)) =
-                    (id.parse::<u64>(), created.parse(), last.parse())
-                {
-                    open.insert(id, (created, last));
+                let w: Vec<&str> = line.split(' ').collect();
+                match w.as_slice() {
+                    ["@", rest @ ..] => position = parse_position(rest).or(position),
+                    [id, created, last, rest @ ..] => {
+                        if let (Ok(id), Ok(created), Ok(last_seen)) =
+                            (id.parse::<u64>(), created.parse(), last.parse())
+                        {
+                            let transport = match rest {
+                                [m, i] => parse_transport(m, i),
+                                _ => None,
+                            };
+                            open.insert(
+                                id,
+                                Entry {
+                                    created,
+                                    last_seen,
+                                    transport,
+                                },
+                            );
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -245,20 +393,30 @@ fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
     }
     let journal = dir.join(format!("sessions.journal.{generation}"));
     if let Ok(f) = File::open(&journal) {
-        let text = {
-            let mut r = BufReader::new(f);
-            let mut s = String::new();
-            io::Read::read_to_string(&mut r, &mut s)?;
-            s
-        };
+        let mut bytes = Vec::new();
+        BufReader::new(f).read_to_end(&mut bytes)?;
         // A line without its newline was torn by the crash: ignored.
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        for line in complete.lines() {
+        let complete = &bytes[..bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)];
+        for line in complete.split(|b| *b == b'\n') {
+            let Ok(line) = std::str::from_utf8(line) else {
+                continue;
+            };
             let w: Vec<&str> = line.split(' ').collect();
             match w.as_slice() {
-                ["+", id, ts] => {
+                ["+", id, ts, rest @ ..] => {
                     if let (Ok(id), Ok(ts)) = (id.parse(), ts.parse()) {
-                        open.insert(id, (ts, ts));
+                        let transport = match rest {
+                            [m, i] => parse_transport(m, i),
+                            _ => None,
+                        };
+                        open.insert(
+                            id,
+                            Entry {
+                                created: ts,
+                                last_seen: ts,
+                                transport,
+                            },
+                        );
                         clean = false;
                     }
                 }
@@ -267,6 +425,7 @@ fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
                         open.remove(&id);
                     }
                 }
+                ["@", rest @ ..] => position = parse_position(rest).or(position),
                 _ => {}
             }
         }
@@ -282,10 +441,11 @@ fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
     }
     let mut sessions: Vec<OpenSession> = open
         .into_iter()
-        .map(|(session_id, (created, last_seen))| OpenSession {
+        .map(|(session_id, e)| OpenSession {
             session_id,
-            created,
-            last_seen,
+            created: e.created,
+            last_seen: e.last_seen,
+            transport: e.transport,
         })
         .collect();
     sessions.sort_by_key(|s| (s.created, s.session_id));
@@ -296,8 +456,58 @@ fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
             sessions,
             emitter,
             clean,
+            file_position: position,
         },
     ))
+}
+
+/// Most bytes read from a file that is not the one the position names (it
+/// was rotated): its end is where an unrecorded ending can be.
+const ROTATED_SCAN_BYTES: u64 = 16 << 20;
+
+/// Which of `sessions` already have a `destroyed` line in the JSON Lines
+/// file at `path`, written after `from` (or, if the file is not that one
+/// any more, in its last [`ROTATED_SCAN_BYTES`]). A line cut short is
+/// ignored. Only the lines that mention `destroyed` are parsed.
+pub fn endings_in_file(
+    path: &Path,
+    from: Option<FilePosition>,
+    sessions: &HashSet<u64>,
+) -> io::Result<HashSet<u64>> {
+    let mut found = HashSet::new();
+    if sessions.is_empty() {
+        return Ok(found);
+    }
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    let start = match from {
+        Some(p) if p.dev == meta.dev() && p.ino == meta.ino() && p.len <= meta.len() => p.len,
+        Some(_) | None => meta.len().saturating_sub(ROTATED_SCAN_BYTES),
+    };
+    file.seek(SeekFrom::Start(start))?;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        if !line.windows(11).any(|w| w == b"\"destroyed\"") {
+            continue;
+        }
+        if let Ok(facts) = crate::janus::decode(&line)
+            && facts.kind == crate::janus::Kind::SessionDestroyed
+            && let Some(sid) = facts.session_id
+            && sessions.contains(&sid)
+        {
+            found.insert(sid);
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -311,13 +521,14 @@ mod tests {
     #[test]
     fn a_new_store_recovers_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
         assert_eq!(
             r,
             Recovered {
                 sessions: vec![],
                 emitter: None,
-                clean: true
+                clean: true,
+                file_position: None,
             }
         );
     }
@@ -326,17 +537,17 @@ mod tests {
     fn open_sessions_survive_a_crash_once() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Always).unwrap();
+            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Always, 0o640).unwrap();
             s.set_emitter("MyJanus");
-            s.created(1, 100).unwrap();
-            s.created(2, 200).unwrap();
-            s.created(3, 300).unwrap();
+            s.created(1, 100, None).unwrap();
+            s.created(2, 200, None).unwrap();
+            s.created(3, 300, None).unwrap();
             s.ended(2).unwrap();
             s.seen(1, 150);
             // No checkpoint: last_seen of 1 is not on disk yet, nor the emitter.
             assert_eq!(s.open_sessions(), 2);
         } // dropped: a crash
-        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
         assert!(!r.clean);
         assert_eq!(
             r.sessions,
@@ -344,18 +555,27 @@ mod tests {
                 OpenSession {
                     session_id: 1,
                     created: 100,
-                    last_seen: 100
+                    last_seen: 100,
+                    transport: None,
                 },
                 OpenSession {
                     session_id: 3,
                     created: 300,
-                    last_seen: 300
+                    last_seen: 300,
+                    transport: None,
                 },
             ]
         );
+        // Recovered sessions stay open until their endings are acknowledged:
+        // a second crash before that recovers them again...
         drop(_s);
-        // Recovery is one-shot.
-        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
+        let (mut s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+        assert_eq!(ids(&r), vec![1, 3]);
+        s.ended(1).unwrap();
+        s.ended(3).unwrap();
+        drop(s);
+        // ...and once acknowledged, never again.
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
         assert!(r.sessions.is_empty());
     }
 
@@ -363,18 +583,18 @@ mod tests {
     fn checkpoints_keep_last_seen_and_emitter() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Interval).unwrap();
+            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Interval, 0o640).unwrap();
             s.set_emitter("Janus \"A\"");
-            s.created(7, 10).unwrap();
+            s.created(7, 10, None).unwrap();
             s.seen(7, 50);
             s.checkpoint().unwrap();
             // After the checkpoint the journal goes on.
-            s.created(8, 60).unwrap();
+            s.created(8, 60, None).unwrap();
             s.ended(7).unwrap();
-            s.created(9, 70).unwrap();
+            s.created(9, 70, None).unwrap();
             s.seen(9, 90);
         }
-        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
         assert_eq!(r.emitter.as_deref(), Some("Janus \"A\""));
         assert_eq!(ids(&r), vec![8, 9]);
         assert_eq!(r.sessions[1].last_seen, 70);
@@ -395,11 +615,14 @@ mod tests {
     fn clean_close_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
-            s.created(1, 1).unwrap();
-            s.close_clean().unwrap();
+            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+            s.created(1, 1, None).unwrap();
+            s.created(2, 2, None).unwrap();
+            s.ended(1).unwrap();
+            s.ended(2).unwrap();
+            s.close().unwrap();
         }
-        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
         assert!(r.clean);
         assert!(r.sessions.is_empty());
     }
@@ -408,20 +631,22 @@ mod tests {
     fn a_torn_journal_line_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
-            s.created(1, 1).unwrap();
-            s.created(2, 2).unwrap();
+            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+            s.created(1, 1, None).unwrap();
+            s.created(2, 2, None).unwrap();
             s.journal.as_mut().unwrap().write_all(b"- 1").unwrap(); // cut short by the crash
         }
-        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
         assert_eq!(ids(&r), vec![1, 2]);
     }
 
     #[test]
     fn one_process_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let (_s, _) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
-        let e = SessionStore::open(dir.path(), Fsync::Never).err().unwrap();
+        let (_s, _) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+        let e = SessionStore::open(dir.path(), Fsync::Never, 0o640)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("in use"), "{e}");
     }
 
@@ -429,16 +654,16 @@ mod tests {
     fn many_sessions_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
+            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
             for id in 1..=10_000u64 {
-                s.created(id, id as i64).unwrap();
+                s.created(id, id as i64, None).unwrap();
             }
             s.checkpoint().unwrap();
             for id in (1..=10_000u64).filter(|i| i % 2 == 0) {
                 s.ended(id).unwrap();
             }
         }
-        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never).unwrap();
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
         assert_eq!(r.sessions.len(), 5_000);
         assert!(r.sessions.iter().all(|s| s.session_id % 2 == 1));
     }
@@ -447,6 +672,123 @@ mod tests {
     fn a_foreign_snapshot_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(SNAPSHOT), "hello\n").unwrap();
-        assert!(SessionStore::open(dir.path(), Fsync::Never).is_err());
+        assert!(SessionStore::open(dir.path(), Fsync::Never, 0o640).is_err());
+    }
+
+    #[test]
+    fn a_stop_with_unacknowledged_endings_is_not_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+            s.created(1, 1, None).unwrap();
+            s.close().unwrap();
+        }
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+        assert!(!r.clean);
+        assert_eq!(ids(&r), vec![1]);
+    }
+
+    #[test]
+    fn transports_and_file_positions_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let pos = FilePosition {
+            dev: 1,
+            ino: 2,
+            len: 3,
+        };
+        {
+            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+            s.created(1, 10, Some(("janus.transport.websockets", "77")))
+                .unwrap();
+            s.created(2, 20, Some(("bad module", "x"))).unwrap();
+            s.file_position(pos).unwrap();
+            s.checkpoint().unwrap();
+            s.created(3, 30, Some(("janus.transport.http", "5")))
+                .unwrap();
+        }
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+        assert_eq!(r.file_position, Some(pos));
+        let t: Vec<_> = r.sessions.iter().map(|s| s.transport.clone()).collect();
+        assert_eq!(
+            t,
+            vec![
+                Some(("janus.transport.websockets".into(), "77".into())),
+                None,
+                Some(("janus.transport.http".into(), "5".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn version_1_state_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(SNAPSHOT),
+            "lifecycleevh-state 1 4 open \"J\"\n7 100 150\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("sessions.journal.4"), "+ 8 200\n- 7\n").unwrap();
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+        assert_eq!(ids(&r), vec![8]);
+        assert_eq!(r.emitter.as_deref(), Some("J"));
+    }
+
+    #[test]
+    fn files_are_owner_and_group_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let (mut s, _) = SessionStore::open(&state, Fsync::Never, 0o640).unwrap();
+        s.created(1, 1, None).unwrap();
+        s.checkpoint().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o750);
+        for e in fs::read_dir(&state).unwrap() {
+            let p = e.unwrap().path();
+            assert_eq!(mode(&p) & 0o007, 0, "{} is readable by others", p.display());
+        }
+        assert_eq!(mode(&state.join(SNAPSHOT)), 0o640);
+    }
+
+    #[test]
+    fn endings_already_in_the_file_are_found_after_the_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let line = |sid: u64, name: &str| {
+            format!(
+                "{{\"type\":1,\"timestamp\":1,\"session_id\":{sid},\"event\":{{\"name\":\"{name}\"}}}}\n"
+            )
+        };
+        fs::write(&path, line(1, "destroyed")).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        let pos = FilePosition {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+        };
+        let mut more = line(2, "created") + &line(2, "destroyed") + &line(3, "timeout");
+        more += "{\"type\":1,\"session_id\":4,\"event\":{\"name\":\"destroyed\"";
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(more.as_bytes()).unwrap();
+        let wanted: HashSet<u64> = [1, 2, 3, 4].into();
+        // From the position: 1 is before it, 3 only timed out, 4 is cut short.
+        assert_eq!(
+            endings_in_file(&path, Some(pos), &wanted).unwrap(),
+            [2].into()
+        );
+        // A rotated file (another inode): its end is read.
+        let other = FilePosition {
+            ino: pos.ino + 1,
+            ..pos
+        };
+        assert_eq!(
+            endings_in_file(&path, Some(other), &wanted).unwrap(),
+            [1, 2].into()
+        );
+        assert!(
+            endings_in_file(&dir.path().join("none"), None, &wanted)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -13,6 +13,7 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::bus::{Bus, BusStats};
 use crate::config::Config;
+use crate::durable::DEFAULT_FILE_MODE;
 use crate::error::InitError;
 use crate::ffi::JsonRef;
 use crate::intake::{self, Intake};
@@ -61,7 +62,7 @@ pub fn tracker_config(config: &Config) -> TrackerConfig {
     let pinned = config.general.reclaim_session_timeout;
     TrackerConfig {
         settle_us: config.general.settle.as_micros().min(i64::MAX as u128) as i64,
-        reclaim_session_timeout: pinned.unwrap_or(config.janus.reclaim_session_timeout),
+        reclaim_session_timeout: pinned.unwrap_or(0),
         reclaim_pinned: pinned.is_some(),
         max_sessions: config.general.max_sessions,
         ..TrackerConfig::default()
@@ -77,15 +78,6 @@ impl Running {
             return Err(InitError::Disabled {
                 file: config.file_path.clone(),
             });
-        }
-        for w in &config.janus.warnings {
-            crate::jlog!(Warn, "{w}");
-        }
-        if !config.janus.websockets_events {
-            crate::jlog!(
-                Warn,
-                "janus.transport.websockets.jcfg has events = false: closed WebSocket connections are invisible to event handlers, so sessions they end get their destroyed only at timeout or shutdown"
-            );
         }
         let metrics = Arc::new(Metrics::default());
         let router = Router::new(build::build(&config)?);
@@ -107,17 +99,21 @@ impl Running {
         );
         if let Some(dir) = &config.general.state_dir {
             let (store, recovered) =
-                SessionStore::open(dir, config.general.state_fsync).map_err(|e| {
-                    InitError::unusable(
-                        &config.file_path,
-                        "general.state_dir",
-                        format!("cannot use {} for crash recovery", dir.display()),
-                        e,
-                    )
-                })?;
+                SessionStore::open(dir, config.general.state_fsync, DEFAULT_FILE_MODE).map_err(
+                    |e| {
+                        InitError::unusable(
+                            &config.file_path,
+                            "general.state_dir",
+                            format!("cannot use {} for crash recovery", dir.display()),
+                            e,
+                        )
+                    },
+                )?;
+            let file = config.file.enabled.then_some(config.file.path.as_path());
             pipeline.recover(
                 Checkpoints::new(store, config.general.checkpoint),
                 recovered,
+                file,
             );
         }
         let (intake, rx) = intake::channel(config.general.channel_capacity, metrics.clone());

@@ -5,7 +5,9 @@
 //! fed by the intake's channel and ticked by the wall clock when idle, so that
 //! settle windows close even when no further event arrives.
 
+use std::collections::{HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +20,7 @@ use crate::janus::{self, Kind, types};
 use crate::log::RateLimit;
 use crate::metrics::{Metrics, TrackerSnapshot};
 use crate::output::{self, OutEvent};
-use crate::recovery::{Recovered, SessionStore};
+use crate::recovery::{self, Recovered, SessionStore};
 use crate::sinks::Router;
 use crate::sync::Spawned;
 use crate::tracker::{Ending, Output, Reason, SessionView, Tracker};
@@ -43,14 +45,20 @@ pub struct Pipeline {
     bad_events: RateLimit,
     /// Crash recovery: the open sessions, on disk.
     crash_state: Option<Checkpoints>,
+    /// Said once in the log: WebSocket disconnects are invisible.
+    warned_invisible: bool,
 }
 
-/// The crash-recovery store and when it is next checkpointed.
+/// The crash-recovery store, when it is next checkpointed, and the endings
+/// routed to the sinks but not yet acknowledged by them (see
+/// `crate::recovery` for the order).
 pub struct Checkpoints {
     sessions: SessionStore,
     every: Duration,
     next: Instant,
     errors: RateLimit,
+    /// (route number, session id), in route order.
+    unacknowledged: VecDeque<(u64, u64)>,
 }
 
 impl Checkpoints {
@@ -60,6 +68,7 @@ impl Checkpoints {
             every,
             next: Instant::now() + every,
             errors: RateLimit::new(Duration::from_secs(60)),
+            unacknowledged: VecDeque::new(),
         }
     }
 }
@@ -87,6 +96,7 @@ impl Pipeline {
             outputs: Vec::new(),
             bad_events: RateLimit::new(Duration::from_secs(10)),
             crash_state: None,
+            warned_invisible: false,
         };
         p.publish();
         p
@@ -98,32 +108,54 @@ impl Pipeline {
 
     /// Keeps the open sessions on disk from now on, after ending those a
     /// previous run left open (reason `gateway_restart`, at the last time
-    /// they were seen). Runs before any event of this run.
-    pub fn recover(&mut self, crash_state: Checkpoints, recovered: Recovered) {
+    /// they were seen), except those whose ending the JSON Lines file at
+    /// `file` already holds. Runs before any event of this run.
+    pub fn recover(&mut self, crash_state: Checkpoints, recovered: Recovered, file: Option<&Path>) {
         if let Some(e) = &recovered.emitter {
             self.emitter.get_or_insert_with(|| e.clone());
         }
+        self.crash_state = Some(crash_state);
+        let ids: HashSet<u64> = recovered.sessions.iter().map(|s| s.session_id).collect();
+        let written = match file {
+            Some(path) => recovery::endings_in_file(path, recovered.file_position, &ids)
+                .unwrap_or_else(|e| {
+                    crate::jlog!(
+                        Warn,
+                        "crash recovery: cannot read {} to find endings already written ({e}); every session left open gets a gateway_restart ending",
+                        path.display()
+                    );
+                    HashSet::new()
+                }),
+            None => HashSet::new(),
+        };
+        let mut ended = 0u64;
         for s in &recovered.sessions {
-            let ending = Ending {
-                session_id: s.session_id,
-                reason: Reason::GatewayRestart,
-                timestamp: s.last_seen,
-                synthetic: true,
-            };
+            if written.contains(&s.session_id) {
+                // Written by the previous run just before it died: ended.
+                self.persist(|st| st.ended(s.session_id));
+                continue;
+            }
+            let mut ending = Ending::new(s.session_id, Reason::GatewayRestart, s.last_seen, true);
+            ending.created = Some(s.created);
+            ending.transport = s
+                .transport
+                .as_ref()
+                .map(|(m, id)| self.tracker.transport_key_for(m, id));
             self.tracker.end_unseen(ending);
             self.synthesize(&ending, false);
+            ended += 1;
         }
+        self.metrics.recovered.fetch_add(ended, Relaxed);
+        self.metrics
+            .recovered_written
+            .fetch_add(written.len() as u64, Relaxed);
         if !recovered.sessions.is_empty() {
-            self.metrics
-                .recovered
-                .fetch_add(recovered.sessions.len() as u64, Relaxed);
             crate::jlog!(
                 Warn,
-                "the previous run did not stop cleanly: {} sessions it left open ended with reason gateway_restart",
-                recovered.sessions.len()
+                "the previous run did not stop cleanly: {ended} sessions it left open ended with reason gateway_restart ({} had their ending written already)",
+                written.len()
             );
         }
-        self.crash_state = Some(crash_state);
         self.flush();
         self.publish();
     }
@@ -197,11 +229,19 @@ impl Pipeline {
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.clear();
         self.tracker.observe(&facts, &mut outputs);
-        if let (Some(sid), Some(st)) = (facts.session_id, &mut self.crash_state) {
-            if matches!(facts.kind, Kind::SessionCreated { .. }) && self.tracker.is_open(sid) {
-                let ts = facts.timestamp;
-                self.persist(|s| s.created(sid, ts));
-            } else {
+        if let Some(sid) = facts.session_id
+            && self.crash_state.is_some()
+        {
+            if matches!(facts.kind, Kind::SessionCreated { .. }) {
+                if let Some((created, transport)) = self.tracker.origin(sid) {
+                    let names = transport.map(|k| self.tracker.transport_names(k));
+                    let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
+                    let st = self.crash_state.as_mut().expect("checked above");
+                    if let Err(e) = st.sessions.created(sid, created, names) {
+                        self.persist(|_| Err(e));
+                    }
+                }
+            } else if let Some(st) = &mut self.crash_state {
                 st.sessions.seen(sid, facts.timestamp);
             }
         }
@@ -214,10 +254,12 @@ impl Pipeline {
                     self.route(OutEvent::new(facts.ty, lifecycle, facts.session_id, raw));
                 }
                 Output::ForwardEnding(ending) => {
-                    let json = output::annotate_destroyed(text, &ending)
+                    let names = ending.transport.map(|k| self.tracker.transport_names(k));
+                    let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
+                    let json = output::annotate_destroyed(text, &ending, names)
                         .unwrap_or_else(|| String::from_utf8_lossy(text).into_owned());
-                    self.route(OutEvent::new(facts.ty, true, facts.session_id, json));
-                    self.persist(|s| s.ended(ending.session_id));
+                    let route = self.route(OutEvent::new(facts.ty, true, facts.session_id, json));
+                    self.unacknowledged(route, ending.session_id);
                 }
                 Output::Duplicate { .. } | Output::Echo { .. } => {
                     self.metrics.suppressed.fetch_add(1, Relaxed);
@@ -226,6 +268,13 @@ impl Pipeline {
             }
         }
         self.outputs = outputs;
+        if !self.warned_invisible && !self.tracker.janus().disconnects_visible {
+            self.warned_invisible = true;
+            crate::jlog!(
+                Warn,
+                "a WebSocket session was created on a connection that never reported `connected`: the WebSockets transport has events = false, so closed connections are invisible to event handlers and the sessions they end get their destroyed only at timeout or shutdown"
+            );
+        }
     }
 
     /// Moves the tracker's clock to `now_us`, closing due settle windows.
@@ -252,7 +301,8 @@ impl Pipeline {
 
     /// Stops: ends the sessions still open if Janus's `shutdown` event was not
     /// seen (reason `shutdown`, now), then delivers and flushes every sink
-    /// within `deadline`.
+    /// within `deadline`, and marks the crash state clean if every ending
+    /// reached the sinks that promise it.
     pub fn finish(&mut self, now_us: i64, deadline: Instant) -> bool {
         if !self.tracker.is_shut_down() {
             let mut outputs = std::mem::take(&mut self.outputs);
@@ -264,9 +314,10 @@ impl Pipeline {
         }
         self.flush();
         self.publish();
-        // Every session has ended: the next start has nothing to recover.
-        self.persist(|s| s.close_clean());
-        self.router.close_all(deadline)
+        let closed = self.router.close_all(deadline);
+        self.acknowledge();
+        self.persist(|s| s.close());
+        closed
     }
 
     /// Publishes the tracker's counters for the Admin API.
@@ -278,6 +329,11 @@ impl Pipeline {
             reclaim_session_timeout: cfg.reclaim_session_timeout,
             settle_ms: (cfg.settle_us / 1000) as u64,
             shut_down: self.tracker.is_shut_down(),
+            janus: self.tracker.janus(),
+            unacknowledged: self
+                .crash_state
+                .as_ref()
+                .map_or(0, |c| c.unacknowledged.len()),
         });
     }
 
@@ -291,28 +347,70 @@ impl Pipeline {
 
     /// Sends a synthetic ending to the sinks, and to Janus's bus if due.
     fn synthesize(&mut self, ending: &Ending, may_inject: bool) {
-        let json = output::destroyed_json(self.emitter.as_deref(), ending);
-        self.route(OutEvent::new(
+        let names = ending.transport.map(|k| self.tracker.transport_names(k));
+        let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
+        let json = output::destroyed_json(self.emitter.as_deref(), ending, names);
+        let route = self.route(OutEvent::new(
             types::SESSION,
             true,
             Some(ending.session_id),
             json,
         ));
-        self.persist(|s| s.ended(ending.session_id));
+        self.unacknowledged(route, ending.session_id);
         if self.bus.inject(ending, may_inject) {
             self.tracker.mark_injected(ending.session_id);
         }
     }
 
-    fn route(&mut self, ev: Arc<OutEvent>) {
-        self.router.stage(ev);
+    fn route(&mut self, ev: Arc<OutEvent>) -> u64 {
+        self.router.stage(ev)
+    }
+
+    /// An ending was routed: the crash state records it once the sinks that
+    /// promise it have it.
+    fn unacknowledged(&mut self, route: u64, session_id: u64) {
+        if let Some(st) = &mut self.crash_state {
+            st.unacknowledged.push_back((route, session_id));
+        }
+    }
+
+    /// Records in the crash state the endings every promising sink has.
+    fn acknowledge(&mut self) {
+        let Some(st) = &self.crash_state else {
+            return;
+        };
+        if st.unacknowledged.is_empty() {
+            return;
+        }
+        let (through, position) = self.router.settled();
+        let mut done = Vec::new();
+        if let Some(st) = &mut self.crash_state {
+            while let Some(&(route, sid)) = st.unacknowledged.front() {
+                if route > through {
+                    break;
+                }
+                st.unacknowledged.pop_front();
+                done.push(sid);
+            }
+        }
+        if done.is_empty() {
+            return;
+        }
+        for sid in done {
+            self.persist(|s| s.ended(sid));
+        }
+        if let Some(p) = position {
+            self.persist(|s| s.file_position(p));
+        }
     }
 
     /// Hands the events handled so far to the sinks (the worker calls it
-    /// when the channel is empty, and at least every [`FLUSH_EVERY`] events).
+    /// when the channel is empty, and at least every [`FLUSH_EVERY`] events),
+    /// and records the endings the sinks have acknowledged.
     pub fn flush(&mut self) {
         let n = self.router.flush();
         self.metrics.forwarded.fetch_add(n, Relaxed);
+        self.acknowledge();
     }
 }
 

@@ -26,9 +26,13 @@ fn janus_only(events: &[Value]) -> Vec<Value> {
         .filter(|e| e["event"]["synthetic"] != json!(true))
         .map(|e| {
             let mut e = e.clone();
-            if let Some(body) = e["event"].as_object_mut() {
-                body.remove("reason");
-                body.remove("synthetic");
+            if e["event"]["name"] == "destroyed"
+                && let Some(body) = e["event"].as_object_mut()
+            {
+                // What lifecycleevh adds to Janus's own destroyed.
+                for added in ["reason", "synthetic", "created", "duration_us", "transport"] {
+                    body.shift_remove(added);
+                }
             }
             e
         })

@@ -213,9 +213,18 @@ fn every_format_reaches_the_backend() {
     ));
     assert!(wrong.events().is_empty());
     assert!(wrong.requests().iter().all(|q| q.status == 401));
-    let info = &janus
-        .admin()
-        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"];
+    // The untrusted backend's first attempt may still be under way.
+    let info_now = || {
+        janus
+            .admin()
+            .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]
+            .clone()
+    };
+    assert!(wait_until(
+        || info_now()["sinks"]["http-untrusted"]["last_error"].is_string(),
+        Duration::from_secs(10)
+    ));
+    let info = &info_now();
     let w = &info["sinks"]["http-wrong"];
     assert!(
         w["last_error"].as_str().unwrap().contains("HTTP 401"),

@@ -366,7 +366,9 @@ fn mixed_run_of_many_sessions() {
 fn invisible_disconnects_are_said_once() {
     // WebSockets transport with events off: no `disconnected` ever reaches
     // event handlers, so a dropped connection's sessions end only at
-    // timeout or shutdown. The handler says so.
+    // timeout or shutdown. The handler notices it from the stream (a
+    // WebSocket session on a connection that never said `connected`) and
+    // says so.
     let mut rig = start(
         JanusOptions {
             ws_events: false,
@@ -374,17 +376,26 @@ fn invisible_disconnects_are_said_once() {
         },
         "",
     );
+    let info = |rig: &Rig| {
+        rig.janus.admin().query_eventhandler(
+            "janus.eventhandler.lifecycleevh",
+            json!({"request": "info"}),
+        )
+    };
+    assert_eq!(
+        info(&rig)["response"]["tracker"]["disconnects_visible"],
+        true
+    );
+    let mut ws = rig.janus.ws();
+    let s = ws.create_session();
     assert!(
         rig.janus
             .wait_log("has events = false", Duration::from_secs(5))
     );
-    let info = rig.janus.admin().query_eventhandler(
-        "janus.eventhandler.lifecycleevh",
-        json!({"request": "info"}),
+    assert_eq!(
+        info(&rig)["response"]["tracker"]["disconnects_visible"],
+        false
     );
-    assert_eq!(info["response"]["tracker"]["disconnects_visible"], false);
-    let mut ws = rig.janus.ws();
-    let s = ws.create_session();
     ws.drop_tcp();
     std::thread::sleep(Duration::from_millis(1200));
     assert!(

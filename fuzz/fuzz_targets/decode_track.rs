@@ -27,12 +27,19 @@ fuzz_target!(|data: &[u8]| {
                 Output::ForwardEnding(e) => {
                     assert!(!e.synthetic);
                     assert_eq!(facts.kind, Kind::SessionDestroyed);
-                    let annotated = annotate_destroyed(line, e).expect("annotatable");
+                    let names = e.transport.map(|k| tracker.transport_names(k));
+                    let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
+                    let annotated = annotate_destroyed(line, e, names).expect("annotatable");
                     assert!(janus::decode(annotated.as_bytes()).is_ok());
                 }
                 Output::Synthesize(e) => {
                     assert!(e.synthetic);
-                    let made = destroyed_json(facts.emitter.as_deref(), e);
+                    let names = e.transport.map(|k| tracker.transport_names(k));
+                    let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
+                    let made = destroyed_json(facts.emitter.as_deref(), e, names);
+                    if let Some(d) = e.duration_us() {
+                        assert!(d >= 0);
+                    }
                     assert_eq!(janus::decode(made.as_bytes()).unwrap().kind, Kind::SessionDestroyed);
                 }
                 _ => {}

@@ -1,7 +1,8 @@
 //! The handler's configuration: `janus.eventhandler.lifecycleevh.jcfg` in the
-//! folder Janus passes to `init`, plus the two facts it needs from Janus's own
-//! files in that folder (`reclaim_session_timeout` in `janus.jcfg`, and whether
-//! the WebSockets transport emits events at all).
+//! folder Janus passes to `init`. Janus's own files are not read: what the
+//! handler needs of Janus (its version, `reclaim_session_timeout`, whether
+//! transports report disconnects) comes from Janus's own events (the core
+//! `started` event, transport events).
 //!
 //! Every key is documented in the README and in the sample
 //! `conf/janus.eventhandler.lifecycleevh.jcfg`. A wrong key or value is an
@@ -55,7 +56,8 @@ pub struct General {
     /// Capacity of the channel between Janus's events thread and the worker.
     pub channel_capacity: usize,
     pub settle: Duration,
-    /// `reclaim_session_timeout` set in this file (overrides janus.jcfg).
+    /// `reclaim_session_timeout` set in this file (overrides what Janus
+    /// reports in its `started` event).
     pub reclaim_session_timeout: Option<u64>,
     pub max_sessions: usize,
     /// How long `destroy()` may take to drain, flush and join.
@@ -79,7 +81,12 @@ impl Default for General {
             reclaim_session_timeout: None,
             max_sessions: 1_000_000,
             shutdown_timeout: Duration::from_millis(5_000),
-            inject: vec![Reason::TransportGone, Reason::Shutdown],
+            inject: vec![
+                Reason::TransportGone,
+                Reason::Timeout,
+                Reason::ReclaimExpired,
+                Reason::Shutdown,
+            ],
             state_dir: None,
             state_fsync: Fsync::Interval,
             checkpoint: Duration::from_millis(5_000),
@@ -198,20 +205,6 @@ pub struct SpoolOptions {
     pub max_bytes: u64,
 }
 
-/// What the handler learned from Janus's own configuration files.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct JanusFacts {
-    /// `general.reclaim_session_timeout` of janus.jcfg (0 when absent).
-    pub reclaim_session_timeout: u64,
-    /// `general.session_timeout` of janus.jcfg, when set.
-    pub session_timeout: Option<u64>,
-    /// False when janus.transport.websockets.jcfg says `events = false`:
-    /// disconnects are then invisible to event handlers.
-    pub websockets_events: bool,
-    /// Problems reading Janus's files (reported, never fatal).
-    pub warnings: Vec<String>,
-}
-
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
@@ -220,7 +213,6 @@ pub struct Config {
     pub file: FileConfig,
     /// HTTP backends, in file order.
     pub http: Vec<HttpConfig>,
-    pub janus: JanusFacts,
 }
 
 impl Config {
@@ -232,9 +224,7 @@ impl Config {
             key: String::new(),
             problem: format!("cannot read the file: {e}"),
         })?;
-        let mut config = Config::parse(&path, &text)?;
-        config.janus = JanusFacts::load(folder);
-        Ok(config)
+        Config::parse(&path, &text)
     }
 
     /// Parses the handler's config text (`path` is only used in errors).
@@ -619,59 +609,6 @@ pub fn parse_inject(text: &str) -> Result<Vec<Reason>, String> {
         }
     }
     Ok(out)
-}
-
-impl JanusFacts {
-    /// Reads what the handler needs from Janus's own files in `folder`.
-    /// Missing or unreadable files are not errors: defaults apply, and the
-    /// problem is kept in `warnings` for the log and `info`.
-    pub fn load(folder: &Path) -> JanusFacts {
-        let mut facts = JanusFacts {
-            websockets_events: true,
-            ..JanusFacts::default()
-        };
-        match read_doc(&folder.join("janus.jcfg")) {
-            Ok(Some(doc)) => {
-                if let Some(general) = doc.category("general") {
-                    let int = |key: &str| {
-                        jcfg::find(general, key)
-                            .and_then(|s| s.value.as_text())
-                            .and_then(|t| t.trim().parse::<u64>().ok())
-                    };
-                    facts.reclaim_session_timeout = int("reclaim_session_timeout").unwrap_or(0);
-                    facts.session_timeout = int("session_timeout");
-                }
-            }
-            Ok(None) => facts.warnings.push(format!(
-                "{} not found: assuming reclaim_session_timeout = 0 until Janus reports its own",
-                folder.join("janus.jcfg").display()
-            )),
-            Err(e) => facts.warnings.push(e),
-        }
-        match read_doc(&folder.join("janus.transport.websockets.jcfg")) {
-            Ok(Some(doc)) => {
-                if let Some(general) = doc.category("general")
-                    && let Some(t) = jcfg::find(general, "events").and_then(|s| s.value.as_text())
-                {
-                    facts.websockets_events =
-                        matches!(t.to_ascii_lowercase().as_str(), "true" | "yes" | "1");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => facts.warnings.push(e),
-        }
-        facts
-    }
-}
-
-fn read_doc(path: &Path) -> Result<Option<jcfg::Document>, String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => jcfg::parse(&text)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
 }
 
 #[cfg(test)]

@@ -29,13 +29,15 @@ pub enum Kind<'a> {
         plugin: Cow<'a, str>,
     },
     HandleDetached,
+    /// A transport instance (a WebSocket connection, ...) opened.
+    TransportConnected {
+        transport: TransportRef<'a>,
+    },
     TransportDisconnected {
         transport: TransportRef<'a>,
     },
-    /// Core `started`, with the server's timeouts when it reports them.
-    CoreStartup {
-        reclaim_session_timeout: Option<u64>,
-    },
+    /// Core `started`: what the server reports about itself.
+    CoreStartup(Box<Startup>),
     CoreShutdown,
     /// A JSEP offer or answer the client sent (`owner: remote`).
     RemoteJsep,
@@ -51,6 +53,45 @@ impl Kind<'_> {
             self,
             Kind::SessionCreated { .. } | Kind::SessionDestroyed | Kind::SessionTimeout
         )
+    }
+}
+
+/// What Janus's core `started` event says that the handler uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Startup {
+    /// `reclaim-session-timeout`, seconds (0: reclaim off).
+    pub reclaim_session_timeout: Option<u64>,
+    /// `version_string`, e.g. 1.4.1.
+    pub version: Option<Version>,
+    /// `server-name` (the `emitter` of its events, unless set otherwise).
+    pub server_name: Option<String>,
+}
+
+/// A Janus version, as `version_string` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    /// The first version whose core ends a session itself when its transport
+    /// goes away with reclaim off (upstream issue 3533).
+    pub const NATIVE_TRANSPORT_GONE: Version = Version(1, 3, 2);
+
+    pub fn parse(text: &str) -> Option<Version> {
+        let mut parts = text.trim().split('.').map(|p| {
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u32>().ok()
+        });
+        Some(Version(
+            parts.next()??,
+            parts.next().flatten().unwrap_or(0),
+            parts.next().flatten().unwrap_or(0),
+        ))
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
     }
 }
 
@@ -169,6 +210,10 @@ struct Data<'a> {
 struct Info {
     #[serde(rename = "reclaim-session-timeout", default)]
     reclaim_session_timeout: Option<u64>,
+    #[serde(default)]
+    version_string: Option<String>,
+    #[serde(rename = "server-name", default)]
+    server_name: Option<String>,
 }
 
 /// Decodes one event (a JSON object as Janus builds it).
@@ -216,14 +261,24 @@ pub fn decode(text: &[u8]) -> Result<Facts<'_>, DecodeError> {
                         transport: TransportRef { module, id },
                     }
                 }
+                (Some("connected"), Some(TransportField::Module(module)), Some(id)) => {
+                    Kind::TransportConnected {
+                        transport: TransportRef { module, id },
+                    }
+                }
                 _ => Kind::Other,
             }
         }
         types::CORE => match (subtype, body.status.as_deref()) {
             (types::SUBTYPE_CORE_SHUTDOWN, _) => Kind::CoreShutdown,
-            (types::SUBTYPE_CORE_STARTUP, Some("started")) => Kind::CoreStartup {
-                reclaim_session_timeout: body.info.and_then(|i| i.reclaim_session_timeout),
-            },
+            (types::SUBTYPE_CORE_STARTUP, Some("started")) => {
+                let info = body.info.unwrap_or_default();
+                Kind::CoreStartup(Box::new(Startup {
+                    reclaim_session_timeout: info.reclaim_session_timeout,
+                    version: info.version_string.as_deref().and_then(Version::parse),
+                    server_name: info.server_name,
+                }))
+            }
             _ => Kind::Other,
         },
         types::JSEP if body.owner.as_deref() == Some("remote") => Kind::RemoteJsep,
@@ -276,20 +331,38 @@ mod tests {
             }
         );
         let connected = br#"{"type": 128, "timestamp": 5, "event": {"transport": "t", "id": "1", "data": {"event": "connected"}}}"#;
-        assert_eq!(decode(connected).unwrap().kind, Kind::Other);
+        assert_eq!(
+            decode(connected).unwrap().kind,
+            Kind::TransportConnected {
+                transport: TransportRef {
+                    module: "t".into(),
+                    id: "1".into()
+                }
+            }
+        );
+        let request = br#"{"type": 128, "timestamp": 5, "event": {"transport": "t", "id": "1", "data": {"event": "request"}}}"#;
+        assert_eq!(decode(request).unwrap().kind, Kind::Other);
     }
 
     #[test]
     fn decodes_core_events() {
         let shutdown = br#"{"type": 256, "subtype": 2, "timestamp": 1, "event": {"status": "shutdown", "signum": 15}}"#;
         assert_eq!(decode(shutdown).unwrap().kind, Kind::CoreShutdown);
-        let started = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "started", "info": {"session-timeout": 6, "reclaim-session-timeout": 30}}}"#;
+        let started = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "started", "info": {"session-timeout": 6, "reclaim-session-timeout": 30, "version_string": "1.4.1", "server-name": "J"}}}"#;
         assert_eq!(
             decode(started).unwrap().kind,
-            Kind::CoreStartup {
-                reclaim_session_timeout: Some(30)
-            }
+            Kind::CoreStartup(Box::new(Startup {
+                reclaim_session_timeout: Some(30),
+                version: Some(Version(1, 4, 1)),
+                server_name: Some("J".into()),
+            }))
         );
+        assert_eq!(Version::parse("1.1.2"), Some(Version(1, 1, 2)));
+        assert_eq!(Version::parse("1.3.2-dev"), Some(Version(1, 3, 2)));
+        assert_eq!(Version::parse("2"), Some(Version(2, 0, 0)));
+        assert_eq!(Version::parse("x"), None);
+        assert!(Version(1, 4, 1) >= Version::NATIVE_TRANSPORT_GONE);
+        assert!(Version(1, 1, 2) < Version::NATIVE_TRANSPORT_GONE);
         let update = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "update", "info": {"sessions": 0}}}"#;
         assert_eq!(decode(update).unwrap().kind, Kind::Other);
     }

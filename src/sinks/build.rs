@@ -41,12 +41,15 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
                 e,
             )
         })?;
-        let settings = SinkSettings::simple(
-            "file",
-            f.events.unwrap_or(config.general.events),
-            f.queue_size,
-            f.flush,
-        );
+        let settings = SinkSettings {
+            acknowledges: true,
+            ..SinkSettings::simple(
+                "file",
+                f.events.unwrap_or(config.general.events),
+                f.queue_size,
+                f.flush,
+            )
+        };
         let handle = SinkHandle::spawn("file", settings, Box::new(sink))
             .map_err(|e| spawned("file", "file".into(), None, e))?;
         sinks.push(handle);
@@ -82,6 +85,7 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
                 },
                 all_events: s.all_events,
             }),
+            acknowledges: false,
         };
         let dir = h.spool.as_ref().map(|s| s.dir.as_path());
         let handle = SinkHandle::spawn("http", settings, Box::new(sink))

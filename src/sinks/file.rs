@@ -19,6 +19,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use super::{Sink, SinkError};
+use crate::recovery::FilePosition;
 
 pub struct FileSink {
     path: PathBuf,
@@ -109,7 +110,25 @@ impl Sink for FileSink {
                 });
             }
         }
+        // Delivered means handed to the kernel: a SIGKILL does not lose it.
+        if let Err(e) = w.flush() {
+            self.out = None;
+            return Err(SinkError {
+                delivered: 0,
+                message: format!("file sink: cannot write {}: {e}", path.display()),
+            });
+        }
         Ok(())
+    }
+
+    fn position(&self) -> Option<FilePosition> {
+        let out = self.out.as_ref()?;
+        let len = out.writer.get_ref().metadata().ok()?.len();
+        Some(FilePosition {
+            dev: out.dev,
+            ino: out.ino,
+            len,
+        })
     }
 
     fn flush(&mut self) -> Result<(), String> {

@@ -28,6 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::EventMask;
 use crate::output::OutEvent;
+use crate::recovery::FilePosition;
 use crate::sync::{Spawned, lock};
 use queue::{Queue, Queued};
 use spool::{Spool, SpoolConfig, SpoolError};
@@ -48,6 +49,12 @@ pub trait Sink: Send + 'static {
 
     /// Sink-specific facts for the Admin API `info` (path, url, ...).
     fn describe(&self) -> Map<String, Value>;
+
+    /// For a sink writing one file: where that file stands after the last
+    /// delivered batch (crash recovery reads it from there).
+    fn position(&self) -> Option<FilePosition> {
+        None
+    }
 }
 
 /// A failed delivery.
@@ -76,6 +83,9 @@ pub struct SinkSettings {
     pub backoff: Duration,
     pub backoff_max: Duration,
     pub spool: Option<SpoolSettings>,
+    /// Crash recovery waits for this sink to deliver an ending before it
+    /// records the ending (the file sink: a delivered line is in the kernel).
+    pub acknowledges: bool,
 }
 
 impl SinkSettings {
@@ -97,6 +107,7 @@ impl SinkSettings {
             backoff: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
             spool: None,
+            acknowledges: false,
         }
     }
 }
@@ -165,6 +176,7 @@ pub struct SinkShared {
     /// Sequence number of the next event, ordering queue and spool together.
     next_seq: AtomicU64,
     describe: Map<String, Value>,
+    acknowledges: bool,
 }
 
 impl SinkShared {
@@ -206,8 +218,12 @@ impl SinkShared {
     /// and one wake-up of the sink's thread for the whole batch. Never waits
     /// on the network; a spool append is one `write` (plus an fsync with
     /// `spool_fsync = "always"`). Returns how many it took.
-    pub fn offer_all(&self, events: &[Arc<OutEvent>]) -> usize {
+    pub fn offer_all(&self, events: &[(u64, Arc<OutEvent>)]) -> usize {
+        let Some(&(last_route, _)) = events.last() else {
+            return 0;
+        };
         if !self.enabled() {
+            lock(&self.queue.state).offered_through = last_route;
             return 0;
         }
         let mask = self.mask();
@@ -217,7 +233,7 @@ impl SinkShared {
         let mut taken = 0;
         {
             let mut spool = self.spool.as_ref().map(|slot| (slot, lock(&slot.spool)));
-            for ev in events.iter().filter(|e| mask.allows(e.ty)) {
+            for (route, ev) in events.iter().filter(|(_, e)| mask.allows(e.ty)) {
                 taken += 1;
                 let seq = self.next_seq.fetch_add(1, Relaxed);
                 if let Some((slot, sp)) = spool.as_mut()
@@ -234,23 +250,29 @@ impl SinkShared {
                 }
                 queued.push(Queued {
                     seq,
+                    route: *route,
                     event: ev.clone(),
                     at: now,
                 });
             }
         } // the spool's lock is released before the queue's is taken
         self.stats.accepted.fetch_add(taken as u64, Relaxed);
-        if spooled > 0 {
+        {
             let mut st = lock(&self.queue.state);
-            st.spool_since.get_or_insert(now);
-            st.spool_appends += spooled;
+            if spooled > 0 {
+                st.spool_since.get_or_insert(now);
+                st.spool_appends += spooled;
+            }
+            if queued.is_empty() {
+                st.offered_through = last_route;
+            }
         }
         if queued.is_empty() {
             if spooled > 0 {
                 self.queue.notify();
             }
         } else {
-            let (dropped, lifecycle) = self.queue.push_all(queued);
+            let (dropped, lifecycle) = self.queue.push_all(queued, last_route);
             self.stats.dropped.fetch_add(dropped, Relaxed);
             self.stats.dropped_lifecycle.fetch_add(lifecycle, Relaxed);
         }
@@ -258,8 +280,21 @@ impl SinkShared {
     }
 
     /// Takes one event (see [`SinkShared::offer_all`]); true if it did.
+    #[cfg(test)]
     pub fn offer(&self, ev: &Arc<OutEvent>) -> bool {
-        self.offer_all(std::slice::from_ref(ev)) == 1
+        self.offer_all(&[(0, ev.clone())]) == 1
+    }
+
+    /// Whether crash recovery waits for this sink (see [`SinkSettings`]).
+    pub fn acknowledges(&self) -> bool {
+        self.acknowledges
+    }
+
+    /// Every event routed up to the returned number is finished with by
+    /// this sink, and where its file stood then.
+    pub fn settled(&self) -> (u64, Option<FilePosition>) {
+        let st = lock(&self.queue.state);
+        (st.settled(), st.position)
     }
 
     /// The sink's state for the Admin API.
@@ -365,6 +400,7 @@ impl SinkHandle {
             spool,
             next_seq: AtomicU64::new(next_seq),
             describe: sink.describe(),
+            acknowledges: settings.acknowledges,
         });
         let runner = runner::Runner::new(sink, shared.clone(), &settings);
         let thread = Spawned::spawn(format!("lcevh {}", settings.name), move || runner.run())
@@ -409,11 +445,14 @@ impl Drop for SinkHandle {
 
 /// All running sinks: the worker stages each event, then hands the staged
 /// events to every sink that takes them, a batch at a time (one lock and
-/// one wake-up per sink and batch, not per event).
+/// one wake-up per sink and batch, not per event). Each event gets a route
+/// number, the same for every sink, by which the worker learns what the
+/// sinks have finished with ([`Router::settled`]).
 #[derive(Default)]
 pub struct Router {
     sinks: Vec<SinkHandle>,
-    staged: Vec<Arc<OutEvent>>,
+    staged: Vec<(u64, Arc<OutEvent>)>,
+    next_route: u64,
 }
 
 impl Router {
@@ -421,12 +460,16 @@ impl Router {
         Router {
             sinks,
             staged: Vec::new(),
+            next_route: 1,
         }
     }
 
-    /// Adds an event to the next batch.
-    pub fn stage(&mut self, ev: Arc<OutEvent>) {
-        self.staged.push(ev);
+    /// Adds an event to the next batch; returns its route number.
+    pub fn stage(&mut self, ev: Arc<OutEvent>) -> u64 {
+        let route = self.next_route;
+        self.next_route += 1;
+        self.staged.push((route, ev));
+        route
     }
 
     pub fn staged(&self) -> usize {
@@ -442,13 +485,28 @@ impl Router {
         let forwarded = self
             .staged
             .iter()
-            .filter(|e| self.sinks.iter().any(|s| s.shared.takes(e.ty)))
+            .filter(|(_, e)| self.sinks.iter().any(|s| s.shared.takes(e.ty)))
             .count() as u64;
         for s in &self.sinks {
             s.shared.offer_all(&self.staged);
         }
         self.staged.clear();
         forwarded
+    }
+
+    /// Every event routed up to the returned number was delivered by every
+    /// sink that acknowledges (or is finished with otherwise), with the
+    /// position of the acknowledging file sink's file then. Events still
+    /// staged are not.
+    pub fn settled(&self) -> (u64, Option<FilePosition>) {
+        let mut through = self.next_route - 1 - self.staged.len() as u64;
+        let mut position = None;
+        for s in self.sinks.iter().filter(|s| s.shared.acknowledges()) {
+            let (t, p) = s.shared.settled();
+            through = through.min(t);
+            position = position.or(p);
+        }
+        (through, position)
     }
 
     /// The sinks' shared parts, for the Admin API.

@@ -14,6 +14,9 @@ use crate::sync::lock;
 #[derive(Debug, Clone)]
 pub struct Queued {
     pub seq: u64,
+    /// The router's sequence number of the event (the same in every sink),
+    /// by which the worker learns what a sink has finished with.
+    pub route: u64,
     pub event: Arc<OutEvent>,
     pub at: Instant,
 }
@@ -28,6 +31,27 @@ pub struct QueueState {
     /// Events spooled so far (lets the sink thread tell "spool drained" from
     /// "drained, but something was appended meanwhile").
     pub spool_appends: u64,
+    /// The route number of the newest event offered to the sink (taken or
+    /// not: an event the sink does not take is finished with at once).
+    pub offered_through: u64,
+    /// Every event up to this route number is finished with: delivered
+    /// (for the file: handed to the kernel), given up or dropped.
+    pub settled_through: u64,
+    /// The sink's thread holds a batch taken from the queue.
+    pub in_flight: bool,
+    /// Where the sink's file stood after its last delivered batch.
+    pub position: Option<crate::recovery::FilePosition>,
+}
+
+impl QueueState {
+    /// Every event up to the returned route number is finished with.
+    pub fn settled(&self) -> u64 {
+        if self.items.is_empty() && !self.in_flight {
+            self.offered_through
+        } else {
+            self.settled_through
+        }
+    }
 }
 
 pub struct Queue {
@@ -65,10 +89,15 @@ impl Queue {
 
     /// Pushes several events under one lock and one wake-up; returns how
     /// many were dropped, and how many of those were lifecycle events.
-    pub fn push_all(&self, items: impl IntoIterator<Item = Queued>) -> (u64, u64) {
+    pub fn push_all(
+        &self,
+        items: impl IntoIterator<Item = Queued>,
+        offered_through: u64,
+    ) -> (u64, u64) {
         let (mut dropped, mut lifecycle) = (0, 0);
         let wake = {
             let mut st = lock(&self.state);
+            st.offered_through = offered_through;
             let was_empty = st.items.is_empty();
             for item in items {
                 match Queue::push_locked(&mut st, self.capacity, item) {
@@ -126,6 +155,7 @@ mod tests {
     fn item(lifecycle: bool, n: u64) -> Queued {
         Queued {
             seq: n,
+            route: n,
             event: OutEvent::new(1, lifecycle, Some(n), format!("{{\"n\":{n}}}")),
             at: Instant::now(),
         }

@@ -39,6 +39,15 @@ impl Item {
         }
     }
 
+    /// The router's number of an event from the memory queue (spooled
+    /// events were made durable when they were offered).
+    fn route(&self) -> Option<u64> {
+        match self {
+            Item::Memory(q) => Some(q.route),
+            Item::Spooled(_) => None,
+        }
+    }
+
     fn json(&self) -> &str {
         match self {
             Item::Memory(q) => &q.event.json,
@@ -244,7 +253,10 @@ impl Runner {
                 (Some(m), Some(s)) if s < m => {
                     batch.push(Item::Spooled(spooled.next().expect("peeked")))
                 }
-                (Some(_), _) => batch.push(Item::Memory(st.items.pop_front().expect("front"))),
+                (Some(_), _) => {
+                    st.in_flight = true;
+                    batch.push(Item::Memory(st.items.pop_front().expect("front")))
+                }
                 (None, Some(_)) => batch.push(Item::Spooled(spooled.next().expect("peeked"))),
             }
         }
@@ -266,6 +278,9 @@ impl Runner {
             Err(e) => e.delivered.min(batch.len()),
         };
         if delivered > 0 {
+            let position = self.sink.position();
+            let routes = batch[..delivered].iter().filter_map(Item::route).max();
+            self.settle(routes, batch.len() == delivered, position);
             self.shared
                 .stats()
                 .sent
@@ -297,9 +312,31 @@ impl Runner {
     /// Drops the events of the batch that are not spooled, counting them failed.
     fn give_up_unspooled(&self, batch: &mut Vec<Item>) {
         let before = batch.len();
+        let routes = batch.iter().filter_map(Item::route).max();
         batch.retain(|i| matches!(i, Item::Spooled(_)));
         let lost = (before - batch.len()) as u64;
         self.shared.stats().failed.fetch_add(lost, Relaxed);
+        self.settle(routes, batch.is_empty(), None);
+    }
+
+    /// Publishes that the memory events up to `route` are finished with
+    /// (delivered, or given up), and whether the batch is done.
+    fn settle(
+        &self,
+        route: Option<u64>,
+        batch_done: bool,
+        position: Option<crate::recovery::FilePosition>,
+    ) {
+        let mut st = lock(&self.shared.queue.state);
+        if let Some(r) = route {
+            st.settled_through = st.settled_through.max(r);
+        }
+        if batch_done {
+            st.in_flight = false;
+        }
+        if position.is_some() {
+            st.position = position;
+        }
     }
 
     /// Stops with events undelivered: the spooled ones stay in the spool.
@@ -309,7 +346,11 @@ impl Runner {
         let left = {
             let mut st = lock(&self.shared.queue.state);
             let n = st.items.len();
+            if let Some(r) = st.items.back().map(|q| q.route) {
+                st.settled_through = st.settled_through.max(r);
+            }
             st.items.clear();
+            st.in_flight = false;
             n
         };
         self.shared.stats().failed.fetch_add(left as u64, Relaxed);

@@ -12,10 +12,23 @@
 //! | --- | --- |
 //! | native `destroyed` | that event, with `reason: request` (or `transport_gone` after a disconnect) |
 //! | native `timeout` | the `timeout`, then a synthetic `destroyed` (`timeout`, or `reclaim_expired` after a disconnect with reclaim on) |
-//! | transport `disconnected`, reclaim off | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
-//! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout`, or a claim |
+//! | transport `disconnected`, reclaim off, Janus < 1.3.2 | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
+//! | transport `disconnected`, reclaim off, Janus >= 1.3.2 | Janus's own `destroyed` (`transport_gone`); none within `settle` means another connection had claimed the session: it lives on |
+//! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout` (`reclaim_expired`); none by `reclaim_session_timeout` + two watchdog ticks + `settle` means it was claimed: it lives on |
 //! | core `shutdown` | a synthetic `destroyed`, `shutdown`, for every open session |
 //! | a second ending for an ended session | nothing (counted as a duplicate) |
+//!
+//! What it learns about Janus, from the stream only:
+//! - the version (core `started`), and whether the core ends transport-gone
+//!   sessions itself: version >= 1.3.2, or a native `destroyed` seen for a
+//!   session whose transport was gone;
+//! - `reclaim_session_timeout` (core `started`), unless the config pins it;
+//! - which transport instances are connections (they report `connected`):
+//!   on Janus >= 1.3.2 with reclaim off, Janus ends a connection's sessions
+//!   itself when it closes, shutdown included ([`Ending::janus_ends_too`]);
+//! - whether WebSocket disconnects are visible at all (a WebSocket session
+//!   whose connection never reported `connected`: the transport's `events`
+//!   are off).
 
 mod session;
 
@@ -23,9 +36,10 @@ use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-use crate::janus::{Facts, Kind, TransportRef};
+use crate::janus::{Facts, Kind, Startup, TransportRef, Version};
 pub use crate::reason::Reason;
-use session::{Bound, Session, State, TransportKey};
+pub use session::TransportKey;
+use session::{Bound, Session, State};
 
 /// The tracker's maps are keyed by session ids, which a client may choose
 /// (Janus's `create` accepts an `id`): hashing is randomly seeded, except in
@@ -48,6 +62,36 @@ pub struct Ending {
     pub timestamp: i64,
     /// True when the tracker made the `destroyed`, false when Janus did.
     pub synthetic: bool,
+    /// When the session was created (Janus real time, µs), if known.
+    pub created: Option<i64>,
+    /// The transport instance the session was created on, if known
+    /// ([`Tracker::transport_names`] gives its names).
+    pub transport: Option<TransportKey>,
+    /// For a synthetic ending: Janus will put its own `destroyed` for this
+    /// session on its bus (a connection's session at shutdown on Janus >=
+    /// 1.3.2 with reclaim off), so the handler must not inject one.
+    pub janus_ends_too: bool,
+}
+
+impl Ending {
+    /// An ending with nothing known of the session but its id.
+    pub fn new(session_id: u64, reason: Reason, timestamp: i64, synthetic: bool) -> Ending {
+        Ending {
+            session_id,
+            reason,
+            timestamp,
+            synthetic,
+            created: None,
+            transport: None,
+            janus_ends_too: false,
+        }
+    }
+
+    /// How long the session lived (µs), when its creation is known.
+    pub fn duration_us(&self) -> Option<i64> {
+        self.created
+            .map(|c| self.timestamp.saturating_sub(c).max(0))
+    }
 }
 
 /// What to do, in order, after observing an event.
@@ -109,8 +153,25 @@ pub struct TrackerStats {
     pub unknown_sessions: u64,
     /// Sessions dropped from tracking because `max_sessions` was reached.
     pub evicted: u64,
-    /// Sessions claimed by another transport while awaiting reclaim.
+    /// Sessions found claimed by another connection after their own
+    /// connection closed (no ending from Janus when one was due).
     pub claimed: u64,
+}
+
+/// What the tracker learned about the Janus it runs in (Admin `info`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JanusView {
+    /// From the core `started` event.
+    pub version: Option<Version>,
+    pub server_name: Option<String>,
+    /// Janus ends a session itself when its transport goes away (reclaim
+    /// off): version >= 1.3.2, or seen happen.
+    pub ends_transport_gone: bool,
+    /// False once a WebSocket session was created on a connection that never
+    /// reported `connected`: the transport's events are off.
+    pub disconnects_visible: bool,
+    /// Transport instances open (reported `connected`, not yet `disconnected`).
+    pub connections: usize,
 }
 
 /// A live session as the Admin API `sessions` request lists it.
@@ -151,7 +212,28 @@ pub struct Tracker {
     clock: i64,
     shut_down: bool,
     stats: TrackerStats,
+    /// Open transport instances that reported `connected`, and when.
+    connections: Map<TransportKey, i64>,
+    /// By module index: the module's instances report `disconnected`.
+    reports_disconnects: Vec<bool>,
+    /// The creation transport of sessions whose binding changed (claimed):
+    /// billing names the transport a session was created on.
+    origins: Map<u64, TransportKey>,
+    janus: JanusView,
 }
+
+/// How long Janus's watchdog takes between checks (janus.c: every 2 s).
+const WATCHDOG_TICK_US: i64 = 2_000_000;
+/// Transport modules that end their connections' sessions through the core
+/// when a connection closes, shutdown included (per Janus's sources:
+/// WebSockets, Unix sockets, WebTransport); others are learned when they
+/// report `disconnected`.
+const CONNECTION_TRANSPORTS: [&str; 3] = [
+    "janus.transport.websockets",
+    "janus.transport.pfunix",
+    "janus.transport.webtransport",
+];
+const WEBSOCKETS: &str = "janus.transport.websockets";
 
 impl Tracker {
     pub fn new(config: TrackerConfig) -> Tracker {
@@ -169,7 +251,37 @@ impl Tracker {
             clock: i64::MIN,
             shut_down: false,
             stats: TrackerStats::default(),
+            connections: Map::default(),
+            reports_disconnects: Vec::new(),
+            origins: Map::default(),
+            janus: JanusView {
+                disconnects_visible: true,
+                ..JanusView::default()
+            },
         }
+    }
+
+    /// What the tracker learned about Janus so far.
+    pub fn janus(&self) -> JanusView {
+        JanusView {
+            connections: self.connections.len(),
+            ..self.janus.clone()
+        }
+    }
+
+    /// The module and instance id of a transport key.
+    pub fn transport_names(&self, key: TransportKey) -> (&str, String) {
+        let module = self.modules.get(key.module as usize).map_or("", |m| &**m);
+        (module, key.id_string())
+    }
+
+    /// The key for a transport instance named by its module and id (for
+    /// sessions recovered from a previous run).
+    pub fn transport_key_for(&mut self, module: &str, id: &str) -> TransportKey {
+        self.transport_key(&TransportRef {
+            module: module.into(),
+            id: id.into(),
+        })
     }
 
     pub fn config(&self) -> &TrackerConfig {
@@ -200,14 +312,19 @@ impl Tracker {
     }
 
     /// Observes one event and appends what to do, in order, to `out`: first
-    /// the settle windows that closed before it, then the event itself, then
-    /// any ending it causes.
+    /// the deadlines that passed before it, then the event itself, then any
+    /// ending it causes.
     pub fn observe(&mut self, ev: &Facts<'_>, out: &mut Vec<Output>) {
         self.advance(ev.timestamp, out);
         match &ev.kind {
             Kind::SessionCreated { transport } => self.on_created(ev, transport.as_ref(), out),
             Kind::SessionDestroyed => self.on_native_destroyed(ev, out),
             Kind::SessionTimeout => self.on_native_timeout(ev, out),
+            Kind::TransportConnected { transport } => {
+                let key = self.transport_key(transport);
+                self.connections.insert(key, ev.timestamp);
+                out.push(Output::Forward);
+            }
             Kind::TransportDisconnected { transport } => {
                 self.on_disconnected(ev.timestamp, transport);
                 out.push(Output::Forward);
@@ -216,18 +333,16 @@ impl Tracker {
                 out.push(Output::Forward);
                 self.shutdown(ev.timestamp, out);
             }
-            Kind::CoreStartup {
-                reclaim_session_timeout,
-            } => {
-                if let (Some(reclaim), false) =
-                    (reclaim_session_timeout, self.config.reclaim_pinned)
-                {
-                    self.config.reclaim_session_timeout = *reclaim;
-                }
+            Kind::CoreStartup(startup) => {
+                self.on_startup(startup);
                 out.push(Output::Forward);
             }
             Kind::HandleAttached { plugin } => {
                 self.on_attached(ev, plugin);
+                out.push(Output::Forward);
+            }
+            Kind::RemoteJsep => {
+                self.touch(ev, true);
                 out.push(Output::Forward);
             }
             Kind::HandleDetached => {
@@ -239,10 +354,6 @@ impl Tracker {
                 }
                 out.push(Output::Forward);
             }
-            Kind::RemoteJsep => {
-                self.touch(ev, true);
-                out.push(Output::Forward);
-            }
             Kind::Other => {
                 self.touch(ev, false);
                 out.push(Output::Forward);
@@ -250,8 +361,8 @@ impl Tracker {
         }
     }
 
-    /// Moves the clock to `now` (µs) and ends the sessions whose settle window
-    /// closed by then. Time never goes backwards.
+    /// Moves the clock to `now` (µs) and acts on the deadlines that passed:
+    /// settle windows and reclaim windows. Time never goes backwards.
     pub fn advance(&mut self, now: i64, out: &mut Vec<Output>) {
         if now <= self.clock {
             return;
@@ -265,17 +376,24 @@ impl Tracker {
             let Some(session) = self.sessions.get(&sid) else {
                 continue;
             };
-            if let State::Disconnected { at, seq: s } = session.state
-                && s == seq
-            {
-                let ending = Ending {
-                    session_id: sid,
-                    reason: Reason::TransportGone,
-                    timestamp: at,
-                    synthetic: true,
-                };
-                self.end(sid, ending);
-                out.push(Output::Synthesize(ending));
+            match session.state {
+                State::Disconnected { at, seq: s } if s == seq => {
+                    if self.janus.ends_transport_gone {
+                        // Janus ends a transport-gone session itself; it did
+                        // not: the session had moved to another connection.
+                        self.claimed(sid, false);
+                    } else {
+                        let ending = self.ending_of(sid, Reason::TransportGone, at, true);
+                        self.end(sid, ending);
+                        out.push(Output::Synthesize(ending));
+                    }
+                }
+                State::AwaitingReclaim { seq: s, .. } if s == seq => {
+                    // No timeout by the latest time the watchdog ends an
+                    // unclaimed session: another connection claimed it.
+                    self.claimed(sid, true);
+                }
+                _ => {}
             }
         }
         let horizon = now.saturating_sub(self.config.tombstone_us);
@@ -295,18 +413,13 @@ impl Tracker {
         self.end_all(Reason::Shutdown, timestamp, out);
     }
 
-    /// Ends every open session with the given reason (used for shutdown, and
-    /// for crash recovery's `gateway_restart`).
+    /// Ends every open session with the given reason, in creation order.
     pub fn end_all(&mut self, reason: Reason, timestamp: i64, out: &mut Vec<Output>) {
         let order = std::mem::take(&mut self.order);
         for sid in order {
             if self.sessions.contains_key(&sid) {
-                let ending = Ending {
-                    session_id: sid,
-                    reason,
-                    timestamp,
-                    synthetic: true,
-                };
+                let mut ending = self.ending_of(sid, reason, timestamp, true);
+                ending.janus_ends_too = reason == Reason::Shutdown && self.janus_ends_at_close(sid);
                 self.end(sid, ending);
                 out.push(Output::Synthesize(ending));
             }
@@ -318,7 +431,9 @@ impl Tracker {
     /// ends it with `gateway_restart`): counted like any ending, and
     /// remembered so that a late duplicate is recognised.
     pub fn end_unseen(&mut self, ending: Ending) {
-        self.sessions.remove(&ending.session_id);
+        if let Some(session) = self.sessions.remove(&ending.session_id) {
+            self.unindex(ending.session_id, &session);
+        }
         self.count_ending(ending);
         self.bury(ending.session_id, ending.reason);
     }
@@ -341,6 +456,13 @@ impl Tracker {
         self.tombstones.get(&session_id).map(|t| t.reason)
     }
 
+    /// The creation time and transport of an open session.
+    pub fn origin(&self, session_id: u64) -> Option<(i64, Option<TransportKey>)> {
+        let s = self.sessions.get(&session_id)?;
+        let transport = self.origins.get(&session_id).copied().or(s.transport);
+        Some((s.created, transport))
+    }
+
     /// A page of live sessions in creation order.
     pub fn sessions_page(&self, offset: usize, limit: usize) -> Vec<SessionView> {
         self.order
@@ -350,12 +472,20 @@ impl Tracker {
             .take(limit)
             .map(|(sid, s)| SessionView {
                 session_id: sid,
-                transport: s
-                    .transport
-                    .map(|t| (self.modules[t.module as usize].to_string(), t.id_string())),
+                transport: match s.state {
+                    State::Live => s.transport.map(|t| {
+                        let (m, id) = self.transport_names(t);
+                        (m.to_string(), id)
+                    }),
+                    _ => None,
+                },
                 created: s.created,
                 last_event: s.last_event,
-                state: s.state.name(),
+                state: if self.origins.contains_key(&sid) && s.state == State::Live {
+                    "claimed"
+                } else {
+                    s.state.name()
+                },
                 handles: s
                     .handles
                     .iter()
@@ -363,6 +493,61 @@ impl Tracker {
                     .collect(),
             })
             .collect()
+    }
+
+    /// An ending of an open (or unknown) session, with what is known of it.
+    fn ending_of(&self, sid: u64, reason: Reason, timestamp: i64, synthetic: bool) -> Ending {
+        let mut ending = Ending::new(sid, reason, timestamp, synthetic);
+        if let Some((created, transport)) = self.origin(sid) {
+            ending.created = Some(created);
+            ending.transport = transport;
+        }
+        ending
+    }
+
+    fn on_startup(&mut self, startup: &Startup) {
+        if let (Some(reclaim), false) =
+            (startup.reclaim_session_timeout, self.config.reclaim_pinned)
+        {
+            self.config.reclaim_session_timeout = reclaim;
+        }
+        if let Some(v) = startup.version {
+            self.janus.version = Some(v);
+            self.janus.ends_transport_gone = v >= Version::NATIVE_TRANSPORT_GONE;
+        }
+        if startup.server_name.is_some() {
+            self.janus.server_name.clone_from(&startup.server_name);
+        }
+    }
+
+    /// Whether Janus will end this open session itself when its connection
+    /// closes at shutdown: Janus >= 1.3.2, reclaim off, and the session is
+    /// bound to an open connection of a transport that ends its connections'
+    /// sessions through the core.
+    fn janus_ends_at_close(&self, sid: u64) -> bool {
+        if !self.janus.ends_transport_gone || self.config.reclaim_session_timeout > 0 {
+            return false;
+        }
+        let Some(s) = self.sessions.get(&sid) else {
+            return false;
+        };
+        match (s.state, s.transport) {
+            (State::Live, Some(key)) => {
+                self.connections.contains_key(&key) && self.closes_sessions(key.module)
+            }
+            _ => false,
+        }
+    }
+
+    fn closes_sessions(&self, module: u16) -> bool {
+        self.reports_disconnects
+            .get(module as usize)
+            .copied()
+            .unwrap_or(false)
+            || self
+                .modules
+                .get(module as usize)
+                .is_some_and(|m| CONNECTION_TRANSPORTS.contains(&&**m))
     }
 
     fn on_created(
@@ -380,17 +565,30 @@ impl Tracker {
         }
         self.tombstones.remove(&sid);
         let key = transport.map(|t| self.transport_key(t));
+        if let (Some(k), Some(t)) = (key, transport)
+            && t.module == WEBSOCKETS
+            && !self.connections.contains_key(&k)
+            && self.janus.disconnects_visible
+        {
+            // A WebSocket connection opens (`connected`) before it can create
+            // a session: events of the transport are off.
+            self.janus.disconnects_visible = false;
+        }
         let session = Session::new(key, ev.timestamp);
         if let Some(key) = key {
-            match self.by_transport.entry(key) {
-                Entry::Occupied(mut o) => o.get_mut().push(sid),
-                Entry::Vacant(v) => {
-                    v.insert(Bound::One(sid));
-                }
-            }
+            self.bind(sid, key);
         }
         self.insert(sid, session);
         self.stats.created += 1;
+    }
+
+    fn bind(&mut self, sid: u64, key: TransportKey) {
+        match self.by_transport.entry(key) {
+            Entry::Occupied(mut o) => o.get_mut().push(sid),
+            Entry::Vacant(v) => {
+                v.insert(Bound::One(sid));
+            }
+        }
     }
 
     fn insert(&mut self, sid: u64, session: Session) {
@@ -400,6 +598,7 @@ impl Tracker {
             };
             if let Some(evicted) = self.sessions.remove(&oldest) {
                 self.unindex(oldest, &evicted);
+                self.origins.remove(&oldest);
                 self.stats.evicted += 1;
             }
         }
@@ -419,15 +618,14 @@ impl Tracker {
         };
         if let Some(session) = self.sessions.get(&sid) {
             let reason = match session.state {
-                State::Disconnected { .. } => Reason::TransportGone,
+                State::Disconnected { .. } => {
+                    // Proof that this Janus ends transport-gone sessions itself.
+                    self.janus.ends_transport_gone = true;
+                    Reason::TransportGone
+                }
                 State::Live | State::AwaitingReclaim { .. } => Reason::Request,
             };
-            let ending = Ending {
-                session_id: sid,
-                reason,
-                timestamp: ev.timestamp,
-                synthetic: false,
-            };
+            let ending = self.ending_of(sid, reason, ev.timestamp, false);
             self.end(sid, ending);
             out.push(Output::ForwardEnding(ending));
         } else if let Some(t) = self.tombstones.get_mut(&sid) {
@@ -436,18 +634,17 @@ impl Tracker {
                 self.stats.echoes += 1;
                 out.push(Output::Echo { session_id: sid });
             } else {
+                if t.reason == Reason::TransportGone {
+                    // Janus's own ending, later than the settle window.
+                    self.janus.ends_transport_gone = true;
+                }
                 self.stats.duplicates += 1;
                 out.push(Output::Duplicate { session_id: sid });
             }
         } else {
             // Never seen created (evicted, or from before this handler ran).
             self.stats.unknown_sessions += 1;
-            let ending = Ending {
-                session_id: sid,
-                reason: Reason::Request,
-                timestamp: ev.timestamp,
-                synthetic: false,
-            };
+            let ending = Ending::new(sid, Reason::Request, ev.timestamp, false);
             self.count_ending(ending);
             self.bury(sid, Reason::Request);
             out.push(Output::ForwardEnding(ending));
@@ -473,12 +670,7 @@ impl Tracker {
             Reason::Timeout
         };
         out.push(Output::Forward);
-        let ending = Ending {
-            session_id: sid,
-            reason,
-            timestamp: ev.timestamp,
-            synthetic: true,
-        };
+        let ending = self.ending_of(sid, reason, ev.timestamp, true);
         if self.sessions.contains_key(&sid) {
             self.end(sid, ending);
         } else {
@@ -490,26 +682,77 @@ impl Tracker {
 
     fn on_disconnected(&mut self, at: i64, transport: &TransportRef<'_>) {
         let key = self.transport_key(transport);
+        self.connections.remove(&key);
+        let module = key.module as usize;
+        if self.reports_disconnects.len() <= module {
+            self.reports_disconnects.resize(module + 1, false);
+        }
+        self.reports_disconnects[module] = true;
         let Some(sids) = self.by_transport.remove(&key).map(Bound::into_vec) else {
             return;
         };
-        let reclaim = self.config.reclaim_session_timeout > 0;
+        let reclaim = self.config.reclaim_session_timeout;
         for sid in sids {
+            let seq = self.next_seq;
+            self.next_seq = self.next_seq.wrapping_add(1);
             let Some(s) = self.sessions.get_mut(&sid) else {
                 continue;
             };
-            s.transport = None;
             s.last_event = s.last_event.max(at);
-            if reclaim {
-                s.state = State::AwaitingReclaim { at };
+            let deadline = if reclaim > 0 {
+                s.state = State::AwaitingReclaim { at, seq };
+                // The watchdog ends an unclaimed session at most
+                // reclaim_session_timeout after its last activity (no later
+                // than now), checking every tick; Janus 1.1.x reports it one
+                // tick after it marks it.
+                at.saturating_add((reclaim as i64).saturating_mul(1_000_000))
+                    .saturating_add(2 * WATCHDOG_TICK_US)
+                    .saturating_add(self.config.settle_us)
             } else {
-                let seq = self.next_seq;
-                self.next_seq = self.next_seq.wrapping_add(1);
                 s.state = State::Disconnected { at, seq };
-                let deadline = at.saturating_add(self.config.settle_us);
-                self.deadlines.push(Reverse((deadline, sid, seq)));
-            }
+                at.saturating_add(self.config.settle_us)
+            };
+            self.deadlines.push(Reverse((deadline, sid, seq)));
         }
+    }
+
+    /// A session whose connection closed is alive all the same: another
+    /// connection claimed it. With reclaim on, the claimer is the one
+    /// connection of the same transport that opened since the close, if
+    /// there is exactly one; otherwise the new binding is unknown.
+    fn claimed(&mut self, sid: u64, reclaim: bool) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let (since, old) = match s.state {
+            State::Disconnected { at, .. } | State::AwaitingReclaim { at, .. } => (at, s.transport),
+            State::Live => return,
+        };
+        let candidate = match old {
+            Some(old) if reclaim => {
+                let mut found = self
+                    .connections
+                    .iter()
+                    .filter(|(k, opened)| k.module == old.module && **opened >= since)
+                    .map(|(k, _)| *k);
+                match (found.next(), found.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(old) = old {
+            self.origins.entry(sid).or_insert(old);
+        }
+        if let Some(new) = candidate {
+            self.bind(sid, new);
+        }
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.state = State::Live;
+            s.transport = candidate;
+        }
+        self.stats.claimed += 1;
     }
 
     fn on_attached(&mut self, ev: &Facts<'_>, plugin: &str) {
@@ -517,18 +760,17 @@ impl Tracker {
             return;
         };
         let plugin = intern(&mut self.plugins, plugin);
-        if self.sessions.contains_key(&sid) {
-            self.touch(ev, true);
-            if let Some(s) = self.sessions.get_mut(&sid) {
-                s.handles.insert(hid, plugin);
-            }
+        self.touch(ev, true);
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.handles.insert(hid, plugin);
         }
     }
 
-    /// Notes activity on a session. `claims` is true for events only a client
-    /// request causes (a new handle, a remote JSEP): while the session awaits
-    /// reclaim they mean another transport claimed it.
-    fn touch(&mut self, ev: &Facts<'_>, claims: bool) {
+    /// Notes activity on a session. `request` is true for events only a
+    /// client request causes (a new handle, a JSEP from the client): Janus
+    /// then counts the session as active, so a session awaiting reclaim gets
+    /// its full reclaim window again from now.
+    fn touch(&mut self, ev: &Facts<'_>, request: bool) {
         let Some(sid) = ev.session_id else {
             return;
         };
@@ -536,9 +778,18 @@ impl Tracker {
             return;
         };
         s.last_event = s.last_event.max(ev.timestamp);
-        if claims && matches!(s.state, State::AwaitingReclaim { .. }) {
-            s.state = State::Live;
-            self.stats.claimed += 1;
+        if request && let State::AwaitingReclaim { at, .. } = s.state {
+            let seq = self.next_seq;
+            self.next_seq = self.next_seq.wrapping_add(1);
+            s.state = State::AwaitingReclaim { at, seq };
+            let deadline = ev
+                .timestamp
+                .saturating_add(
+                    (self.config.reclaim_session_timeout as i64).saturating_mul(1_000_000),
+                )
+                .saturating_add(2 * WATCHDOG_TICK_US)
+                .saturating_add(self.config.settle_us);
+            self.deadlines.push(Reverse((deadline, sid, seq)));
         }
     }
 
@@ -546,6 +797,7 @@ impl Tracker {
         if let Some(session) = self.sessions.remove(&sid) {
             self.unindex(sid, &session);
         }
+        self.origins.remove(&sid);
         self.count_ending(ending);
         self.bury(sid, ending.reason);
     }
@@ -575,6 +827,9 @@ impl Tracker {
     }
 
     fn unindex(&mut self, sid: u64, session: &Session) {
+        if session.state != State::Live {
+            return; // its transport's index entry went with the disconnect
+        }
         if let Some(key) = session.transport
             && let Entry::Occupied(mut o) = self.by_transport.entry(key)
             && o.get_mut().remove(sid)

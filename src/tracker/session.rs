@@ -55,6 +55,7 @@ pub enum State {
     /// `timeout`, unless another transport claims it.
     AwaitingReclaim {
         at: i64,
+        seq: u32,
     },
 }
 
@@ -130,7 +131,8 @@ impl Handles {
 
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// The transport instance it is bound to (None once it is gone or unknown).
+    /// The transport instance it is (or, when its state says it is gone,
+    /// was last) bound to; None when unknown.
     pub transport: Option<TransportKey>,
     pub created: i64,
     pub last_event: i64,

@@ -6,6 +6,7 @@ use crate::janus::decode;
 
 const TRACE_112: &str = include_str!("../../tests/traces/janus-1.1.2-destroy-drop-timeout.jsonl");
 const TRACE_142: &str = include_str!("../../tests/traces/janus-1.4.2-drop-timeout.jsonl");
+const TRACE_141: &str = include_str!("../../tests/traces/janus-1.4.1-shutdown-ws-http.jsonl");
 
 /// Feeds JSON lines through a tracker and describes every output, one string each:
 /// `fwd <what>` for a forwarded event, `end <sid> <reason>` for a forwarded native
@@ -39,10 +40,11 @@ fn describe(o: &Output, what: &str) -> String {
         Output::Synthesize(e) => {
             assert!(e.synthetic);
             format!(
-                "SYNTH {} {} @{}",
+                "SYNTH {} {} @{}{}",
                 e.session_id,
                 e.reason.as_str(),
-                e.timestamp
+                e.timestamp,
+                if e.janus_ends_too { " (janus too)" } else { "" }
             )
         }
         Output::Duplicate { session_id } => format!("dup {session_id}"),
@@ -163,6 +165,21 @@ fn disconnected(ts: i64, transport: &str) -> String {
 fn shutdown(ts: i64) -> String {
     format!(
         r#"{{"type":256,"subtype":2,"timestamp":{ts},"event":{{"status":"shutdown","signum":2}}}}"#
+    )
+}
+fn connected(ts: i64, transport: &str) -> String {
+    format!(
+        r#"{{"type":128,"timestamp":{ts},"event":{{"transport":"janus.transport.websockets","id":"{transport}","data":{{"event":"connected"}}}}}}"#
+    )
+}
+fn created_http(ts: i64, sid: u64, transport: &str) -> String {
+    format!(
+        r#"{{"type":1,"timestamp":{ts},"session_id":{sid},"event":{{"name":"created","transport":{{"transport":"janus.transport.http","id":"{transport}"}}}}}}"#
+    )
+}
+fn started(version: &str, reclaim: u64) -> String {
+    format!(
+        r#"{{"type":256,"subtype":1,"timestamp":1,"event":{{"status":"started","info":{{"version_string":"{version}","reclaim-session-timeout":{reclaim}}}}}}}"#
     )
 }
 fn media(ts: i64, sid: u64) -> String {
@@ -344,8 +361,10 @@ fn claim_then_destroy_later() {
     got.extend(finish(&mut t, 2_000 * MS));
     // The new connection claims the session and attaches: it lives on.
     got.extend(replay(&mut t, &[handle(2_000 * MS, 1, 3, "attached")]));
-    assert_eq!(t.stats().claimed, 1);
+    // Claimed: no timeout by the latest time Janus would have sent it.
+    assert_eq!(t.stats().claimed, 0);
     got.extend(finish(&mut t, 60_000 * MS));
+    assert_eq!(t.stats().claimed, 1);
     got.extend(replay(&mut t, &[session(70_000 * MS, 1, "destroyed")]));
     assert_eq!(
         got,
@@ -678,4 +697,264 @@ mod property {
             prop_assert_eq!(t.live_sessions(), 0);
         }
     }
+}
+
+#[test]
+fn replays_janus_1_4_1_shutdown_trace_exactly() {
+    let mut t = tracker();
+    let got = replay(&mut t, &lines(TRACE_141));
+    assert_eq!(
+        got,
+        [
+            "fwd started",
+            "fwd created 7073622160783577",
+            "fwd attached 7073622160783577",
+            "fwd connected",
+            "fwd created 1278941329532068",
+            "fwd attached 1278941329532068",
+            "fwd shutdown",
+            // The HTTP session: nobody else ends it.
+            "SYNTH 7073622160783577 shutdown @1795606151975813",
+            // The WebSocket session: Janus 1.4.1 ends it itself as the
+            // transport closes its connection (below), so it is not injected.
+            "SYNTH 1278941329532068 shutdown @1795606151975813 (janus too)",
+            "fwd disconnected",
+            "dup 1278941329532068",
+            "fwd detached 1278941329532068"
+        ]
+    );
+    let j = t.janus();
+    assert_eq!(j.version, Some(Version(1, 4, 1)));
+    assert!(j.ends_transport_gone);
+}
+
+/// Who Janus ends itself at shutdown: only connection sessions, only on
+/// Janus >= 1.3.2, only with reclaim off.
+#[test]
+fn janus_ends_connection_sessions_at_shutdown_from_1_3_2_with_reclaim_off() {
+    let run = |version: &str, reclaim: u64| {
+        let mut t = tracker();
+        let mut input = vec![started(version, reclaim), connected(5, "7")];
+        input.extend([created(10, 1, "7"), created_http(11, 2, "8")]);
+        // A WebSocket session whose connection never reported `connected`
+        // (events off): not known to be a connection.
+        input.push(created(12, 3, "9"));
+        input.push(shutdown(20));
+        let got = replay(&mut t, &input);
+        got.into_iter()
+            .filter(|l| l.starts_with("SYNTH"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run("1.4.1", 0),
+        [
+            "SYNTH 1 shutdown @20 (janus too)",
+            "SYNTH 2 shutdown @20",
+            "SYNTH 3 shutdown @20"
+        ]
+    );
+    for (version, reclaim) in [("1.1.2", 0), ("1.4.1", 8)] {
+        assert_eq!(
+            run(version, reclaim),
+            [
+                "SYNTH 1 shutdown @20",
+                "SYNTH 2 shutdown @20",
+                "SYNTH 3 shutdown @20"
+            ],
+            "{version} reclaim {reclaim}"
+        );
+    }
+}
+
+/// Janus >= 1.3.2 ends a transport-gone session itself (reclaim off): when it
+/// does not, another connection had claimed the session, which lives on.
+#[test]
+fn a_session_janus_does_not_end_on_1_3_2_was_claimed() {
+    let mut t = tracker();
+    let mut got = replay(
+        &mut t,
+        &[
+            started("1.4.1", 0),
+            connected(5, "7"),
+            created(10, 1, "7"),
+            created(11, 2, "7"),
+            disconnected(100, "7"),
+            // Janus ends session 1 at once; session 2 was claimed elsewhere.
+            session(101, 1, "destroyed"),
+        ],
+    );
+    got.extend(finish(&mut t, 100 + 600 * MS));
+    assert_eq!(t.stats().claimed, 1);
+    assert!(t.is_open(2));
+    got.extend(replay(&mut t, &[session(900 * MS, 2, "destroyed")]));
+    assert_eq!(
+        &got[got.len() - 3..],
+        ["fwd disconnected", "end 1 transport_gone", "end 2 request"]
+    );
+}
+
+/// On a Janus that did not say its version, a native `destroyed` for a
+/// transport-gone session proves the 1.3.2 behaviour.
+#[test]
+fn janus_ending_transport_gone_sessions_is_learned_from_the_stream() {
+    let mut t = tracker();
+    assert!(!t.janus().ends_transport_gone);
+    replay(
+        &mut t,
+        &[
+            created(10, 1, "7"),
+            disconnected(100, "7"),
+            session(101, 1, "destroyed"),
+        ],
+    );
+    assert!(t.janus().ends_transport_gone);
+}
+
+/// Reclaim on: a session with no `timeout` by the time Janus's watchdog
+/// would have sent one was claimed; its claimer is the one connection opened
+/// since, so when that one closes too the session ends `reclaim_expired`.
+#[test]
+fn claim_then_second_close_is_reclaim_expired() {
+    let mut t = reclaiming();
+    let mut got = replay(
+        &mut t,
+        &[
+            connected(5, "7"),
+            created(10, 1, "7"),
+            disconnected(100 * MS, "7"),
+            connected(200 * MS, "8"),
+        ],
+    );
+    // 5 s reclaim + two 2 s watchdog ticks + 0.5 s settle after the close.
+    got.extend(finish(&mut t, 100 * MS + 9_499 * MS));
+    assert_eq!(t.stats().claimed, 0);
+    got.extend(finish(&mut t, 100 * MS + 9_500 * MS));
+    assert_eq!(t.stats().claimed, 1);
+    let page = t.sessions_page(0, 10);
+    assert_eq!(page[0].state, "claimed");
+    assert_eq!(page[0].transport.as_ref().unwrap().1, "8");
+    got.extend(replay(
+        &mut t,
+        &[
+            disconnected(20_000 * MS, "8"),
+            session(25_000 * MS, 1, "timeout"),
+        ],
+    ));
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 reclaim_expired @{}", 25_000 * MS)
+    );
+}
+
+/// Claimed sessions end with their real reason: timeout, request, shutdown.
+#[test]
+fn claimed_sessions_end_with_their_real_reason() {
+    let setup = || {
+        let mut t = reclaiming();
+        replay(
+            &mut t,
+            &[
+                connected(5, "7"),
+                created(10, 1, "7"),
+                disconnected(100 * MS, "7"),
+                connected(200 * MS, "8"),
+            ],
+        );
+        finish(&mut t, 20_000 * MS);
+        assert_eq!(t.stats().claimed, 1);
+        t
+    };
+    let mut t = setup();
+    let got = replay(&mut t, &[session(60_000 * MS, 1, "timeout")]);
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 timeout @{}", 60_000 * MS)
+    );
+    let mut t = setup();
+    let got = replay(&mut t, &[session(60_000 * MS, 1, "destroyed")]);
+    assert_eq!(got, ["end 1 request"]);
+    let mut t = setup();
+    let got = replay(&mut t, &[shutdown(60_000 * MS)]);
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 shutdown @{}", 60_000 * MS)
+    );
+}
+
+/// Two connections opened since the close: the claimer is not known, the
+/// session is still claimed (and a later timeout is a timeout).
+#[test]
+fn an_ambiguous_claimer_leaves_the_binding_unknown() {
+    let mut t = reclaiming();
+    replay(
+        &mut t,
+        &[
+            connected(5, "7"),
+            created(10, 1, "7"),
+            disconnected(100 * MS, "7"),
+            connected(200 * MS, "8"),
+            connected(300 * MS, "9"),
+        ],
+    );
+    finish(&mut t, 20_000 * MS);
+    assert_eq!(t.stats().claimed, 1);
+    assert_eq!(t.sessions_page(0, 1)[0].transport, None);
+    let got = replay(
+        &mut t,
+        &[
+            disconnected(21_000 * MS, "8"),
+            session(30_000 * MS, 1, "timeout"),
+        ],
+    );
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 timeout @{}", 30_000 * MS)
+    );
+}
+
+/// Every ending carries the session's creation time and the transport it
+/// was created on, even after a claim moved it elsewhere.
+#[test]
+fn endings_carry_creation_and_transport() {
+    let mut t = reclaiming();
+    let mut out = Vec::new();
+    for line in [
+        connected(5, "7"),
+        created(10, 1, "7"),
+        disconnected(100 * MS, "7"),
+        connected(200 * MS, "8"),
+    ] {
+        t.observe(&decode(line.as_bytes()).unwrap(), &mut out);
+    }
+    t.advance(20_000 * MS, &mut out);
+    out.clear();
+    t.observe(
+        &decode(session(60_000 * MS, 1, "timeout").as_bytes()).unwrap(),
+        &mut out,
+    );
+    let Some(Output::Synthesize(e)) = out.last() else {
+        panic!("{out:?}");
+    };
+    assert_eq!(e.created, Some(10));
+    assert_eq!(e.duration_us(), Some(60_000 * MS - 10));
+    let (module, id) = t.transport_names(e.transport.unwrap());
+    assert_eq!((module, id.as_str()), ("janus.transport.websockets", "7"));
+}
+
+/// A WebSocket session on a connection that never said `connected`: the
+/// transport's events are off, disconnects are invisible.
+#[test]
+fn invisible_disconnects_are_noticed() {
+    let mut t = tracker();
+    replay(
+        &mut t,
+        &[
+            connected(1, "7"),
+            created(2, 1, "7"),
+            created_http(3, 2, "9"),
+        ],
+    );
+    assert!(t.janus().disconnects_visible);
+    replay(&mut t, &[created(4, 3, "8")]);
+    assert!(!t.janus().disconnects_visible);
 }
