@@ -133,6 +133,27 @@ impl Janus {
         Janus::launch(dir, None, &opts)
     }
 
+    /// Starts Janus in `dir` like [`Janus::start_in`], but returns as soon as
+    /// the process is spawned, without waiting for it to serve (to kill it at
+    /// a chosen moment of its start). No retry on a port clash.
+    pub fn spawn_in(dir: &Path, opts: JanusOptions) -> Janus {
+        prepare_modules(dir, &opts);
+        rotate_logs(dir);
+        let ports = Ports {
+            http: free_port(),
+            admin: free_port(),
+            ws: free_port(),
+        };
+        write_configs(dir, ports, &opts);
+        Janus {
+            child: spawn(dir),
+            status: None,
+            dir: dir.to_path_buf(),
+            tmp: None,
+            ports,
+        }
+    }
+
     fn launch(dir: &Path, tmp: Option<tempfile::TempDir>, opts: &JanusOptions) -> Janus {
         prepare_modules(dir, opts);
         let mut tmp = tmp;

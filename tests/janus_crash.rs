@@ -1,0 +1,286 @@
+//! Nothing lost when Janus dies: a real Janus is killed (SIGKILL) with
+//! sessions open, and killed again at chosen moments of its restart, or
+//! killed under churn; after the last restart, the JSON Lines file holds
+//! exactly one `destroyed` per created session (crash recovery's
+//! `gateway_restart` for those the crash left open), and the spooled HTTP
+//! backend got every ending (at least once).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const HANDLER: &str = "janus.eventhandler.lifecycleevh";
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    janus_dir: PathBuf,
+    out: PathBuf,
+    config: String,
+}
+
+/// A handler with crash recovery, the file sink and a spooled HTTP sink.
+fn setup(backend: &Receiver) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let config = format!(
+        "general: {{ enabled = true, state_dir = \"{}\", checkpoint_ms = 200 }}\n\
+         file: {{ path = \"{}\" }}\n\
+         http: {{ backend = \"{}\", spool_dir = \"{}\", max_delay_ms = 20 }}\n",
+        dir.path().join("state").display(),
+        out.display(),
+        backend.url(),
+        dir.path().join("spool").display(),
+    );
+    let janus_dir = dir.path().join("janus");
+    std::fs::create_dir_all(&janus_dir).unwrap();
+    Setup {
+        _dir: dir,
+        janus_dir,
+        out,
+        config,
+    }
+}
+
+impl Setup {
+    fn opts(&self) -> JanusOptions {
+        JanusOptions {
+            lifecycleevh_config: Some(self.config.clone()),
+            ..JanusOptions::default()
+        }
+    }
+}
+
+/// Per session id: how many `created` and how many `destroyed` (with reasons).
+fn tally(events: &[Value]) -> HashMap<u64, (usize, Vec<String>)> {
+    let mut t: HashMap<u64, (usize, Vec<String>)> = HashMap::new();
+    for e in events.iter().filter(|e| e["type"] == 1) {
+        let Some(sid) = e["session_id"].as_u64() else {
+            continue;
+        };
+        let entry = t.entry(sid).or_default();
+        match e["event"]["name"].as_str() {
+            Some("created") => entry.0 += 1,
+            Some("destroyed") => entry
+                .1
+                .push(e["event"]["reason"].as_str().unwrap_or("?").to_string()),
+            _ => {}
+        }
+    }
+    t
+}
+
+fn created_in(events: &[Value]) -> usize {
+    events
+        .iter()
+        .filter(|e| e["type"] == 1 && e["event"]["name"] == "created")
+        .count()
+}
+
+/// Every session created in the file has exactly one `destroyed` there. A
+/// session whose `created` line was still in the handler's memory when
+/// Janus was killed has no `created` in the file, but its one ending all
+/// the same (`gateway_restart`: crash recovery had it).
+fn assert_one_ending_each(out: &Path) -> HashMap<u64, (usize, Vec<String>)> {
+    let t = tally(&read_jsonl(out));
+    let wrong: Vec<_> = t
+        .iter()
+        .filter(|(_, (created, ends))| match created {
+            1 => ends.len() != 1,
+            0 => ends.as_slice() != ["gateway_restart"],
+            _ => true,
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "sessions without exactly one ending: {wrong:?}"
+    );
+    t
+}
+
+/// When, in the restart, the second SIGKILL comes.
+#[derive(Clone, Copy)]
+enum Moment {
+    /// As soon as Janus is spawned (before the handler is loaded).
+    AtOnce,
+    /// This long after the handler said it was initialized (it has then
+    /// read the crash state and is ending what the first run left open).
+    AfterInit(Duration),
+}
+
+/// ~200 open sessions, SIGKILL, a restart killed at `moment`, a last
+/// restart: one ending each, none lost, none repeated.
+fn killed_twice(moment: Moment) {
+    let backend = Receiver::start();
+    let s = setup(&backend);
+    let mut janus = Janus::start_in(&s.janus_dir, s.opts());
+    let mut ws = janus.ws();
+    let open: Vec<u64> = (0..206).map(|_| ws.create_session()).collect();
+    wait_jsonl(
+        &s.out,
+        |e| created_in(e) == open.len(),
+        Duration::from_secs(20),
+    );
+    janus.kill();
+    drop(ws);
+
+    let mut restarting = Janus::spawn_in(&s.janus_dir, s.opts());
+    if let Moment::AfterInit(delay) = moment {
+        assert!(wait_until(
+            || restarting.log().contains("lifecycleevh 0.1.0 initialized"),
+            Duration::from_secs(20)
+        ));
+        std::thread::sleep(delay);
+    }
+    restarting.kill();
+    drop(restarting);
+
+    let mut janus = Janus::start_in(&s.janus_dir, s.opts());
+    let events = wait_jsonl(
+        &s.out,
+        |e| {
+            let t = tally(e);
+            open.iter()
+                .all(|sid| t.get(sid).is_some_and(|(_, d)| !d.is_empty()))
+        },
+        Duration::from_secs(20),
+    );
+    let t = tally(&events);
+    for sid in &open {
+        assert_eq!(t[sid].1, ["gateway_restart"], "session {sid}");
+    }
+    // The spooled backend got every ending (at least once: deduplicated on
+    // (session_id, event.name)).
+    assert!(backend.wait_until(
+        |evs| {
+            let t = tally(evs);
+            open.iter()
+                .all(|sid| t.get(sid).is_some_and(|(_, d)| !d.is_empty()))
+        },
+        Duration::from_secs(20)
+    ));
+    assert!(janus.stop().success());
+    assert_one_ending_each(&s.out);
+    // A clean stop leaves nothing to recover.
+    let mut janus = Janus::start_in(&s.janus_dir, s.opts());
+    let info = &janus
+        .admin()
+        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"];
+    assert_eq!(info["recovery"]["recovered_sessions"], 0, "{info}");
+    assert!(janus.stop().success());
+    assert_one_ending_each(&s.out);
+}
+
+#[test]
+fn killed_again_at_once() {
+    killed_twice(Moment::AtOnce);
+}
+
+#[test]
+fn killed_again_as_the_handler_starts() {
+    killed_twice(Moment::AfterInit(Duration::ZERO));
+}
+
+#[test]
+fn killed_again_30_ms_into_the_restart() {
+    killed_twice(Moment::AfterInit(Duration::from_millis(30)));
+}
+
+#[test]
+fn killed_again_80_ms_into_the_restart() {
+    killed_twice(Moment::AfterInit(Duration::from_millis(80)));
+}
+
+#[test]
+fn killed_again_300_ms_into_the_restart() {
+    killed_twice(Moment::AfterInit(Duration::from_millis(300)));
+}
+
+#[test]
+fn killed_again_1_s_into_the_restart() {
+    killed_twice(Moment::AfterInit(Duration::from_secs(1)));
+}
+
+/// Sessions created and ended every way while Janus is killed: every
+/// session the file saw created ends exactly once, with its real reason if
+/// its ending happened before the kill, else `gateway_restart`.
+#[test]
+fn killed_under_churn() {
+    let backend = Receiver::start();
+    let s = setup(&backend);
+    let mut janus = Janus::start_in(&s.janus_dir, s.opts());
+    let stop = Arc::new(AtomicBool::new(false));
+    let churners: Vec<_> = (0..3)
+        .map(|k| {
+            let url = janus.ws_url();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut ws) = std::panic::catch_unwind(|| WsClient::connect(&url)) else {
+                        break;
+                    };
+                    // Each round: one destroyed by request, one left to its
+                    // connection's close, one left open.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let a = ws.create_session();
+                        ws.attach(a, "janus.plugin.echotest");
+                        ws.destroy(a);
+                        let _b = ws.create_session();
+                        ws
+                    }));
+                    match r {
+                        Ok(ws) => {
+                            if (n + k) % 3 == 0 {
+                                std::mem::forget(ws); // stays open until the kill
+                            } else {
+                                ws.drop_tcp();
+                            }
+                        }
+                        Err(_) => break, // Janus is gone
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    janus.kill();
+    stop.store(true, Ordering::Relaxed);
+    for c in churners {
+        let _ = c.join();
+    }
+    let before = tally(&read_jsonl(&s.out));
+    let request_endings = before
+        .values()
+        .filter(|(_, d)| d.iter().any(|r| r == "request"))
+        .count();
+    assert!(request_endings > 20, "the churn ran: {request_endings}");
+
+    let mut janus = Janus::start_in(&s.janus_dir, s.opts());
+    let events = wait_jsonl(
+        &s.out,
+        |e| tally(e).values().all(|(c, d)| *c == 0 || !d.is_empty()),
+        Duration::from_secs(20),
+    );
+    let after = tally(&events);
+    // Endings written before the kill are still there, unchanged.
+    for (sid, (_, d)) in &before {
+        if !d.is_empty() {
+            assert_eq!(&after[sid].1, d, "session {sid}");
+        }
+    }
+    assert!(janus.stop().success());
+    let t = assert_one_ending_each(&s.out);
+    let restarted = t
+        .values()
+        .filter(|(_, d)| d[0] == "gateway_restart")
+        .count();
+    assert!(restarted > 0, "some sessions were open at the kill");
+}
