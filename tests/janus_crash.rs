@@ -237,7 +237,7 @@ fn killed_under_churn() {
                     }));
                     match r {
                         Ok(ws) => {
-                            if (n + k) % 3 == 0 {
+                            if (n + k).is_multiple_of(3) {
                                 std::mem::forget(ws); // stays open until the kill
                             } else {
                                 ws.drop_tcp();
