@@ -406,3 +406,85 @@ fn invisible_disconnects_are_said_once() {
     assert_eq!(only_ending(&read_jsonl(&rig.out), s).0, "shutdown");
     assert_eq!(rig.janus.log().matches("has events = false").count(), 1);
 }
+
+/// A claimed session ends with its real reason. Janus emits nothing for a
+/// claim; the handler knows a session was claimed when no `timeout` came by
+/// the latest moment Janus's watchdog would have sent it
+/// (`reclaim_session_timeout` + two 2 s ticks + the settle window after its
+/// connection closed), and knows the new connection when exactly one opened
+/// since: claim then a second close is `reclaim_expired`, claim then idle is
+/// `timeout`, claim then destroy is `request`, claim then SIGINT is
+/// `shutdown`.
+#[test]
+fn claimed_sessions_end_with_their_real_reason() {
+    let mut rig = start(
+        JanusOptions {
+            reclaim_session_timeout: 3,
+            session_timeout: 12,
+            ..JanusOptions::default()
+        },
+        "",
+    );
+    let info = |rig: &Rig| {
+        rig.janus.admin().query_eventhandler(
+            "janus.eventhandler.lifecycleevh",
+            json!({"request": "info"}),
+        )["response"]
+            .clone()
+    };
+    let claimed = |rig: &Rig| info(rig)["tracker"]["claimed"].as_u64().unwrap();
+    let state_of = |rig: &Rig, sid: u64| -> String {
+        let page = rig.janus.admin().query_eventhandler(
+            "janus.eventhandler.lifecycleevh",
+            json!({"request": "sessions", "limit": 100}),
+        );
+        page["response"]["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["session_id"] == sid)
+            .map_or("gone".into(), |s| s["state"].as_str().unwrap().to_string())
+    };
+
+    // Claim, then the claiming connection closes too: reclaim_expired.
+    let mut ws1 = rig.janus.ws();
+    let again = ws1.create_session();
+    ws1.attach(again, "janus.plugin.echotest");
+    ws1.drop_tcp();
+    let mut ws2 = rig.janus.ws();
+    assert_eq!(ws2.claim(again)["janus"], "success");
+    assert!(wait_until(|| claimed(&rig) == 1, Duration::from_secs(12)));
+    assert_eq!(state_of(&rig, again), "claimed");
+    ws2.keepalive(again);
+    ws2.drop_tcp();
+
+    // Claim, then idle / destroy / SIGINT.
+    let mut ws3 = rig.janus.ws();
+    let idle = ws3.create_session();
+    let destroyed = ws3.create_session();
+    let live = ws3.create_session();
+    ws3.drop_tcp();
+    let mut ws4 = rig.janus.ws();
+    let mut ws5 = rig.janus.ws();
+    assert_eq!(ws4.claim(idle)["janus"], "success");
+    assert_eq!(ws4.claim(destroyed)["janus"], "success");
+    assert_eq!(ws5.claim(live)["janus"], "success");
+    let events = wait_endings(&rig.out, &[again], Duration::from_secs(15));
+    assert_eq!(only_ending(&events, again).0, "reclaim_expired");
+    assert!(wait_until(|| claimed(&rig) == 4, Duration::from_secs(12)));
+    ws4.destroy(destroyed);
+    // `idle` times out session_timeout after its claim; `live` is kept alive.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !endings(&read_jsonl(&rig.out)).iter().any(|e| e.0 == idle) {
+        assert!(std::time::Instant::now() < deadline, "no timeout for {idle}");
+        ws5.keepalive(live);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(state_of(&rig, live), "claimed");
+    assert!(rig.janus.stop().success());
+    let events = read_jsonl(&rig.out);
+    assert_eq!(only_ending(&events, idle).0, "timeout");
+    assert_eq!(only_ending(&events, destroyed).0, "request");
+    assert_eq!(only_ending(&events, live).0, "shutdown");
+    assert_eq!(endings(&events).len(), 4);
+}
