@@ -38,6 +38,9 @@ pub struct BusStats {
     /// Endings not injected because Janus puts its own on the bus (a
     /// connection's session at shutdown, Janus >= 1.3.2, reclaim off).
     pub left_to_janus: AtomicU64,
+    /// When the last ending was injected (to measure, at `destroy()`, how
+    /// long before the bus went away the last injection was made).
+    pub last_injection: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The re-injection of synthetic endings onto Janus's event bus.
@@ -92,6 +95,7 @@ impl Bus {
         let ok = ffi::bus::notify_session_destroyed(ending.session_id);
         if ok {
             self.stats.injected.fetch_add(1, Relaxed);
+            *crate::sync::lock(&self.stats.last_injection) = Some(std::time::Instant::now());
         } else {
             self.stats.skipped.fetch_add(1, Relaxed);
         }

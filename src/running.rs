@@ -204,8 +204,19 @@ impl Running {
             control,
             metrics,
             config,
+            bus,
             ..
         } = self;
+        // Janus calls destroy() after its events thread stopped: how long
+        // before that the last injection was made is the margin it had.
+        if let Some(at) = *crate::sync::lock(&bus.last_injection) {
+            crate::jlog!(
+                Info,
+                "lifecycleevh: the last injection on Janus's event bus was {} ms before destroy() ({} injected in all)",
+                at.elapsed().as_millis(),
+                bus.injected.load(Relaxed)
+            );
+        }
         // Dropping the only sender lets the worker drain the channel and finish.
         drop(intake);
         drop(control);

@@ -171,6 +171,213 @@ fn shutdown_with_live_sessions_reaches_file_and_stock_handler() {
     }
 }
 
+/// Janus's version, as the handler learned it from the core `started` event.
+fn janus_version(janus: &Janus) -> (u32, u32, u32) {
+    let info = janus.admin().query_eventhandler(
+        "janus.eventhandler.lifecycleevh",
+        json!({"request": "info"}),
+    );
+    let v = info["response"]["tracker"]["janus_version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no janus_version in {info}"))
+        .to_string();
+    let n: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
+    (n[0], n[1], n[2])
+}
+
+/// Per created session: the `destroyed` events of `events`. Sessions never
+/// created in `events` are left out.
+fn endings_per_session(events: &[Value]) -> std::collections::HashMap<u64, Vec<&Value>> {
+    let mut m: std::collections::HashMap<u64, Vec<&Value>> = std::collections::HashMap::new();
+    for e in events.iter().filter(|e| e["type"] == 1) {
+        let sid = e["session_id"].as_u64().unwrap();
+        match e["event"]["name"].as_str() {
+            Some("created") => {
+                m.entry(sid).or_default();
+            }
+            Some("destroyed") => m.entry(sid).or_default().push(e),
+            _ => {}
+        }
+    }
+    m
+}
+
+/// Exactly one `destroyed` per created session, in both streams.
+fn assert_one_each(what: &str, events: &[Value]) {
+    let per = endings_per_session(events);
+    let wrong: Vec<(u64, usize)> = per
+        .iter()
+        .filter(|(_, d)| d.len() != 1)
+        .map(|(s, d)| (*s, d.len()))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{what}: sessions with not exactly one destroyed: {wrong:?}"
+    );
+}
+
+/// The last-injection margin the handler logs at destroy(), in ms.
+fn injection_margin_ms(janus: &Janus) -> Option<u64> {
+    let log = janus.log();
+    let at = log.find("the last injection on Janus's event bus was ")?;
+    let rest = &log[at + "the last injection on Janus's event bus was ".len()..];
+    rest.split(' ').next()?.parse().ok()
+}
+
+/// With the default config, Janus's stock sampleevh (standing for every
+/// stock handler) and the handler's own file each see exactly one
+/// `destroyed` per created session, on every ending path, on Janus 1.1.2 as
+/// on >= 1.3.2 (where Janus sends some endings itself).
+#[test]
+fn stock_handlers_see_exactly_one_destroyed_on_every_path() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let mut janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(format!(
+            "general: {{ enabled = true }}\nfile: {{ path = \"{}\" }}\n",
+            out.display()
+        )),
+        sampleevh: Some(SampleEvh {
+            backend: receiver.url(),
+            grouping: true,
+            events: "all".into(),
+        }),
+        session_timeout: 4,
+        ..JanusOptions::default()
+    });
+    let native_transport_gone = janus_version(&janus) >= (1, 3, 2);
+    let mut expect: Vec<(u64, &str, Option<bool>)> = Vec::new();
+    // Janus API destroy over WebSocket and over HTTP.
+    let mut ws = janus.ws();
+    let http = janus.http();
+    for _ in 0..40 {
+        let s = ws.create_session();
+        ws.attach(s, "janus.plugin.echotest");
+        ws.destroy(s);
+        expect.push((s, "request", Some(false)));
+    }
+    for _ in 0..30 {
+        let s = http.create_session();
+        http.destroy(s);
+        expect.push((s, "request", Some(false)));
+    }
+    // Admin API destroy_session.
+    let admin = janus.admin();
+    for _ in 0..30 {
+        let s = ws.create_session();
+        admin.destroy_session(s);
+        expect.push((s, "request", Some(false)));
+    }
+    // WebSocket closed: Janus >= 1.3.2 sends its own destroyed.
+    for s in drop_sessions(&janus, 20) {
+        expect.push((s, "transport_gone", Some(!native_transport_gone)));
+    }
+    // Idle until Janus's session timeout, over WebSocket and HTTP.
+    let mut idle_ws = janus.ws();
+    for _ in 0..20 {
+        let s = idle_ws.create_session();
+        expect.push((s, "timeout", Some(true)));
+    }
+    for _ in 0..20 {
+        let s = http.create_session();
+        expect.push((s, "timeout", Some(true)));
+    }
+    let timeouts: Vec<u64> = expect
+        .iter()
+        .filter(|e| e.1 == "timeout")
+        .map(|e| e.0)
+        .collect();
+    wait_jsonl(
+        &out,
+        |evs| {
+            let per = endings_per_session(evs);
+            timeouts
+                .iter()
+                .all(|s| per.get(s).is_some_and(|d| !d.is_empty()))
+        },
+        Duration::from_secs(20),
+    );
+    // Alive at SIGINT, over WebSocket and HTTP.
+    for _ in 0..20 {
+        let s = ws.create_session();
+        expect.push((s, "shutdown", Some(true)));
+    }
+    for _ in 0..20 {
+        let s = http.create_session();
+        expect.push((s, "shutdown", Some(true)));
+    }
+    assert!(expect.len() >= 200);
+    assert!(janus.stop().success());
+    eprintln!(
+        "last injection -> destroy(): {:?} ms",
+        injection_margin_ms(&janus)
+    );
+    let mine = read_jsonl(&out);
+    assert_one_each("file", &mine);
+    let per = endings_per_session(&mine);
+    for (s, reason, synthetic) in &expect {
+        let d = per[s][0];
+        assert_eq!(d["event"]["reason"], *reason, "session {s}: {d}");
+        if let Some(synthetic) = synthetic {
+            assert_eq!(d["event"]["synthetic"], *synthetic, "session {s}: {d}");
+        }
+    }
+    // sampleevh posts until Janus stops it; it has everything once Janus exited.
+    let theirs = receiver.events();
+    assert_one_each("sampleevh", &theirs);
+    let per = endings_per_session(&theirs);
+    for (s, _, _) in &expect {
+        assert!(per.contains_key(s), "sampleevh never saw {s} created");
+    }
+}
+
+/// The same with reclaim on: a closed WebSocket's sessions end
+/// `reclaim_expired` after Janus's `timeout`, once for each stream.
+#[test]
+fn stock_handlers_see_exactly_one_destroyed_after_reclaim_expired() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let mut janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(format!(
+            "general: {{ enabled = true }}\nfile: {{ path = \"{}\" }}\n",
+            out.display()
+        )),
+        sampleevh: Some(SampleEvh {
+            backend: receiver.url(),
+            grouping: true,
+            events: "all".into(),
+        }),
+        reclaim_session_timeout: 2,
+        ..JanusOptions::default()
+    });
+    let dropped = drop_sessions(&janus, 10);
+    let mut ws = janus.ws();
+    let live: Vec<u64> = (0..5).map(|_| ws.create_session()).collect();
+    wait_jsonl(
+        &out,
+        |evs| {
+            let per = endings_per_session(evs);
+            dropped
+                .iter()
+                .all(|s| per.get(s).is_some_and(|d| !d.is_empty()))
+        },
+        Duration::from_secs(20),
+    );
+    assert!(janus.stop().success());
+    let mine = read_jsonl(&out);
+    assert_one_each("file", &mine);
+    let per = endings_per_session(&mine);
+    for s in &dropped {
+        assert_eq!(per[s][0]["event"]["reason"], "reclaim_expired");
+    }
+    for s in &live {
+        assert_eq!(per[s][0]["event"]["reason"], "shutdown");
+    }
+    assert_one_each("sampleevh", &receiver.events());
+}
+
 #[test]
 fn janus_stops_cleanly_again_and_again_with_live_sessions() {
     let receiver = Receiver::start();
@@ -178,17 +385,29 @@ fn janus_stops_cleanly_again_and_again_with_live_sessions() {
     let out = dir.path().join("events.jsonl");
     let mut expected_endings = 0;
     for round in 0..20 {
-        let mut janus = Janus::start(options("transport_gone,shutdown,timeout", &out, &receiver));
+        let before = receiver.events().len();
+        let mut janus = Janus::start(options(
+            "transport_gone,timeout,reclaim_expired,shutdown",
+            &out,
+            &receiver,
+        ));
         let mut ws = janus.ws();
         for _ in 0..3 {
             let s = ws.create_session();
             ws.attach(s, "janus.plugin.echotest");
         }
+        let http = janus.http();
+        let _http_live = http.create_session();
         // One connection dropped right before the stop: its settle window is
         // still open when the shutdown event arrives.
         let dropped = drop_sessions(&janus, 1);
-        expected_endings += 3 + dropped.len();
+        expected_endings += 4 + dropped.len();
         let status = janus.stop();
+        // No duplicate and no miss at shutdown for the stock handler either.
+        assert_one_each(
+            &format!("round {round}: sampleevh"),
+            &receiver.events()[before..],
+        );
         assert!(
             status.success(),
             "round {round}: Janus exited with {status:?}"

@@ -476,7 +476,10 @@ fn claimed_sessions_end_with_their_real_reason() {
     // `idle` times out session_timeout after its claim; `live` is kept alive.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !endings(&read_jsonl(&rig.out)).iter().any(|e| e.0 == idle) {
-        assert!(std::time::Instant::now() < deadline, "no timeout for {idle}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no timeout for {idle}"
+        );
         ws5.keepalive(live);
         std::thread::sleep(Duration::from_secs(1));
     }
