@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::file::FileSink;
 use super::http::HttpSink;
 use super::spool::SpoolConfig;
-use super::{SinkHandle, SinkSettings, SpawnError, SpoolSettings};
+use super::{OnFailure, SinkHandle, SinkSettings, SpawnError, SpoolSettings};
 use crate::config::Config;
 use crate::error::InitError;
 
@@ -73,6 +73,7 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
             retries: h.retries,
             backoff: h.backoff,
             backoff_max: h.backoff_max,
+            on_failure: OnFailure::GiveUp,
             spool: h.spool.as_ref().map(|s| SpoolSettings {
                 config: SpoolConfig {
                     dir: s.dir.clone(),

@@ -75,7 +75,24 @@ pub struct SinkSettings {
     /// First wait before a retry, doubled each time up to `backoff_max`.
     pub backoff: Duration,
     pub backoff_max: Duration,
+    /// What becomes of events still undelivered after the retries.
+    pub on_failure: OnFailure,
     pub spool: Option<SpoolSettings>,
+}
+
+/// What a sink's runner does with events it could not deliver after
+/// `retries` retries (and at close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Events that are not spooled are given up, counted `failed`; spooled
+    /// ones are retried until delivered (HTTP: best effort like sampleevh,
+    /// the spool for what must arrive).
+    GiveUp,
+    /// Events that are not session lifecycle events are dropped, counted
+    /// `dropped`; lifecycle events are retried until delivered, the queue
+    /// bounding how many wait (the file sink on a full disk). Lifecycle
+    /// events still waiting at close count as `dropped_lifecycle` too.
+    KeepLifecycle,
 }
 
 impl SinkSettings {
@@ -96,6 +113,7 @@ impl SinkSettings {
             retries: 0,
             backoff: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
+            on_failure: OnFailure::GiveUp,
             spool: None,
         }
     }
