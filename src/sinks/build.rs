@@ -8,7 +8,7 @@ use super::file::FileSink;
 use super::http::HttpSink;
 use super::spool::SpoolConfig;
 use super::{OnFailure, SinkHandle, SinkSettings, SpawnError, SpoolSettings};
-use crate::config::Config;
+use crate::config::{Config, EventMask, FileConfig};
 use crate::error::InitError;
 
 /// Opens and starts every enabled sink, the file first, then the HTTP
@@ -33,7 +33,7 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
     let mut sinks = Vec::new();
     let f = &config.file;
     if f.enabled {
-        let sink = FileSink::open(&f.path).map_err(|e| {
+        let sink = FileSink::open(&f.path, f.file_mode).map_err(|e| {
             InitError::unusable(
                 file,
                 "file.path",
@@ -41,12 +41,7 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
                 e,
             )
         })?;
-        let settings = SinkSettings::simple(
-            "file",
-            f.events.unwrap_or(config.general.events),
-            f.queue_size,
-            f.flush,
-        );
+        let settings = file_settings(f, f.events.unwrap_or(config.general.events));
         let handle = SinkHandle::spawn("file", settings, Box::new(sink))
             .map_err(|e| spawned("file", "file".into(), None, e))?;
         sinks.push(handle);
@@ -90,4 +85,18 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
         sinks.push(handle);
     }
     Ok(sinks)
+}
+
+/// How the file sink is run: lines written as they come (no delay), a
+/// failed write retried after a jittered wait of up to `flush_ms`, and on
+/// failure the non-lifecycle lines dropped while lifecycle lines wait in the
+/// queue for space to return (`OnFailure::KeepLifecycle`).
+pub fn file_settings(f: &FileConfig, mask: EventMask) -> SinkSettings {
+    SinkSettings {
+        retries: 0,
+        backoff: f.flush,
+        backoff_max: f.flush,
+        on_failure: OnFailure::KeepLifecycle,
+        ..SinkSettings::simple("file", mask, f.queue_size, f.flush)
+    }
 }
