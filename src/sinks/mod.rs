@@ -72,7 +72,8 @@ pub struct SinkSettings {
     /// Retries of a failed batch of events that are not spooled, before they
     /// are dropped (spooled events are retried until delivered).
     pub retries: u32,
-    /// First wait before a retry, doubled each time up to `backoff_max`.
+    /// Bound of the first retry's wait (drawn at random up to it: full
+    /// jitter), doubled with each failed attempt up to `backoff_max`.
     pub backoff: Duration,
     pub backoff_max: Duration,
     /// What becomes of events still undelivered after the retries.
