@@ -140,7 +140,7 @@ fn tracker_at(n: usize) -> Row {
 /// The worker's whole job on one event: decode, track, hand to a file sink.
 fn pipeline() -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let sink = FileSink::open(&dir.path().join("events.jsonl")).unwrap();
+    let sink = FileSink::open(&dir.path().join("events.jsonl"), 0o640).unwrap();
     let settings = SinkSettings::simple("file", EventMask::ALL, 1 << 20, Duration::from_secs(1));
     let handle = SinkHandle::spawn("file", settings, Box::new(sink)).unwrap();
     let mut p = Pipeline::new(

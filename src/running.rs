@@ -13,7 +13,6 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::bus::{Bus, BusStats};
 use crate::config::Config;
-use crate::durable::DEFAULT_FILE_MODE;
 use crate::error::InitError;
 use crate::ffi::JsonRef;
 use crate::intake::{self, Intake};
@@ -99,16 +98,15 @@ impl Running {
         );
         if let Some(dir) = &config.general.state_dir {
             let (store, recovered) =
-                SessionStore::open(dir, config.general.state_fsync, DEFAULT_FILE_MODE).map_err(
-                    |e| {
+                SessionStore::open(dir, config.general.state_fsync, config.general.file_mode)
+                    .map_err(|e| {
                         InitError::unusable(
                             &config.file_path,
                             "general.state_dir",
                             format!("cannot use {} for crash recovery", dir.display()),
                             e,
                         )
-                    },
-                )?;
+                    })?;
             let file = config.file.enabled.then_some(config.file.path.as_path());
             pipeline.recover(
                 Checkpoints::new(store, config.general.checkpoint),

@@ -1,7 +1,10 @@
-//! A parser for Janus's `.jcfg` configuration files.
+//! A strict parser for the handler's own `.jcfg` file, self-contained (it
+//! uses nothing from the rest of the crate: it can be read, tested and
+//! fuzzed on its own).
 //!
-//! Janus reads these files with [libconfig], so this module follows
-//! libconfig's syntax:
+//! Janus reads its `.jcfg` files with [libconfig] (Debian 12: libconfig 1.5,
+//! through Janus's `janus_config` layer), so this module follows libconfig's
+//! syntax, and a file Janus's other modules accept reads the same here:
 //!
 //! - comments: `# ...` and `// ...` to the end of the line, `/* ... */` blocks;
 //! - settings `name = value` or `name : value`, optionally ended by `;` or `,`;
@@ -11,13 +14,18 @@
 //!   hexadecimal `0x..`, optional `L`/`LL` suffix), floats (`1.5`, `-2e3`,
 //!   `.5`, `1.`) and case-insensitive booleans;
 //! - arrays `[ ... ]` of scalars of one type, lists `( ... )` of any values,
-//!   and groups `{ ... }` of settings.
+//!   and groups `{ ... }` of settings;
+//! - a setting name used twice in one group is an error, as in libconfig.
 //!
 //! Top-level settings whose value is a group are the Janus "categories".
 //!
-//! Not supported, or stricter than libconfig:
+//! How it differs from libconfig (and from `janus_config` on top of it).
+//! Each difference makes a mistake an error instead of a silent change of
+//! meaning:
 //!
-//! - `@include` directives are rejected with an error;
+//! - `@include` directives are rejected with an error (libconfig reads the
+//!   named file): the whole configuration is in one file, the one named in
+//!   errors;
 //! - unknown string escapes such as `\q` are an error (libconfig keeps the
 //!   backslash), as is `\x00` and any escape sequence producing invalid UTF-8;
 //! - a lone `.` is not accepted as the float `0.0`, and infinite floats
@@ -26,8 +34,21 @@
 //!   `L`) mix freely in arrays, hexadecimal values are read as unsigned 64-bit
 //!   and stored as two's complement (`0xFFFFFFFFFFFFFFFF` is `-1`), without
 //!   libconfig's 32-bit truncation of hexadecimal values lacking `L`;
-//! - binary and octal literals of newer libconfig versions are not accepted;
-//! - groups, arrays and lists may be nested at most [`MAX_DEPTH`] levels deep.
+//! - binary and octal literals of newer libconfig versions are not accepted
+//!   (1.5 has none either: `0640` is the decimal 640 in both);
+//! - groups, arrays and lists may be nested at most [`MAX_DEPTH`] levels deep
+//!   (libconfig recurses without a limit);
+//! - errors carry the line and the column (libconfig: the line only);
+//! - names are matched exactly ([`find`], [`Document::category`]), while
+//!   `janus_config` matches them ignoring case: `Enabled` is not `enabled`
+//!   here, and the handler's reader reports it as an unknown key.
+//!
+//! `janus_config` turns every scalar into a string (a float with `%f`) and
+//! leaves its type behind, so Janus's own modules read `max = 1.5e3` as the
+//! text `"1500.000000"`. This module keeps each value's type; the
+//! caller decides what a key accepts. [`Value::as_text`] gives the
+//! Janus-style text of a scalar for keys that take text, but a float's text
+//! always keeps its `.` or exponent, so it never passes for a whole number.
 //!
 //! [libconfig]: https://hyperrealm.github.io/libconfig/libconfig_manual.html
 
@@ -108,11 +129,15 @@ impl Document {
 impl Value {
     /// Janus-style view of a scalar as text (`janus_config` converts every
     /// scalar to a string); `None` for arrays, lists and groups.
+    ///
+    /// A float always keeps a `.` or an exponent (`1.5e3` is `1500.0`, `2.`
+    /// is `2.0`), so that no float reads as a whole number: whole-number
+    /// keys refuse fractions and exponents.
     pub fn as_text(&self) -> Option<String> {
         match self {
             Value::Str(s) => Some(s.clone()),
             Value::Int(i) => Some(i.to_string()),
-            Value::Float(f) => Some(f.to_string()),
+            Value::Float(f) => Some(format!("{f:?}")),
             Value::Bool(b) => Some(b.to_string()),
             Value::Array(_) | Value::List(_) | Value::Group(_) => None,
         }
@@ -1049,7 +1074,9 @@ http-billing: { url = "http://x" "/y" }   # adjacent string literals concatenate
         assert_eq!(text(Value::Str("x y".into())).as_deref(), Some("x y"));
         assert_eq!(text(Value::Int(-5)).as_deref(), Some("-5"));
         assert_eq!(text(Value::Float(1.5)).as_deref(), Some("1.5"));
-        assert_eq!(text(Value::Float(2.0)).as_deref(), Some("2"));
+        assert_eq!(text(Value::Float(2.0)).as_deref(), Some("2.0"));
+        assert_eq!(text(Value::Float(1500.0)).as_deref(), Some("1500.0"));
+        assert_eq!(text(Value::Float(1e300)).as_deref(), Some("1e300"));
         assert_eq!(text(Value::Bool(true)).as_deref(), Some("true"));
         assert_eq!(text(Value::Bool(false)).as_deref(), Some("false"));
         let all = [

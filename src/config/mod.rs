@@ -10,6 +10,7 @@
 //! itself and Janus keeps running.
 
 pub mod jcfg;
+pub mod keys;
 pub mod mask;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jcfg::{Setting, Value};
+use keys::{Default as KeyDefault, Key, Kind};
 pub use mask::EventMask;
 
 pub use crate::durable::Fsync;
@@ -56,8 +58,7 @@ pub struct General {
     /// Capacity of the channel between Janus's events thread and the worker.
     pub channel_capacity: usize,
     pub settle: Duration,
-    /// `reclaim_session_timeout` set in this file (overrides what Janus
-    /// reports in its `started` event).
+    /// `reclaim_session_timeout` set in this file (overrides janus.jcfg).
     pub reclaim_session_timeout: Option<u64>,
     pub max_sessions: usize,
     /// How long `destroy()` may take to drain, flush and join.
@@ -69,29 +70,10 @@ pub struct General {
     pub state_fsync: Fsync,
     /// How often the open sessions' last-seen times are written.
     pub checkpoint: Duration,
-}
-
-impl Default for General {
-    fn default() -> Self {
-        General {
-            enabled: false,
-            events: EventMask::ALL,
-            channel_capacity: 65_536,
-            settle: Duration::from_millis(500),
-            reclaim_session_timeout: None,
-            max_sessions: 1_000_000,
-            shutdown_timeout: Duration::from_millis(5_000),
-            inject: vec![
-                Reason::TransportGone,
-                Reason::Timeout,
-                Reason::ReclaimExpired,
-                Reason::Shutdown,
-            ],
-            state_dir: None,
-            state_fsync: Fsync::Interval,
-            checkpoint: Duration::from_millis(5_000),
-        }
-    }
+    /// Permission bits of the crash-state files the handler creates (their
+    /// folder gets [`dir_mode`] of it), and of the sinks' files unless a sink
+    /// sets its own `file_mode`.
+    pub file_mode: u32,
 }
 
 /// `file` settings: the JSON Lines sink.
@@ -99,22 +81,15 @@ impl Default for General {
 pub struct FileConfig {
     pub enabled: bool,
     pub path: PathBuf,
+    /// How often rotation is checked, and the longest wait between retries
+    /// while writes fail (lines are written at once, never held for it).
     pub flush: Duration,
     /// Overrides `general.events` for this sink.
     pub events: Option<EventMask>,
     pub queue_size: usize,
-}
-
-impl Default for FileConfig {
-    fn default() -> Self {
-        FileConfig {
-            enabled: true,
-            path: PathBuf::from("/var/log/janus/lifecycleevh.jsonl"),
-            flush: Duration::from_millis(1_000),
-            events: None,
-            queue_size: 65_536,
-        }
-    }
+    /// Permission bits of the file when the sink creates it (its folder,
+    /// when created, gets [`dir_mode`] of it); `general.file_mode` if unset.
+    pub file_mode: u32,
 }
 
 /// An `http` or `http-<name>` category: one HTTP backend.
@@ -179,7 +154,11 @@ impl Compression {
 
 /// What an HTTP sink needs to send (the queueing, retry and spool settings
 /// are the runner's).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `backend` may carry `user:password@` and `password` is a secret: neither
+/// is ever shown. Use [`HttpTarget::backend_shown`] in logs, errors and
+/// `info`; `Debug` masks both.
+#[derive(Clone, PartialEq)]
 pub struct HttpTarget {
     pub backend: String,
     pub grouping: bool,
@@ -194,6 +173,50 @@ pub struct HttpTarget {
     pub tls_verify: bool,
 }
 
+impl HttpTarget {
+    /// The backend URL without its password (see [`redact_url`]).
+    pub fn backend_shown(&self) -> String {
+        redact_url(&self.backend)
+    }
+}
+
+impl fmt::Debug for HttpTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpTarget")
+            .field("backend", &self.backend_shown())
+            .field("grouping", &self.grouping)
+            .field("json", &self.json)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("compress", &self.compress)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .field("tls_verify", &self.tls_verify)
+            .finish()
+    }
+}
+
+/// `url` with the secret part of its `user:password@` masked:
+/// `https://janus:***@host/path`. A userinfo without `:` may be a token
+/// (`https://TOKEN@host`) and is masked whole. Works on any text, valid URL
+/// or not, so that error messages about a bad URL can use it too.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let start = scheme_end + 3;
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let masked = match authority[..at].split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    format!("{}{masked}{}", &url[..start], &rest[at..])
+}
+
 /// The durable spool of an HTTP backend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpoolOptions {
@@ -203,10 +226,42 @@ pub struct SpoolOptions {
     pub fsync: Fsync,
     pub fsync_every: Duration,
     pub max_bytes: u64,
+    /// Permission bits of the spool's files (its folder: [`dir_mode`] of
+    /// it); `general.file_mode` if the category does not set `file_mode`.
+    pub file_mode: u32,
 }
 
+/// Parses a `file_mode`: permission bits as octal digits (`"640"` or
+/// `"0640"`), none beyond `0777` (no setuid, setgid or sticky bit), and the
+/// owner (the user Janus runs as) keeps read and write.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim();
+    let octal = (3..=4).contains(&digits.len()) && digits.chars().all(|c| ('0'..='7').contains(&c));
+    let mode = match u32::from_str_radix(digits, 8) {
+        Ok(mode) if octal => mode,
+        _ => {
+            return Err(format!(
+                "expected permission bits in octal such as \"0640\", found {text:?}"
+            ));
+        }
+    };
+    if mode > 0o777 {
+        return Err(format!(
+            "{text:?} sets more than permission bits (0 to 0777): no setuid, setgid or sticky bit"
+        ));
+    }
+    if mode & 0o600 != 0o600 {
+        return Err(format!(
+            "{text:?} takes read or write away from the owner (the user Janus runs as), who must keep both (0600)"
+        ));
+    }
+    Ok(mode)
+}
+
+pub use crate::durable::dir_mode;
+
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub file_path: PathBuf,
     pub general: General,
@@ -216,7 +271,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `<folder>/janus.eventhandler.lifecycleevh.jcfg` and Janus's files.
+    /// Reads `<folder>/janus.eventhandler.lifecycleevh.jcfg`.
     pub fn load(folder: &Path) -> Result<Config, ConfigError> {
         let path = folder.join(format!("{PACKAGE}.jcfg"));
         let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
@@ -228,16 +283,20 @@ impl Config {
     }
 
     /// Parses the handler's config text (`path` is only used in errors).
+    /// Keys the text does not set get their defaults from [`keys`].
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let doc = jcfg::parse(text).map_err(|e| ConfigError {
             file: path.to_path_buf(),
             key: String::new(),
             problem: format!("syntax error at {e}"),
         })?;
-        let mut config = Config {
-            file_path: path.to_path_buf(),
-            ..Config::default()
-        };
+        // `general` first: the other categories inherit from it.
+        let general_items = doc.category("general").unwrap_or(&[]);
+        let mut r = Reader::new(path, "general", keys::GENERAL, general_items);
+        let general = read_general(&mut r)?;
+        r.finish()?;
+        let mut file = None;
+        let mut http = Vec::new();
         for setting in &doc.settings {
             let items = match &setting.value {
                 Value::Group(items) => items,
@@ -253,48 +312,71 @@ impl Config {
                     });
                 }
             };
-            let mut r = Reader::new(path, &setting.name, items);
             match setting.name.as_str() {
-                "general" => config.general = read_general(&mut r)?,
-                "file" => config.file = read_file(&mut r)?,
-                name if is_http_category(name) => config.http.push(read_http(&mut r, name)?),
+                "general" => {}
+                "file" => {
+                    let mut r = Reader::new(path, "file", keys::FILE, items);
+                    file = Some(read_file(&mut r, &general)?);
+                    r.finish()?;
+                }
+                name if is_http_category(name) => {
+                    let mut r = Reader::new(path, name, keys::HTTP, items);
+                    http.push(read_http(&mut r, name, &general)?);
+                    r.finish()?;
+                }
                 other => {
-                    return Err(r.error(
-                        other,
-                        "unknown category (known: general, file, http, http-<name>)",
-                    ));
+                    return Err(ConfigError {
+                        file: path.to_path_buf(),
+                        key: other.to_string(),
+                        problem: "unknown category (known: general, file, http, http-<name>)"
+                            .into(),
+                    });
                 }
             }
-            r.finish()?;
         }
-        Ok(config)
+        let file = match file {
+            Some(file) => file,
+            None => {
+                let mut r = Reader::new(path, "file", keys::FILE, &[]);
+                read_file(&mut r, &general)?
+            }
+        };
+        Ok(Config {
+            file_path: path.to_path_buf(),
+            general,
+            file,
+            http,
+        })
     }
 }
 
 fn read_general(r: &mut Reader<'_>) -> Result<General, ConfigError> {
-    let d = General::default();
     Ok(General {
-        enabled: r.bool("enabled")?.unwrap_or(d.enabled),
-        events: r.mask("events")?.unwrap_or(d.events),
-        channel_capacity: r
-            .int_in("channel_capacity", 16, 16_777_216)?
-            .map_or(d.channel_capacity, |v| v as usize),
-        settle: r.millis("settle_ms", 0, 600_000)?.unwrap_or(d.settle),
-        reclaim_session_timeout: r.int_in("reclaim_session_timeout", 0, 86_400 * 365)?,
-        max_sessions: r
-            .int_in("max_sessions", 1, 1 << 32)?
-            .map_or(d.max_sessions, |v| v as usize),
-        shutdown_timeout: r
-            .millis("shutdown_timeout_ms", 100, 600_000)?
-            .unwrap_or(d.shutdown_timeout),
-        inject: r.reasons("inject")?.unwrap_or(d.inject),
-        state_dir: r.path("state_dir")?,
-        state_fsync: r
-            .choice("state_fsync", "always, interval, never", Fsync::parse)?
-            .unwrap_or(d.state_fsync),
-        checkpoint: r
-            .millis("checkpoint_ms", 100, 3_600_000)?
-            .unwrap_or(d.checkpoint),
+        enabled: r.value("enabled", as_bool)?,
+        events: r.value("events", as_mask)?,
+        channel_capacity: r.value("channel_capacity", as_whole)? as usize,
+        settle: r.value("settle_ms", as_millis)?,
+        reclaim_session_timeout: r.optional("reclaim_session_timeout", as_whole)?,
+        max_sessions: r.value("max_sessions", as_whole)? as usize,
+        shutdown_timeout: r.value("shutdown_timeout_ms", as_millis)?,
+        inject: r.value("inject", as_inject)?,
+        state_dir: r.optional("state_dir", as_path)?,
+        state_fsync: r.value("state_fsync", |k, v| as_word(k, v, Fsync::parse))?,
+        checkpoint: r.value("checkpoint_ms", as_millis)?,
+        file_mode: r.value("file_mode", as_mode)?,
+    })
+}
+
+fn read_file(r: &mut Reader<'_>, general: &General) -> Result<FileConfig, ConfigError> {
+    Ok(FileConfig {
+        enabled: r.value("enabled", as_bool)?,
+        path: r.value("path", as_path)?,
+        flush: r.value("flush_ms", as_millis)?,
+        events: r.optional("events", as_mask)?,
+        queue_size: r.value("queue_size", as_whole)? as usize,
+        file_mode: r
+            .optional("file_mode", as_mode)?
+            .unwrap_or(general.file_mode),
     })
 }
 
@@ -309,267 +391,155 @@ fn is_http_category(name: &str) -> bool {
         })
 }
 
-fn read_http(r: &mut Reader<'_>, name: &str) -> Result<HttpConfig, ConfigError> {
-    let backend = match r.string("backend")? {
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
-        Some(url) => {
-            return Err(r.error(
-                "backend",
-                format!("{url:?} is not an http:// or https:// URL"),
-            ));
-        }
-        None => return Err(r.error("backend", "missing: the URL events are POSTed to")),
-    };
-    let grouping = r.bool("grouping")?.unwrap_or(true);
-    let compress = r.bool("compress")?.unwrap_or(false);
-    let level = r.int_in("compression", 1, 9)?.unwrap_or(6) as u32;
-    let format = r
-        .choice(
-            "compression_format",
-            "gzip, sampleevh, zlib",
-            Compression::parse,
-        )?
-        .unwrap_or(Compression::Gzip);
+fn read_http(r: &mut Reader<'_>, name: &str, general: &General) -> Result<HttpConfig, ConfigError> {
+    let grouping = r.value("grouping", as_bool)?;
+    let compress = r.value("compress", as_bool)?;
+    let level = r.value("compression", as_whole)? as u32;
+    let format = r.value("compression_format", |k, v| {
+        as_word(k, v, Compression::parse)
+    })?;
     let target = HttpTarget {
-        backend,
+        backend: r.value("backend", as_url)?,
         grouping,
-        json: r
-            .choice("json", "compact, plain, indented", JsonStyle::parse)?
-            .unwrap_or(JsonStyle::Compact),
-        user: r.string("backend_user")?,
-        password: r.string("backend_pwd")?,
+        json: r.value("json", |k, v| as_word(k, v, JsonStyle::parse))?,
+        user: r.optional("backend_user", as_string)?,
+        password: r.optional("backend_pwd", as_string)?,
         compress: compress.then_some((format, level)),
-        timeout: r
-            .millis("timeout_ms", 100, 600_000)?
-            .unwrap_or(Duration::from_secs(10)),
-        ca_file: r.path("ca_file")?,
-        tls_verify: r.bool("tls_verify")?.unwrap_or(true),
+        timeout: r.value("timeout_ms", as_millis)?,
+        ca_file: r.optional("ca_file", as_path)?,
+        tls_verify: r.value("tls_verify", as_bool)?,
     };
-    let spool_dir = r.path("spool_dir")?;
-    let spool_what = r.choice("spool", "lifecycle, all", |t| {
-        match t.to_ascii_lowercase().as_str() {
+    let spool_dir = r.optional("spool_dir", as_path)?;
+    let all_events = r.value("spool", |k, v| {
+        as_word(k, v, |t| match t.to_ascii_lowercase().as_str() {
             "lifecycle" => Some(false),
             "all" => Some(true),
             _ => None,
-        }
+        })
     })?;
-    let fsync = r.choice("spool_fsync", "always, interval, never", Fsync::parse)?;
-    let fsync_every = r.millis("spool_fsync_ms", 10, 600_000)?;
-    let max_mb = r.int_in("spool_max_mb", 1, 1 << 20)?;
+    let fsync = r.value("spool_fsync", |k, v| as_word(k, v, Fsync::parse))?;
+    let fsync_every = r.value("spool_fsync_ms", as_millis)?;
+    let max_mb = r.value("spool_max_mb", as_whole)?;
+    let file_mode = r
+        .optional("file_mode", as_mode)?
+        .unwrap_or(general.file_mode);
     let spool = spool_dir.map(|dir| SpoolOptions {
         dir: dir.join(name),
-        all_events: spool_what.unwrap_or(false),
-        fsync: fsync.unwrap_or(Fsync::Interval),
-        fsync_every: fsync_every.unwrap_or(Duration::from_millis(1_000)),
-        max_bytes: max_mb.unwrap_or(1024) << 20,
+        all_events,
+        fsync,
+        fsync_every,
+        max_bytes: max_mb << 20,
+        file_mode,
     });
-    let backoff = r
-        .millis("retransmissions_backoff", 1, 600_000)?
-        .unwrap_or(Duration::from_millis(100));
+    let max_batch = r.value("max_batch", as_whole)? as usize;
+    let backoff = r.value("retransmissions_backoff", as_millis)?;
     Ok(HttpConfig {
         name: name.to_string(),
-        enabled: r.bool("enabled")?.unwrap_or(true),
-        events: r.mask("events")?,
-        max_batch: if grouping {
-            r.int_in("max_batch", 1, 10_000)?.unwrap_or(100) as usize
-        } else {
-            r.int_in("max_batch", 1, 10_000)?;
-            1
-        },
-        max_delay: r
-            .millis("max_delay_ms", 0, 60_000)?
-            .unwrap_or(Duration::ZERO),
-        retries: r.int_in("max_retransmissions", 0, 1_000_000)?.unwrap_or(5) as u32,
+        enabled: r.value("enabled", as_bool)?,
+        events: r.optional("events", as_mask)?,
+        // Without grouping, one event per request (max_batch is still checked).
+        max_batch: if grouping { max_batch } else { 1 },
+        max_delay: r.value("max_delay_ms", as_millis)?,
+        retries: r.value("max_retransmissions", as_whole)? as u32,
         backoff,
-        backoff_max: r
-            .millis("backoff_max_ms", 1, 3_600_000)?
-            .unwrap_or(Duration::from_secs(30))
-            .max(backoff),
-        queue_size: r
-            .int_in("queue_size", 16, 16_777_216)?
-            .map_or(65_536, |v| v as usize),
+        backoff_max: r.value("backoff_max_ms", as_millis)?.max(backoff),
+        queue_size: r.value("queue_size", as_whole)? as usize,
         spool,
         target,
     })
 }
 
-fn read_file(r: &mut Reader<'_>) -> Result<FileConfig, ConfigError> {
-    let d = FileConfig::default();
-    let path = match r.string("path")? {
-        Some(p) if p.is_empty() => return Err(r.error("path", "must not be empty")),
-        Some(p) => PathBuf::from(p),
-        None => d.path,
-    };
-    Ok(FileConfig {
-        enabled: r.bool("enabled")?.unwrap_or(d.enabled),
-        path,
-        flush: r.millis("flush_ms", 1, 3_600_000)?.unwrap_or(d.flush),
-        events: r.mask("events")?,
-        queue_size: r
-            .int_in("queue_size", 16, 16_777_216)?
-            .map_or(d.queue_size, |v| v as usize),
-    })
-}
-
-/// Typed access to one category's settings, remembering which were read so
-/// that unknown (misspelt) keys are reported.
+/// Typed access to one category's settings: each key's value from the file
+/// or, when absent, its default from [`keys`] (through the same checks), and
+/// the keys that were read, so that unknown (misspelt) keys are reported.
 struct Reader<'a> {
     file: &'a Path,
     category: &'a str,
+    keys: &'static [Key],
     items: &'a [Setting],
     used: Vec<bool>,
+    /// Keys asked for (a test checks every key of the table is read).
+    asked: Vec<&'static str>,
 }
 
 impl<'a> Reader<'a> {
-    fn new(file: &'a Path, category: &'a str, items: &'a [Setting]) -> Reader<'a> {
+    fn new(
+        file: &'a Path,
+        category: &'a str,
+        keys: &'static [Key],
+        items: &'a [Setting],
+    ) -> Reader<'a> {
         Reader {
             file,
             category,
+            keys,
             items,
             used: vec![false; items.len()],
+            asked: Vec::new(),
         }
     }
 
     fn error(&self, key: &str, problem: impl Into<String>) -> ConfigError {
-        let key = if key == self.category {
-            key.to_string()
-        } else {
-            format!("{}.{}", self.category, key)
-        };
         ConfigError {
             file: self.file.to_path_buf(),
-            key,
+            key: format!("{}.{}", self.category, key),
             problem: problem.into(),
         }
     }
 
-    fn get(&mut self, key: &str) -> Option<&'a Setting> {
-        let i = self.items.iter().position(|s| s.name == key)?;
-        self.used[i] = true;
-        Some(&self.items[i])
-    }
-
-    /// A scalar as text (Janus reads every scalar as a string).
-    fn text(&mut self, key: &str) -> Result<Option<(String, &'a Setting)>, ConfigError> {
-        let Some(s) = self.get(key) else {
-            return Ok(None);
-        };
-        match s.value.as_text() {
-            Some(t) => Ok(Some((t, s))),
-            None => Err(self.error(
-                key,
-                format!(
-                    "expected a single value, found a {} (line {})",
-                    s.value.type_name(),
-                    s.line
-                ),
-            )),
-        }
-    }
-
-    fn string(&mut self, key: &str) -> Result<Option<String>, ConfigError> {
-        let Some(s) = self.get(key) else {
-            return Ok(None);
-        };
-        match &s.value {
-            Value::Str(t) => Ok(Some(t.clone())),
-            other => Err(self.error(
-                key,
-                format!(
-                    "expected a quoted string, found a {} (line {})",
-                    other.type_name(),
-                    s.line
-                ),
-            )),
-        }
-    }
-
-    /// A non-empty path string.
-    fn path(&mut self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
-        match self.string(key)? {
-            Some(p) if p.is_empty() => Err(self.error(key, "must not be empty")),
-            Some(p) => Ok(Some(PathBuf::from(p))),
-            None => Ok(None),
-        }
-    }
-
-    /// One of a fixed set of words.
-    fn choice<T>(
+    /// The key's value: from the file, else its default (None when the
+    /// default is "unset", another key's or Janus's).
+    fn optional<T>(
         &mut self,
-        key: &str,
-        allowed: &str,
-        parse: impl Fn(&str) -> Option<T>,
+        name: &str,
+        check: impl Fn(&Key, &Value) -> Result<T, String>,
     ) -> Result<Option<T>, ConfigError> {
-        let Some((t, s)) = self.text(key)? else {
-            return Ok(None);
+        let Some(key) = keys::find(self.keys, name) else {
+            return Err(self.error(name, "internal error: the key is not in the table of keys"));
         };
-        match parse(t.trim()) {
-            Some(v) => Ok(Some(v)),
-            None => Err(self.error(
-                key,
-                format!("expected one of {allowed}, found {:?} (line {})", t, s.line),
-            )),
+        self.asked.push(key.name);
+        if let Some(i) = self.items.iter().position(|s| s.name == name) {
+            self.used[i] = true;
+            let s = &self.items[i];
+            return check(key, &s.value)
+                .map(Some)
+                .map_err(|problem| self.error(name, format!("{problem} (line {})", s.line)));
+        }
+        match key.default {
+            KeyDefault::Is(text) => {
+                check(key, &Value::Str(text.to_string()))
+                    .map(Some)
+                    .map_err(|problem| {
+                        self.error(
+                            name,
+                            format!("internal error: the default {text:?}: {problem}"),
+                        )
+                    })
+            }
+            KeyDefault::Required => Err(self.error(name, "missing: this key is required")),
+            KeyDefault::Unset | KeyDefault::Inherits(_) | KeyDefault::FromJanus => Ok(None),
         }
     }
 
-    fn bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
-        let Some((t, s)) = self.text(key)? else {
-            return Ok(None);
-        };
-        match t.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => Ok(Some(true)),
-            "false" | "no" | "0" => Ok(Some(false)),
-            _ => Err(self.error(
-                key,
-                format!("expected true or false, found {:?} (line {})", t, s.line),
-            )),
+    /// The value of a key that has a default of its own.
+    fn value<T>(
+        &mut self,
+        name: &str,
+        check: impl Fn(&Key, &Value) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.optional(name, check)? {
+            Some(v) => Ok(v),
+            None => Err(self.error(name, "internal error: the key has no default of its own")),
         }
-    }
-
-    fn int_in(&mut self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
-        let Some((t, s)) = self.text(key)? else {
-            return Ok(None);
-        };
-        match t.trim().parse::<u64>() {
-            Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
-            Ok(v) => Err(self.error(
-                key,
-                format!("{v} is out of range ({min} to {max}) (line {})", s.line),
-            )),
-            Err(_) => Err(self.error(
-                key,
-                format!(
-                    "expected a whole number from {min} to {max}, found {:?} (line {})",
-                    t, s.line
-                ),
-            )),
-        }
-    }
-
-    fn millis(&mut self, key: &str, min: u64, max: u64) -> Result<Option<Duration>, ConfigError> {
-        Ok(self.int_in(key, min, max)?.map(Duration::from_millis))
-    }
-
-    fn mask(&mut self, key: &str) -> Result<Option<EventMask>, ConfigError> {
-        let Some((t, s)) = self.text(key)? else {
-            return Ok(None);
-        };
-        EventMask::parse(&t)
-            .map(Some)
-            .map_err(|e| self.error(key, format!("{e} (line {})", s.line)))
-    }
-
-    fn reasons(&mut self, key: &str) -> Result<Option<Vec<Reason>>, ConfigError> {
-        let Some((t, s)) = self.text(key)? else {
-            return Ok(None);
-        };
-        parse_inject(&t)
-            .map(Some)
-            .map_err(|e| self.error(key, format!("{e} (line {})", s.line)))
     }
 
     /// Fails on the first setting nobody asked for.
     fn finish(self) -> Result<(), ConfigError> {
+        debug_assert!(
+            self.keys.iter().all(|k| self.asked.contains(&k.name)),
+            "{}: a key of the table is never read",
+            self.category
+        );
         match self.used.iter().position(|u| !u) {
             None => Ok(()),
             Some(i) => {
@@ -577,6 +547,128 @@ impl<'a> Reader<'a> {
                 Err(self.error(&s.name, format!("unknown key (line {})", s.line)))
             }
         }
+    }
+}
+
+/// A scalar as text (Janus reads every scalar as a string).
+fn scalar(value: &Value) -> Result<String, String> {
+    value
+        .as_text()
+        .ok_or_else(|| format!("expected a single value, found a {}", value.type_name()))
+}
+
+fn as_bool(_: &Key, value: &Value) -> Result<bool, String> {
+    let t = scalar(value)?;
+    match t.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("expected true or false, found {t:?}")),
+    }
+}
+
+/// A whole number in the key's range: an integer, or a string of digits
+/// (Janus reads `"5000"` as 5000). Fractions and exponents are refused,
+/// also when they happen to be whole (`1.5e3`, `2.0`).
+fn as_whole(key: &Key, value: &Value) -> Result<u64, String> {
+    let Kind::Whole { min, max, why } = key.kind else {
+        return Err("internal error: not a whole-number key".into());
+    };
+    let expected = format!("expected a whole number from {min} to {max}");
+    let n = match value {
+        Value::Int(i) => u64::try_from(*i).map_err(|_| format!("{expected}, found {i}"))?,
+        Value::Float(_) => {
+            return Err(format!(
+                "{expected}, found {} (a fraction or an exponent is not a whole number)",
+                scalar(value)?
+            ));
+        }
+        other => {
+            let t = scalar(other)?;
+            t.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{expected}, found {t:?}"))?
+        }
+    };
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} is out of range ({min} to {max}: {why})"))
+    }
+}
+
+fn as_millis(key: &Key, value: &Value) -> Result<Duration, String> {
+    as_whole(key, value).map(Duration::from_millis)
+}
+
+/// One of the key's words.
+fn as_word<T>(key: &Key, value: &Value, parse: fn(&str) -> Option<T>) -> Result<T, String> {
+    let t = scalar(value)?;
+    parse(t.trim()).ok_or_else(|| {
+        let allowed = key.kind.describe().replace('`', "");
+        format!("expected one of {allowed}, found {t:?}")
+    })
+}
+
+fn as_mask(_: &Key, value: &Value) -> Result<EventMask, String> {
+    EventMask::parse(&scalar(value)?)
+}
+
+fn as_inject(_: &Key, value: &Value) -> Result<Vec<Reason>, String> {
+    parse_inject(&scalar(value)?)
+}
+
+fn as_string(_: &Key, value: &Value) -> Result<String, String> {
+    match value {
+        Value::Str(t) => Ok(t.clone()),
+        other => Err(format!(
+            "expected a quoted string, found a {}",
+            other.type_name()
+        )),
+    }
+}
+
+/// A non-empty path string.
+fn as_path(key: &Key, value: &Value) -> Result<PathBuf, String> {
+    match as_string(key, value)? {
+        p if p.is_empty() => Err("must not be empty".into()),
+        p => Ok(PathBuf::from(p)),
+    }
+}
+
+/// An `http://` or `https://` URL with a host, as `url` (and so ureq)
+/// parses it. The URL standard `url` follows forgives `http:host` and
+/// `http:///host`; they are refused here, since they are typos more often
+/// than not. Errors show the URL without its password.
+fn as_url(key: &Key, value: &Value) -> Result<String, String> {
+    let text = as_string(key, value)?;
+    let shown = redact_url(&text);
+    let lower = text.to_ascii_lowercase();
+    let after_scheme = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    match url::Url::parse(&text) {
+        Err(e) => Err(format!("{shown:?} is not a valid URL: {e}")),
+        Ok(_) if after_scheme.is_none() => {
+            Err(format!("{shown:?} is not an http:// or https:// URL"))
+        }
+        Ok(_) if after_scheme.is_some_and(|rest| rest.starts_with(['/', '\\'])) => {
+            Err(format!("{shown:?} has no host after the \"//\""))
+        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => Err(format!("{shown:?} has no host")),
+        Ok(_) => Ok(text),
+    }
+}
+
+/// Permission bits as a quoted octal string (a bare `0640` is the decimal
+/// integer 640 in this syntax, so it is refused).
+fn as_mode(_: &Key, value: &Value) -> Result<u32, String> {
+    match value {
+        Value::Str(t) => parse_mode(t),
+        other => Err(format!(
+            "expected permission bits as a quoted octal string such as \"0640\", found {} (a {})",
+            scalar(other).unwrap_or_default(),
+            other.type_name()
+        )),
     }
 }
 

@@ -8,32 +8,67 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 #[test]
-fn sample_config_parses_to_the_documented_defaults() {
+fn sample_config_parses_to_the_defaults() {
     let text = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
-    let c = parse(text).unwrap();
-    assert!(c.general.enabled);
+    // The sample turns the handler on (copying it is how one installs it);
+    // everything else it sets, uncommented, is the default.
+    let sample = parse(text).unwrap();
+    let defaults = parse("general: { enabled = true }").unwrap();
+    assert_eq!(sample, defaults);
+    assert!(sample.http.is_empty());
+}
+
+#[test]
+fn defaults_come_from_the_table_of_keys() {
+    // An empty file: every key takes its default, through the same checks
+    // as a value in the file (an invalid default would be an error here).
+    let c = parse("").unwrap();
+    assert!(!c.general.enabled);
     assert_eq!(c.general.events, EventMask::ALL);
-    assert_eq!(
-        c.general.channel_capacity,
-        General::default().channel_capacity
-    );
-    assert_eq!(c.general.settle, General::default().settle);
-    assert_eq!(c.general.max_sessions, General::default().max_sessions);
-    assert_eq!(
-        c.general.shutdown_timeout,
-        General::default().shutdown_timeout
-    );
+    assert_eq!(c.general.channel_capacity, 65_536);
+    assert_eq!(c.general.settle, Duration::from_millis(500));
     assert_eq!(c.general.reclaim_session_timeout, None);
-    assert_eq!(c.general.inject, General::default().inject);
+    assert_eq!(c.general.max_sessions, 1_000_000);
+    assert_eq!(c.general.shutdown_timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.general.inject,
+        vec![
+            Reason::TransportGone,
+            Reason::Timeout,
+            Reason::ReclaimExpired,
+            Reason::Shutdown
+        ]
+    );
     assert_eq!(c.general.state_dir, None);
-    assert_eq!(c.general.state_fsync, General::default().state_fsync);
-    assert_eq!(c.general.checkpoint, General::default().checkpoint);
-    assert!(c.http.is_empty());
+    assert_eq!(c.general.state_fsync, Fsync::Interval);
+    assert_eq!(c.general.checkpoint, Duration::from_secs(5));
+    assert_eq!(c.general.file_mode, 0o640);
     assert!(c.file.enabled);
-    assert_eq!(c.file.path, FileConfig::default().path);
-    assert_eq!(c.file.flush, FileConfig::default().flush);
+    assert_eq!(
+        c.file.path,
+        PathBuf::from("/var/log/janus/lifecycleevh.jsonl")
+    );
+    assert_eq!(c.file.flush, Duration::from_secs(1));
     assert_eq!(c.file.events, None);
-    assert_eq!(c.file.queue_size, FileConfig::default().queue_size);
+    assert_eq!(c.file.queue_size, 65_536);
+    assert_eq!(c.file.file_mode, 0o640);
+    let h = &parse("http: { backend = \"http://b/\" }").unwrap().http[0];
+    assert!(h.enabled);
+    assert_eq!(h.events, None);
+    assert!(h.target.grouping);
+    assert_eq!(h.max_batch, 100);
+    assert_eq!(h.max_delay, Duration::ZERO);
+    assert_eq!(h.target.json, JsonStyle::Compact);
+    assert_eq!((&h.target.user, &h.target.password), (&None, &None));
+    assert_eq!(h.target.compress, None);
+    assert_eq!(h.retries, 5);
+    assert_eq!(h.backoff, Duration::from_millis(100));
+    assert_eq!(h.backoff_max, Duration::from_secs(30));
+    assert_eq!(h.target.timeout, Duration::from_secs(10));
+    assert_eq!(h.target.ca_file, None);
+    assert!(h.target.tls_verify);
+    assert_eq!(h.queue_size, 65_536);
+    assert_eq!(h.spool, None);
 }
 
 #[test]
@@ -49,6 +84,10 @@ general: {
     max_sessions = 5000
     shutdown_timeout_ms = 2000
     inject = "none"
+    state_dir = "/var/lib/x"
+    state_fsync = "always"
+    checkpoint_ms = 200
+    file_mode = "0600"
 }
 file: {
     enabled = false
@@ -56,6 +95,7 @@ file: {
     flush_ms = 50
     events = "core"
     queue_size = 100
+    file_mode = "0660"
 }
 "#,
     )
@@ -68,11 +108,16 @@ file: {
     assert_eq!(c.general.max_sessions, 5000);
     assert_eq!(c.general.shutdown_timeout, Duration::from_millis(2000));
     assert!(c.general.inject.is_empty());
+    assert_eq!(c.general.state_dir, Some(PathBuf::from("/var/lib/x")));
+    assert_eq!(c.general.state_fsync, Fsync::Always);
+    assert_eq!(c.general.checkpoint, Duration::from_millis(200));
+    assert_eq!(c.general.file_mode, 0o600);
     assert!(!c.file.enabled);
     assert_eq!(c.file.path, PathBuf::from("/tmp/x.jsonl"));
     assert_eq!(c.file.flush, Duration::from_millis(50));
     assert_eq!(c.file.events.unwrap().to_string(), "core");
     assert_eq!(c.file.queue_size, 100);
+    assert_eq!(c.file.file_mode, 0o660);
 }
 
 #[test]
@@ -208,6 +253,7 @@ fn the_sample_http_section_parses_with_every_key() {
     assert_eq!(spool.fsync, Fsync::Interval);
     assert_eq!(spool.fsync_every, Duration::from_secs(1));
     assert_eq!(spool.max_bytes, 1024 << 20);
+    assert_eq!(spool.file_mode, 0o640);
 }
 
 #[test]
@@ -235,8 +281,9 @@ fn http_errors() {
     assert!(!c.http[1].enabled);
 }
 
-/// Every key of the sample config (http-* keys included), as `category.key`.
-fn sample_keys() -> Vec<String> {
+/// Every setting of the sample config, commented out or not, with its
+/// category (`http-*` categories as `http`), in file order.
+fn sample_settings() -> Vec<(String, jcfg::Setting)> {
     let sample = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
     // Settings and categories, commented out or not; prose comments dropped.
     let is_setting = |t: &str| {
@@ -253,20 +300,333 @@ fn sample_keys() -> Vec<String> {
         .collect::<Vec<_>>()
         .join("\n");
     let doc = jcfg::parse(&uncommented).expect("the sample parses once uncommented");
-    let mut keys = Vec::new();
+    let mut settings = Vec::new();
     for cat in &doc.settings {
         if let jcfg::Value::Group(items) = &cat.value {
+            let category = if cat.name.starts_with("http") {
+                "http"
+            } else {
+                &cat.name
+            };
             for item in items {
-                let category = if cat.name.starts_with("http") {
-                    "http"
-                } else {
-                    &cat.name
-                };
-                keys.push(format!("{category}.{}", item.name));
+                settings.push((category.to_string(), item.clone()));
             }
         }
     }
-    keys
+    settings
+}
+
+/// Every key of the sample config, as `category.key`.
+fn sample_keys() -> Vec<String> {
+    sample_settings()
+        .iter()
+        .map(|(category, s)| format!("{category}.{}", s.name))
+        .collect()
+}
+
+/// Every key of the table of keys, as `category.key`.
+fn table_keys() -> Vec<String> {
+    keys::CATEGORIES
+        .iter()
+        .flat_map(|(category, keys)| keys.iter().map(move |k| format!("{category}.{}", k.name)))
+        .collect()
+}
+
+fn table_key(category: &str, name: &str) -> &'static Key {
+    let (_, keys) = keys::CATEGORIES
+        .iter()
+        .find(|(c, _)| *c == category)
+        .unwrap_or_else(|| panic!("no category {category}"));
+    keys::find(keys, name).unwrap_or_else(|| panic!("{category}.{name} is not in the table"))
+}
+
+/// The sample jcfg shows every key of the table and no other, each with its
+/// default where it has one of its own (commented out or not), and says
+/// each range in the comment next to its key.
+#[test]
+fn the_sample_config_agrees_with_the_table_of_keys() {
+    let mut sample = sample_keys();
+    let mut table = table_keys();
+    sample.sort();
+    table.sort();
+    assert_eq!(
+        sample, table,
+        "the sample config and keys.rs list different keys"
+    );
+    let text = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
+    for (category, setting) in sample_settings() {
+        let key = table_key(&category, &setting.name);
+        let shown = setting.value.as_text().unwrap_or_default();
+        if let KeyDefault::Is(default) = key.default {
+            // The sample turns the handler on: that is what it is for.
+            if (category.as_str(), key.name) != ("general", "enabled") {
+                assert_eq!(
+                    shown, default,
+                    "{category}.{}: the sample shows {shown:?}, the default is {default:?}",
+                    key.name
+                );
+            }
+        }
+        if let Kind::Whole { min, max, .. } = key.kind {
+            // The comment from this key's line (in its category) to the next key's.
+            let category_at = text
+                .lines()
+                .position(|l| {
+                    let t = l.trim_start_matches('#');
+                    t.starts_with(category.as_str()) && t.trim_end().ends_with('{')
+                })
+                .unwrap();
+            let at = category_at
+                + text
+                    .lines()
+                    .skip(category_at)
+                    .position(|l| {
+                        let t = l.trim_start().trim_start_matches('#').trim_start();
+                        t.starts_with(key.name) && t[key.name.len()..].trim_start().starts_with('=')
+                    })
+                    .unwrap();
+            let comment: String = text
+                .lines()
+                .skip(at)
+                .take_while({
+                    let mut first = true;
+                    move |l| {
+                        let t = l.trim_start().trim_start_matches('#').trim_start();
+                        let is_key = t.split_whitespace().nth(1) == Some("=");
+                        std::mem::replace(&mut first, false) || !is_key
+                    }
+                })
+                .flat_map(|l| l.split_whitespace().filter(|w| *w != "#"))
+                .map(|w| w.trim_start_matches('#'))
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                comment.contains(&format!("({min} to {max}")),
+                "{category}.{}: the sample's comment does not say ({min} to {max}...: {comment}",
+                key.name
+            );
+        }
+    }
+}
+
+/// The README's tables under `### \`general\``, `### \`file\`` and
+/// `### \`http\``: (category, key, default cell, values cell) per row.
+fn readme_rows() -> Vec<(String, String, String, String)> {
+    let readme = include_str!("../../README.md");
+    let mut rows = Vec::new();
+    for (category, _) in keys::CATEGORIES {
+        let heading = format!("### `{category}`");
+        let at = readme
+            .lines()
+            .position(|l| l.starts_with(&heading))
+            .unwrap_or_else(|| panic!("README: no heading {heading}"));
+        let table: Vec<&str> = readme
+            .lines()
+            .skip(at + 1)
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let cells = |line: &str| -> Vec<String> {
+            line.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        };
+        assert_eq!(
+            cells(table[0])[..3],
+            ["key", "default", "values"],
+            "README {heading}: the table's columns"
+        );
+        for line in &table[2..] {
+            let c = cells(line);
+            let key = c[0].trim_matches('`').to_string();
+            rows.push((category.to_string(), key, c[1].clone(), c[2].clone()));
+        }
+    }
+    rows
+}
+
+/// The README's configuration tables list every key of the table and no
+/// other, each with the default and the values keys.rs gives it.
+#[test]
+fn the_readme_agrees_with_the_table_of_keys() {
+    let rows = readme_rows();
+    let mut readme: Vec<String> = rows.iter().map(|(c, k, _, _)| format!("{c}.{k}")).collect();
+    let mut table = table_keys();
+    readme.sort();
+    table.sort();
+    assert_eq!(readme, table, "the README and keys.rs list different keys");
+    for (category, name, default, values) in &rows {
+        let key = table_key(category, name);
+        assert_eq!(
+            *default,
+            key.default.describe(),
+            "README: the default of {category}.{name}"
+        );
+        assert_eq!(
+            *values,
+            key.kind.describe(),
+            "README: the values of {category}.{name}"
+        );
+    }
+}
+
+#[test]
+fn every_range_says_why() {
+    for (category, keys) in keys::CATEGORIES {
+        for key in keys {
+            if let Kind::Whole { min, max, why } = key.kind {
+                assert!(min <= max && why.len() > 10, "{category}.{}", key.name);
+                // The reason is in the error message.
+                let backend = if category == "http" {
+                    "backend = \"http://x/\", "
+                } else {
+                    ""
+                };
+                let text = format!("{category}: {{ {backend}{} = {} }}", key.name, max + 1);
+                let e = parse(&text).unwrap_err();
+                assert!(e.problem.contains(why), "{e}");
+                assert!(e.problem.contains(&format!("({min} to {max}: ")), "{e}");
+            }
+        }
+    }
+}
+
+/// `max_sessions = 1.5e3` was accepted as 1500: the parser turned the float
+/// into the text "1500". Whole-number keys refuse fractions and exponents.
+#[test]
+fn whole_numbers_refuse_fractions_and_exponents() {
+    for bad in [
+        "1.5e3",
+        "2.0",
+        "1e3",
+        "1500.",
+        "1.5",
+        "\"1.5e3\"",
+        "\"1500.0\"",
+        "true",
+    ] {
+        let e = parse(&format!("general: {{ max_sessions = {bad} }}")).unwrap_err();
+        assert_eq!(e.key, "general.max_sessions", "{bad}");
+        assert!(
+            e.problem
+                .starts_with("expected a whole number from 1 to 4294967296, found "),
+            "{bad}: {e}"
+        );
+    }
+    let e = parse("general: { settle_ms = 1.5e3 }").unwrap_err();
+    assert_eq!(
+        e.problem,
+        "expected a whole number from 0 to 600000, found 1500.0 (a fraction or an exponent is not a whole number) (line 1)"
+    );
+    for good in ["1500", "\"1500\"", "0x5DC", "1500L"] {
+        let c = parse(&format!("general: {{ max_sessions = {good} }}")).unwrap();
+        assert_eq!(c.general.max_sessions, 1500, "{good}");
+    }
+}
+
+#[test]
+fn backend_must_be_an_http_url_with_a_host() {
+    for bad in [
+        "http://[::1",
+        "http://",
+        "http:///path",
+        "http:host",
+        "HTTPS:\\\\host/",
+        "https://:80/",
+        "ftp://host/",
+        "host:80/path",
+        "",
+        "http://exa mple.com/",
+    ] {
+        let text = format!("http: {{ backend = \"{bad}\" }}");
+        let e = parse(&text).expect_err(&text);
+        assert_eq!(e.key, "http.backend", "{bad}: {e}");
+    }
+    for good in [
+        "http://127.0.0.1:8080/events",
+        "https://[::1]:8443/",
+        "http://janus:pw@example.com/x?y=1",
+    ] {
+        let c = parse(&format!("http: {{ backend = \"{good}\" }}")).unwrap();
+        assert_eq!(c.http[0].target.backend, good);
+    }
+    // The password of a URL is not repeated in the error.
+    let e = parse("http: { backend = \"http://janus:hunter2@[::1\" }").unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    assert!(e.to_string().contains("http://janus:***@[::1"), "{e}");
+}
+
+#[test]
+fn file_modes() {
+    for (text, mode) in [
+        ("\"0640\"", 0o640),
+        ("\"640\"", 0o640),
+        ("\"0600\"", 0o600),
+        ("\"0777\"", 0o777),
+    ] {
+        let c = parse(&format!("general: {{ file_mode = {text} }}")).unwrap();
+        assert_eq!(c.general.file_mode, mode, "{text}");
+    }
+    for bad in [
+        "0640",
+        "640",
+        "\"0400\"",
+        "\"0200\"",
+        "\"4750\"",
+        "\"1777\"",
+        "\"0o640\"",
+        "\"rw-r-----\"",
+        "\"0648\"",
+        "\"06400\"",
+        "\"64\"",
+        "\"\"",
+    ] {
+        let e = parse(&format!("file: {{ file_mode = {bad} }}")).expect_err(bad);
+        assert_eq!(e.key, "file.file_mode", "{bad}: {e}");
+    }
+    let e = parse("general: { file_mode = \"0440\" }").unwrap_err();
+    assert!(e.problem.contains("must keep both"), "{e}");
+    let e = parse("general: { file_mode = 640 }").unwrap_err();
+    assert!(e.problem.contains("quoted octal string"), "{e}");
+    // The sinks inherit general.file_mode unless they set their own,
+    // whichever comes first in the file.
+    let c = parse(
+        "file: { }\nhttp-a: { backend = \"http://a/\", spool_dir = \"/s\" }\n\
+         http-b: { backend = \"http://b/\", spool_dir = \"/s\", file_mode = \"0600\" }\n\
+         general: { file_mode = \"0660\" }",
+    )
+    .unwrap();
+    assert_eq!(c.file.file_mode, 0o660);
+    assert_eq!(c.http[0].spool.as_ref().unwrap().file_mode, 0o660);
+    assert_eq!(c.http[1].spool.as_ref().unwrap().file_mode, 0o600);
+    assert_eq!(dir_mode(0o640), 0o750);
+    assert_eq!(dir_mode(0o600), 0o700);
+    assert_eq!(dir_mode(0o664), 0o775);
+}
+
+#[test]
+fn secrets_are_masked_when_shown() {
+    assert_eq!(
+        redact_url("https://janus:s3cret@host:8443/p?q=1"),
+        "https://janus:***@host:8443/p?q=1"
+    );
+    assert_eq!(redact_url("http://TOKEN@host/"), "http://***@host/");
+    assert_eq!(redact_url("http://host/a@b"), "http://host/a@b");
+    assert_eq!(redact_url("http://u:p@w@host"), "http://u:***@host");
+    assert_eq!(redact_url("http://host"), "http://host");
+    assert_eq!(redact_url("not a url"), "not a url");
+    let c = parse(
+        "http: { backend = \"http://u:urlpass@b/\", backend_user = \"u\", backend_pwd = \"pwdpass\" }",
+    )
+    .unwrap();
+    let t = &c.http[0].target;
+    assert_eq!(t.backend_shown(), "http://u:***@b/");
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("urlpass") && !debug.contains("pwdpass"),
+        "{debug}"
+    );
 }
 
 /// Failure behaviour: every key, given a wrong type and a wrong value, is
@@ -286,11 +646,13 @@ fn every_key_refuses_a_wrong_type_and_a_wrong_value() {
         ("general.state_dir", "5", "\"\""),
         ("general.state_fsync", "1", "\"sometimes\""),
         ("general.checkpoint_ms", "\"often\"", "5"),
+        ("general.file_mode", "640", "\"0400\""),
         ("file.enabled", "{ }", "\"y\""),
         ("file.path", "true", "\"\""),
         ("file.flush_ms", "\"fast\"", "0"),
         ("file.events", "[1]", "\"nothing\""),
         ("file.queue_size", "\"big\"", "1"),
+        ("file.file_mode", "[\"0640\"]", "\"7777\""),
         ("http.enabled", "[]", "\"on\""),
         ("http.backend", "5", "\"ftp://x\""),
         ("http.events", "3", "\"al\""),
@@ -315,6 +677,7 @@ fn every_key_refuses_a_wrong_type_and_a_wrong_value() {
         ("http.spool_fsync", "0", "\"daily\""),
         ("http.spool_fsync_ms", "\"1s\"", "1"),
         ("http.spool_max_mb", "\"1G\"", "0"),
+        ("http.file_mode", "true", "\"0644x\""),
     ];
     let documented = sample_keys();
     for key in &documented {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::file::FileSink;
 use super::http::HttpSink;
 use super::spool::SpoolConfig;
-use super::{SinkHandle, SinkSettings, SpawnError, SpoolSettings};
-use crate::config::Config;
+use super::{OnFailure, SinkHandle, SinkSettings, SpawnError, SpoolSettings};
+use crate::config::{Config, EventMask, FileConfig};
 use crate::error::InitError;
 
 /// Opens and starts every enabled sink, the file first, then the HTTP
@@ -33,7 +33,7 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
     let mut sinks = Vec::new();
     let f = &config.file;
     if f.enabled {
-        let sink = FileSink::open(&f.path).map_err(|e| {
+        let sink = FileSink::open(&f.path, f.file_mode).map_err(|e| {
             InitError::unusable(
                 file,
                 "file.path",
@@ -41,15 +41,7 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
                 e,
             )
         })?;
-        let settings = SinkSettings {
-            acknowledges: true,
-            ..SinkSettings::simple(
-                "file",
-                f.events.unwrap_or(config.general.events),
-                f.queue_size,
-                f.flush,
-            )
-        };
+        let settings = file_settings(f, f.events.unwrap_or(config.general.events));
         let handle = SinkHandle::spawn("file", settings, Box::new(sink))
             .map_err(|e| spawned("file", "file".into(), None, e))?;
         sinks.push(handle);
@@ -76,6 +68,7 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
             retries: h.retries,
             backoff: h.backoff,
             backoff_max: h.backoff_max,
+            on_failure: OnFailure::GiveUp,
             spool: h.spool.as_ref().map(|s| SpoolSettings {
                 config: SpoolConfig {
                     dir: s.dir.clone(),
@@ -93,4 +86,20 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
         sinks.push(handle);
     }
     Ok(sinks)
+}
+
+/// How the file sink is run: lines written as they come (no delay), a
+/// failed write retried after a jittered wait of up to `flush_ms`, and on
+/// failure the non-lifecycle lines dropped while lifecycle lines wait in the
+/// queue for space to return (`OnFailure::KeepLifecycle`).
+pub fn file_settings(f: &FileConfig, mask: EventMask) -> SinkSettings {
+    SinkSettings {
+        retries: 0,
+        backoff: f.flush,
+        backoff_max: f.flush,
+        on_failure: OnFailure::KeepLifecycle,
+        // Crash recovery records an ending once its line is in the kernel.
+        acknowledges: true,
+        ..SinkSettings::simple("file", mask, f.queue_size, f.flush)
+    }
 }

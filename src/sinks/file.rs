@@ -1,58 +1,108 @@
 //! The file sink: one event per line (JSON Lines), appended to `file.path`.
 //!
-//! - Lines are buffered and flushed at least every `file.flush_ms`, and when
-//!   the handler stops.
-//! - Rotation: at each flush the sink checks that `file.path` is still the
-//!   file it has open (same device and inode); when it was renamed or removed
-//!   (logrotate), the sink reopens the path, so new lines go to the new file.
-//! - Errors (disk full, permissions) are reported in the log and in `info`;
-//!   the file is reopened on the next write. A line cut short by a failed
-//!   write is terminated before the next line, so every line stays parseable
-//!   except that one.
+//! What it promises, and how:
+//!
+//! - **Written to the kernel before it counts.** Each batch is built as whole
+//!   lines in one buffer and handed to `write(2)` at once (no buffering in
+//!   the process): `deliver` returns Ok only when the kernel took every
+//!   line, so a SIGKILL of Janus right after loses nothing the sink counted
+//!   as `sent`, and an ending never waits in the process for a timer.
+//!   (Surviving a power cut would need an fsync; the file does not ask for
+//!   one.)
+//! - **Never an invalid line.** The file is opened `O_APPEND`; after a short
+//!   write (a full disk takes what fits) the sink asks the kernel where its
+//!   write ended (its file offset: exact even if the file was truncated or
+//!   appended to by someone else before the write) and cuts the file back
+//!   to the end of the last whole line, so no cut-short line stays and the
+//!   lines it cut are written again, once, later. It does not cut when the
+//!   file grew past its write meanwhile (another writer: cutting would
+//!   destroy theirs); it says so instead. A partial last line found when the
+//!   file is opened (a write interrupted by a crash) is removed, and logged.
+//! - **A full disk costs what it must, counted.** A failed batch is handed
+//!   back to the runner (`OnFailure::KeepLifecycle`): the lines that are not
+//!   session lifecycle events are dropped (`dropped`), lifecycle lines wait
+//!   in the sink's queue (bounded by `queue_size`) and are retried, with a
+//!   jittered wait of up to `flush_ms`, until space returns; what is still
+//!   waiting at stop counts as `dropped` and `dropped_lifecycle`.
+//! - **Rotation.** Every `flush_ms` (the runner's flush) the sink checks
+//!   that `file.path` is still the file it has open (same device and inode);
+//!   when it was renamed or removed (logrotate), the sink reopens the path.
+//! - **Who may read it.** A file the sink creates gets exactly `file_mode`
+//!   (default `0640`, whatever the umask), and each folder it creates on the
+//!   way `dir_mode(file_mode)` (`0750`). Existing files and folders keep
+//!   theirs.
+//! - Errors other than a full disk (permissions, I/O errors) drop the open
+//!   file: it is reopened on the next write.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{ErrorKind, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
 use super::{Sink, SinkError};
+use crate::config::dir_mode;
 use crate::recovery::FilePosition;
 
 pub struct FileSink {
     path: PathBuf,
+    /// Permission bits of the file when the sink creates it.
+    mode: u32,
     out: Option<Open>,
     reopened: u64,
+    /// The batch being written, as whole lines.
+    buf: Vec<u8>,
+    /// Where each line of `buf` ends (one past its newline).
+    ends: Vec<usize>,
+    /// A partial line of ours that could not be cut back yet: the file
+    /// length to cut back to, and the length the file had after our write.
+    torn: Option<(u64, u64)>,
 }
 
 struct Open {
-    writer: BufWriter<File>,
+    file: File,
     dev: u64,
     ino: u64,
 }
 
+/// What one `write(2)` of whole lines achieved.
+enum Wrote {
+    All,
+    /// A short write: this many more lines are whole in the file (anything
+    /// after them was cut back).
+    Lines(usize),
+}
+
 impl FileSink {
-    /// Opens (creating it and its folder if needed) the file for appending.
-    /// Fails when it cannot be opened: a config problem the caller reports.
-    pub fn open(path: &Path) -> std::io::Result<FileSink> {
-        let out = open(path)?;
+    /// Opens (creating it and its folder if needed, with `mode` and the
+    /// matching folder mode) the file for appending. Fails when it cannot be
+    /// opened: a config problem the caller reports.
+    pub fn open(path: &Path, mode: u32) -> std::io::Result<FileSink> {
+        let out = open(path, mode)?;
         Ok(FileSink {
             path: path.to_path_buf(),
+            mode,
             out: Some(out),
             reopened: 0,
+            buf: Vec::new(),
+            ends: Vec::new(),
+            torn: None,
         })
     }
 
-    fn writer(&mut self) -> Result<&mut BufWriter<File>, String> {
+    fn error(&self, what: &str, e: impl std::fmt::Display) -> String {
+        format!("file sink: cannot {what} {}: {e}", self.path.display())
+    }
+
+    fn ensure_open(&mut self) -> Result<(), String> {
         if self.out.is_none() {
-            let opened = open(&self.path)
-                .map_err(|e| format!("file sink: cannot open {}: {e}", self.path.display()))?;
+            let opened = open(&self.path, self.mode).map_err(|e| self.error("open", e))?;
             self.out = Some(opened);
             self.reopened += 1;
         }
-        Ok(&mut self.out.as_mut().expect("opened above").writer)
+        Ok(())
     }
 
     /// True when `path` no longer names the file we have open.
@@ -65,85 +115,209 @@ impl FileSink {
             Err(_) => true,
         }
     }
-}
 
-fn open(path: &Path) -> std::io::Result<Open> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)?;
-    let meta = file.metadata()?;
-    // A line cut short by an earlier failure (or crash) must not swallow ours.
-    if meta.len() > 0 {
-        let mut last = [0u8; 1];
-        file.seek(SeekFrom::End(-1))?;
-        file.read_exact(&mut last)?;
-        if last[0] != b'\n' {
-            file.write_all(b"\n")?;
+    /// Removes a partial line an earlier cut back could not (the file is
+    /// cut only if nobody appended after it).
+    fn mend(&mut self) -> Result<(), String> {
+        let (Some((keep, end)), Some(out)) = (self.torn, &self.out) else {
+            return Ok(());
+        };
+        match cut_back(&out.file, end, keep) {
+            Ok(true) => {
+                self.torn = None;
+                Ok(())
+            }
+            Ok(false) => {
+                // Someone appended after our partial line: leave it.
+                self.torn = None;
+                Err(self.error(
+                    "cut back a partial line in",
+                    "another process appended to the file after it",
+                ))
+            }
+            Err(e) => Err(self.error("cut back a partial line in", e)),
         }
     }
+
+    /// One `write(2)` of `buf[from..]` (whole lines from line `line`).
+    fn write_lines(&mut self, line: usize) -> Result<Wrote, std::io::Error> {
+        let out = self.out.as_mut().expect("opened by the caller");
+        let from = if line == 0 { 0 } else { self.ends[line - 1] };
+        let chunk = &self.buf[from..];
+        let n = loop {
+            match out.file.write(chunk) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        if n == chunk.len() {
+            return Ok(Wrote::All);
+        }
+        if n == 0 {
+            return Err(ErrorKind::WriteZero.into());
+        }
+        // A short write: our bytes end at the file offset (O_APPEND moved
+        // it to the end of what this write put in the file).
+        let end = out.file.stream_position()?;
+        let whole = self.ends[line..]
+            .iter()
+            .take_while(|e| **e - from <= n)
+            .count();
+        let kept = if whole == 0 {
+            0
+        } else {
+            self.ends[line + whole - 1] - from
+        };
+        if kept < n {
+            let keep = end - n as u64 + kept as u64;
+            match cut_back(&out.file, end, keep) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(std::io::Error::other(
+                        "a line was cut short and another process appended to the file after it",
+                    ));
+                }
+                Err(e) => {
+                    self.torn = Some((keep, end));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Wrote::Lines(whole))
+    }
+}
+
+/// Cuts the file back to `keep` bytes if it still ends at `end` (nobody
+/// appended after our write); false if it does not.
+fn cut_back(file: &File, end: u64, keep: u64) -> std::io::Result<bool> {
+    if file.metadata()?.len() != end {
+        return Ok(false);
+    }
+    file.set_len(keep)?;
+    Ok(true)
+}
+
+/// Creates the missing folders of `dir`, each with exactly `mode`.
+fn create_dirs(dir: &Path, mode: u32) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent, mode)?;
+    }
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        // The umask may have taken bits away: set exactly `mode`.
+        Ok(()) => std::fs::set_permissions(dir, Permissions::from_mode(mode)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn open(path: &Path, mode: u32) -> std::io::Result<Open> {
+    if let Some(parent) = path.parent() {
+        create_dirs(parent, dir_mode(mode))?;
+    }
+    let options = || {
+        let mut o = OpenOptions::new();
+        o.append(true).read(true);
+        o
+    };
+    let file = match options().create_new(true).mode(mode).open(path) {
+        Ok(file) => {
+            // The umask may have taken bits away: set exactly `mode`.
+            file.set_permissions(Permissions::from_mode(mode))?;
+            file
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => options().open(path)?,
+        Err(e) => return Err(e),
+    };
+    remove_partial_last_line(&file, path)?;
+    let meta = file.metadata()?;
     Ok(Open {
-        writer: BufWriter::with_capacity(64 * 1024, file),
+        file,
         dev: meta.dev(),
         ino: meta.ino(),
     })
 }
 
+/// A write interrupted by a crash (or a power cut) may have left the file
+/// ending in part of a line: cut it off, so that the file holds only whole
+/// lines, and say so.
+fn remove_partial_last_line(file: &File, path: &Path) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(part, start)?;
+        if let Some(i) = part.iter().rposition(|b| *b == b'\n') {
+            end = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        file.set_len(end)?;
+        crate::jlog!(
+            Warn,
+            "file sink: {} ended in a partial line ({} bytes, from a write interrupted by a crash): removed it",
+            path.display(),
+            len - end
+        );
+    }
+    Ok(())
+}
+
+/// Errors that mean "no space": the file stays open, the batch waits.
+fn is_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
+}
+
 impl Sink for FileSink {
     fn deliver(&mut self, batch: &[&str], _deadline: Option<Instant>) -> Result<(), SinkError> {
-        let path = self.path.clone();
-        let w = self.writer().map_err(|message| SinkError {
-            delivered: 0,
-            message,
-        })?;
-        for (i, ev) in batch.iter().enumerate() {
-            let written = w.write_all(ev.as_bytes()).and_then(|_| w.write_all(b"\n"));
-            if let Err(e) = written {
-                self.out = None;
-                return Err(SinkError {
-                    delivered: i,
-                    message: format!("file sink: cannot write {}: {e}", path.display()),
-                });
-            }
+        let fail = |delivered: usize, message: String| SinkError { delivered, message };
+        self.ensure_open().map_err(|m| fail(0, m))?;
+        self.mend().map_err(|m| fail(0, m))?;
+        self.buf.clear();
+        self.ends.clear();
+        for ev in batch {
+            self.buf.extend_from_slice(ev.as_bytes());
+            self.buf.push(b'\n');
+            self.ends.push(self.buf.len());
         }
-        // Delivered means handed to the kernel: a SIGKILL does not lose it.
-        if let Err(e) = w.flush() {
-            self.out = None;
-            return Err(SinkError {
-                delivered: 0,
-                message: format!("file sink: cannot write {}: {e}", path.display()),
-            });
+        // Normally one write. After a short write the rest is tried again
+        // at once (the space may have been a passing shortage); the second
+        // short write or error ends the attempt.
+        let mut done = 0;
+        while done < batch.len() {
+            match self.write_lines(done) {
+                Ok(Wrote::All) => return Ok(()),
+                Ok(Wrote::Lines(n)) if n > 0 => done += n,
+                Ok(Wrote::Lines(_)) => {
+                    let why = "short write (disk full?): cut back to the last whole line";
+                    return Err(fail(done, self.error("write", why)));
+                }
+                Err(e) => {
+                    if !is_full(&e) {
+                        self.out = None;
+                    }
+                    return Err(fail(done, self.error("write", e)));
+                }
+            }
         }
         Ok(())
     }
 
-    fn position(&self) -> Option<FilePosition> {
-        let out = self.out.as_ref()?;
-        let len = out.writer.get_ref().metadata().ok()?.len();
-        Some(FilePosition {
-            dev: out.dev,
-            ino: out.ino,
-            len,
-        })
-    }
-
+    /// Lines are in the kernel already: checks for rotation only.
     fn flush(&mut self) -> Result<(), String> {
-        if let Some(out) = &mut self.out
-            && let Err(e) = out.writer.flush()
-        {
-            self.out = None;
-            return Err(format!(
-                "file sink: cannot write {}: {e}",
-                self.path.display()
-            ));
-        }
         if self.rotated() {
             self.out = None;
-            self.writer()?;
+            self.torn = None;
+            self.ensure_open()?;
         }
         Ok(())
     }
@@ -151,7 +325,20 @@ impl Sink for FileSink {
     fn describe(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("path".into(), json!(self.path.display().to_string()));
+        m.insert("file_mode".into(), json!(format!("{:04o}", self.mode)));
         m
+    }
+
+    /// Where the file stands after the last delivered batch (the file is
+    /// opened for appending: its end is the end of our last write).
+    fn position(&self) -> Option<FilePosition> {
+        let out = self.out.as_ref()?;
+        let len = out.file.metadata().ok()?.len();
+        Some(FilePosition {
+            dev: out.dev,
+            ino: out.ino,
+            len,
+        })
     }
 }
 
@@ -163,69 +350,4 @@ impl FileSink {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(n: u64) -> String {
-        format!("{{\"session_id\":{n}}}")
-    }
-
-    impl FileSink {
-        fn put(&mut self, events: &[String]) -> Result<(), SinkError> {
-            let texts: Vec<&str> = events.iter().map(String::as_str).collect();
-            self.deliver(&texts, None)
-        }
-    }
-
-    #[test]
-    fn appends_lines_and_follows_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/events.jsonl");
-        let mut sink = FileSink::open(&path).unwrap();
-        sink.put(&[ev(1), ev(2)]).unwrap();
-        sink.flush().unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "{\"session_id\":1}\n{\"session_id\":2}\n"
-        );
-        // logrotate: rename away, the next flush notices and reopens the path.
-        let rotated = dir.path().join("sub/events.jsonl.1");
-        std::fs::rename(&path, &rotated).unwrap();
-        sink.put(&[ev(3)]).unwrap();
-        sink.flush().unwrap();
-        sink.put(&[ev(4)]).unwrap();
-        sink.flush().unwrap();
-        assert_eq!(sink.reopened(), 1);
-        assert_eq!(
-            std::fs::read_to_string(&rotated).unwrap(),
-            "{\"session_id\":1}\n{\"session_id\":2}\n{\"session_id\":3}\n"
-        );
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "{\"session_id\":4}\n"
-        );
-    }
-
-    #[test]
-    fn terminates_a_torn_last_line_before_appending() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        std::fs::write(&path, "{\"torn\":").unwrap();
-        let mut sink = FileSink::open(&path).unwrap();
-        sink.put(&[ev(1)]).unwrap();
-        sink.flush().unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "{\"torn\":\n{\"session_id\":1}\n"
-        );
-    }
-
-    #[test]
-    fn unwritable_path_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("plain");
-        std::fs::write(&file, "").unwrap();
-        // A path below a regular file can never be created.
-        assert!(FileSink::open(&file.join("x.jsonl")).is_err());
-    }
-}
+mod tests;

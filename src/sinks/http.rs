@@ -12,7 +12,12 @@
 //!   those of `ca_file`;
 //! - a request is delivered when the backend answers 2xx; anything else
 //!   (connection error, timeout, 3xx, 4xx, 5xx) is a failure the runner
-//!   retries with backoff.
+//!   retries with backoff;
+//! - secrets stay secret: the backend URL's `user:password@` (which ureq
+//!   turns into basic authentication) and `backend_pwd` never appear in an
+//!   error (logged, and `last_error` in `info`) or in `info`'s `backend`.
+//!   ureq's own error texts start with the full URL, so errors are built
+//!   from their parts instead, with the URL shown masked.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -43,6 +48,8 @@ pub struct HttpSink {
     target: HttpTarget,
     agent: ureq::Agent,
     authorization: Option<String>,
+    /// The backend URL as errors and `info` show it (password masked).
+    shown: String,
 }
 
 impl HttpSink {
@@ -64,6 +71,7 @@ impl HttpSink {
             )
         });
         Ok(HttpSink {
+            shown: target.backend_shown(),
             target,
             agent,
             authorization,
@@ -171,9 +179,12 @@ impl Sink for HttpSink {
             delivered: 0,
             message,
         };
-        let url = &self.target.backend;
+        let url = &self.shown;
         let mut body = self.body(batch).map_err(&fail)?;
-        let mut request = self.agent.post(url).set("Content-Type", "application/json");
+        let mut request = self
+            .agent
+            .post(&self.target.backend)
+            .set("Content-Type", "application/json");
         if let Some((how, level)) = self.target.compress {
             body = compress(&body, how, level)
                 .map_err(|e| fail(format!("{url}: compressing: {e}")))?;
@@ -203,7 +214,7 @@ impl Sink for HttpSink {
             Err(ureq::Error::Status(code, resp)) => {
                 Err(fail(format!("{url}: HTTP {code} {}", resp.status_text())))
             }
-            Err(ureq::Error::Transport(t)) => Err(fail(format!("{url}: {t}"))),
+            Err(ureq::Error::Transport(t)) => Err(fail(format!("{url}: {}", transport_error(&t)))),
         }
     }
 
@@ -213,10 +224,25 @@ impl Sink for HttpSink {
 
     fn describe(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("backend".into(), json!(self.target.backend));
+        m.insert("backend".into(), json!(self.shown));
         m.insert("grouping".into(), json!(self.target.grouping));
         m
     }
+}
+
+/// A ureq transport error without the URL its `Display` starts with (the
+/// URL may hold a password): the kind, ureq's message and the cause.
+fn transport_error(t: &ureq::Transport) -> String {
+    let mut text = t.kind().to_string();
+    if let Some(message) = t.message() {
+        text.push_str(": ");
+        text.push_str(message);
+    }
+    if let Some(source) = std::error::Error::source(t) {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+    }
+    text
 }
 
 /// TLS settings: the system's CAs (or only `ca_file`'s), verification on
@@ -386,10 +412,35 @@ mod tests {
         let e = s.deliver(&["{}"], None).unwrap_err();
         assert_eq!(e.delivered, 0);
         assert!(
-            e.message.starts_with("http://127.0.0.1:9/x: "),
+            e.message
+                .starts_with("http://127.0.0.1:9/x: Connection Failed: "),
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn errors_and_info_never_show_a_password() {
+        // ureq's own error text starts with the URL, password included.
+        for backend in [
+            "http://janus:urlsecret@127.0.0.1:9/x",
+            "http://janus:urlsecret@no-such-host.invalid/x",
+        ] {
+            let mut t = target(true, JsonStyle::Compact);
+            t.backend = backend.into();
+            t.user = Some("janus".into());
+            t.password = Some("pwdsecret".into());
+            let mut s = HttpSink::new(t).unwrap();
+            let e = s.deliver(&["{}"], None).unwrap_err();
+            let info = serde_json::to_string(&s.describe()).unwrap();
+            for text in [&e.message, &info] {
+                assert!(
+                    !text.contains("urlsecret") && !text.contains("pwdsecret"),
+                    "{text}"
+                );
+                assert!(text.contains("http://janus:***@"), "{text}");
+            }
+        }
     }
 
     #[test]

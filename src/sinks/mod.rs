@@ -79,13 +79,31 @@ pub struct SinkSettings {
     /// Retries of a failed batch of events that are not spooled, before they
     /// are dropped (spooled events are retried until delivered).
     pub retries: u32,
-    /// First wait before a retry, doubled each time up to `backoff_max`.
+    /// Bound of the first retry's wait (drawn at random up to it: full
+    /// jitter), doubled with each failed attempt up to `backoff_max`.
     pub backoff: Duration,
     pub backoff_max: Duration,
+    /// What becomes of events still undelivered after the retries.
+    pub on_failure: OnFailure,
     pub spool: Option<SpoolSettings>,
     /// Crash recovery waits for this sink to deliver an ending before it
     /// records the ending (the file sink: a delivered line is in the kernel).
     pub acknowledges: bool,
+}
+
+/// What a sink's runner does with events it could not deliver after
+/// `retries` retries (and at close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Events that are not spooled are given up, counted `failed`; spooled
+    /// ones are retried until delivered (HTTP: best effort like sampleevh,
+    /// the spool for what must arrive).
+    GiveUp,
+    /// Events that are not session lifecycle events are dropped, counted
+    /// `dropped`; lifecycle events are retried until delivered, the queue
+    /// bounding how many wait (the file sink on a full disk). Lifecycle
+    /// events still waiting at close count as `dropped_lifecycle` too.
+    KeepLifecycle,
 }
 
 impl SinkSettings {
@@ -106,6 +124,7 @@ impl SinkSettings {
             retries: 0,
             backoff: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
+            on_failure: OnFailure::GiveUp,
             spool: None,
             acknowledges: false,
         }

@@ -6,15 +6,23 @@
 //! - a batch holds the oldest waiting events (queue and spool merged by
 //!   sequence number), at most `max_batch`; a partial batch waits up to
 //!   `max_delay` for more;
-//! - a failed batch is retried after `backoff`, doubled each time up to
-//!   `backoff_max`; events that are not spooled are given up (counted
-//!   `failed`) after `retries` retries; spooled events are kept and retried
-//!   until the backend takes them (their spool record is acknowledged only
-//!   then);
+//! - a failed batch is retried after a wait drawn uniformly from zero to
+//!   `backoff`, that bound doubling with each failed attempt up to
+//!   `backoff_max` ("full jitter", see [`full_jitter`]), so that sinks and
+//!   Janus instances that failed together do not retry together;
+//! - after `retries` retries, what happens to the batch is the sink's
+//!   [`OnFailure`]: `GiveUp` gives up the events that are not spooled
+//!   (counted `failed`) and keeps retrying the spooled ones until the backend
+//!   takes them (their spool record is acknowledged only then);
+//!   `KeepLifecycle` drops the events that are not session lifecycle events
+//!   (counted `dropped`) and keeps retrying the lifecycle ones (the queue
+//!   bounds how many wait);
 //! - when closing, whatever is waiting is tried once more without backoff;
 //!   after a failure or past the deadline the thread stops: spooled events
-//!   stay spooled for the next start, the others count as `failed`.
+//!   stay spooled for the next start, the others count as `failed`
+//!   (`GiveUp`) or `dropped` and `dropped_lifecycle` (`KeepLifecycle`).
 
+use std::hash::BuildHasher;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::queue::Queued;
 use super::spool::Record;
-use super::{Sink, SinkError, SinkSettings, SinkShared};
+use super::{OnFailure, Sink, SinkError, SinkSettings, SinkShared};
 use crate::sync::{lock, wait, wait_timeout};
 
 /// One event of a batch, from the memory queue or from the spool.
@@ -54,6 +62,42 @@ impl Item {
             Item::Spooled(r) => &r.json,
         }
     }
+
+    /// A session lifecycle event (`created`, `destroyed`, `timeout`).
+    fn lifecycle(&self) -> bool {
+        match self {
+            Item::Memory(q) => q.event.lifecycle,
+            Item::Spooled(_) => true,
+        }
+    }
+}
+
+/// A random number generator for one sink's retry waits, seeded from the
+/// operating system's randomness: std's `RandomState` keys come from the OS
+/// (once per thread, then a new pair for each `RandomState`), so every sink
+/// of every Janus instance draws its own sequence, even when instances start
+/// at the same moment. (`fastrand`'s own seed is a hash of the clock and the
+/// thread id, which instances started together may share.)
+pub(super) fn retry_rng() -> fastrand::Rng {
+    fastrand::Rng::with_seed(std::collections::hash_map::RandomState::new().hash_one(0u8))
+}
+
+/// The wait before retry number `attempts` (1 after the first failure):
+/// uniform from zero to `min(backoff_max, backoff * 2^(attempts - 1))`, the
+/// "full jitter" of the AWS architecture blog's "Exponential Backoff And
+/// Jitter" (and of Vector's retries). Spreads the retries of many clients
+/// that failed together over the whole window instead of bunching them at
+/// its end.
+pub(super) fn full_jitter(
+    rng: &mut fastrand::Rng,
+    backoff: Duration,
+    backoff_max: Duration,
+    attempts: u32,
+) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(20);
+    let bound = backoff.saturating_mul(factor).min(backoff_max);
+    let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rng.u64(0..=nanos))
 }
 
 pub(super) struct Runner {
@@ -65,6 +109,8 @@ pub(super) struct Runner {
     retries: u32,
     backoff: Duration,
     backoff_max: Duration,
+    on_failure: OnFailure,
+    rng: fastrand::Rng,
 }
 
 enum Wake {
@@ -92,6 +138,8 @@ impl Runner {
             retries: s.retries,
             backoff: s.backoff.max(Duration::from_millis(1)),
             backoff_max: s.backoff_max.max(s.backoff),
+            on_failure: s.on_failure,
+            rng: retry_rng(),
         }
     }
 
@@ -146,8 +194,9 @@ impl Runner {
                             break;
                         }
                         if attempts > self.retries {
-                            // Not spooled: given up. Spooled: kept, retried.
-                            self.give_up_unspooled(&mut batch);
+                            // GiveUp: what is not spooled is given up.
+                            // KeepLifecycle: lifecycle events are kept.
+                            self.give_up(&mut batch);
                         }
                         if batch.is_empty() {
                             attempts = 0;
@@ -172,9 +221,8 @@ impl Runner {
         self.sync_spool();
     }
 
-    fn backoff_for(&self, attempts: u32) -> Duration {
-        let factor = 1u32 << attempts.saturating_sub(1).min(20);
-        self.backoff.saturating_mul(factor).min(self.backoff_max)
+    fn backoff_for(&mut self, attempts: u32) -> Duration {
+        full_jitter(&mut self.rng, self.backoff, self.backoff_max, attempts)
     }
 
     /// Blocks until events are due, a timer fires, or close() is called.
@@ -278,9 +326,6 @@ impl Runner {
             Err(e) => e.delivered.min(batch.len()),
         };
         if delivered > 0 {
-            let position = self.sink.position();
-            let routes = batch[..delivered].iter().filter_map(Item::route).max();
-            self.settle(routes, batch.len() == delivered, position);
             self.shared
                 .stats()
                 .sent
@@ -298,7 +343,10 @@ impl Runner {
                         .report(format!("{}: spool: {e}", self.shared.name()));
                 }
             }
+            let done = batch[..delivered].iter().filter_map(Item::route).max();
             batch.drain(..delivered);
+            let position = self.sink.position();
+            self.settle(done, batch, position);
         }
         match result {
             Ok(()) => Ok(()),
@@ -309,51 +357,82 @@ impl Runner {
         }
     }
 
-    /// Drops the events of the batch that are not spooled, counting them failed.
-    fn give_up_unspooled(&self, batch: &mut Vec<Item>) {
+    /// After the retries: `GiveUp` drops the events of the batch that are
+    /// not spooled, counting them `failed`; `KeepLifecycle` drops those that
+    /// are not lifecycle events, counting them `dropped`.
+    fn give_up(&self, batch: &mut Vec<Item>) {
         let before = batch.len();
+        let stats = self.shared.stats();
         let routes = batch.iter().filter_map(Item::route).max();
-        batch.retain(|i| matches!(i, Item::Spooled(_)));
-        let lost = (before - batch.len()) as u64;
-        self.shared.stats().failed.fetch_add(lost, Relaxed);
-        self.settle(routes, batch.is_empty(), None);
+        match self.on_failure {
+            OnFailure::GiveUp => {
+                batch.retain(|i| matches!(i, Item::Spooled(_)));
+                let lost = (before - batch.len()) as u64;
+                stats.failed.fetch_add(lost, Relaxed);
+            }
+            OnFailure::KeepLifecycle => {
+                batch.retain(Item::lifecycle);
+                let lost = (before - batch.len()) as u64;
+                stats.dropped.fetch_add(lost, Relaxed);
+            }
+        }
+        self.settle(routes, batch, None);
     }
 
-    /// Publishes that the memory events up to `route` are finished with
-    /// (delivered, or given up), and whether the batch is done.
+    /// Publishes what the sink has finished with (for crash recovery): the
+    /// memory events up to `done` left the batch (delivered or given up),
+    /// except that nothing at or after an event still in the `batch` is
+    /// finished. `position`: where the sink's file stands now.
     fn settle(
         &self,
-        route: Option<u64>,
-        batch_done: bool,
+        done: Option<u64>,
+        batch: &[Item],
         position: Option<crate::recovery::FilePosition>,
     ) {
+        let waiting = batch.iter().filter_map(Item::route).min();
         let mut st = lock(&self.shared.queue.state);
-        if let Some(r) = route {
-            st.settled_through = st.settled_through.max(r);
+        let through = match (done, waiting) {
+            (_, Some(w)) => Some(w - 1),
+            (Some(d), None) => Some(d),
+            (None, None) => None,
+        };
+        if let Some(t) = through {
+            st.settled_through = st.settled_through.max(t);
         }
-        if batch_done {
-            st.in_flight = false;
-        }
+        st.in_flight = waiting.is_some();
         if position.is_some() {
             st.position = position;
         }
     }
 
-    /// Stops with events undelivered: the spooled ones stay in the spool.
+    /// Stops with events undelivered: the spooled ones stay in the spool,
+    /// the others are counted lost (`failed`, or `dropped` and
+    /// `dropped_lifecycle` for `KeepLifecycle`).
     fn abandon(&self, batch: &mut Vec<Item>) {
-        self.give_up_unspooled(batch);
-        batch.clear();
-        let left = {
+        let stats = self.shared.stats();
+        let mut left: Vec<bool> = batch
+            .drain(..)
+            .filter(|i| matches!(i, Item::Memory(_)))
+            .map(|i| i.lifecycle())
+            .collect();
+        {
             let mut st = lock(&self.shared.queue.state);
-            let n = st.items.len();
-            if let Some(r) = st.items.back().map(|q| q.route) {
-                st.settled_through = st.settled_through.max(r);
+            left.extend(st.items.drain(..).map(|q| q.event.lifecycle));
+            // Never delivered: not finished with. The thread stops, so the
+            // sink stays "busy" and crash recovery keeps those sessions open.
+            st.in_flight = true;
+        }
+        let lifecycle = left.iter().filter(|l| **l).count() as u64;
+        let all = left.len() as u64;
+        match self.on_failure {
+            OnFailure::GiveUp => {
+                stats.failed.fetch_add(all, Relaxed);
             }
-            st.items.clear();
-            st.in_flight = false;
-            n
-        };
-        self.shared.stats().failed.fetch_add(left as u64, Relaxed);
+            OnFailure::KeepLifecycle => {
+                stats.dropped.fetch_add(all, Relaxed);
+                stats.dropped_lifecycle.fetch_add(lifecycle, Relaxed);
+            }
+        }
     }
 
     fn flush(&mut self) {
@@ -373,5 +452,77 @@ impl Runner {
                     .report(format!("{}: spool: {e}", self.shared.name()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Full jitter: every wait is within [0, min(backoff_max, backoff *
+    /// 2^(attempt - 1))], and the waits spread over that whole window.
+    #[test]
+    fn retry_waits_are_uniform_up_to_the_capped_exponential_bound() {
+        let (backoff, max) = (Duration::from_millis(100), Duration::from_secs(30));
+        let mut rng = retry_rng();
+        for attempts in 1..=40u32 {
+            let bound = backoff.saturating_mul(1 << (attempts - 1).min(20)).min(max);
+            let draws: Vec<Duration> = (0..4000)
+                .map(|_| full_jitter(&mut rng, backoff, max, attempts))
+                .collect();
+            assert!(draws.iter().all(|d| *d <= bound), "attempt {attempts}");
+            // Uniform on [0, bound]: the mean is near bound / 2 (4000 draws:
+            // the standard error is 0.5% of the bound), and both ends of
+            // the window are reached.
+            let mean = draws.iter().sum::<Duration>().as_secs_f64() / draws.len() as f64;
+            let half = bound.as_secs_f64() / 2.0;
+            assert!(
+                (mean - half).abs() < 0.05 * half,
+                "attempt {attempts}: mean {mean}"
+            );
+            assert!(draws.iter().any(|d| *d < bound / 10), "attempt {attempts}");
+            assert!(
+                draws.iter().any(|d| *d > bound * 9 / 10),
+                "attempt {attempts}"
+            );
+        }
+        // The bound grows: 100 ms, 200 ms, 400 ms, ..., capped at 30 s.
+        let mut most = |attempts| {
+            (0..2000)
+                .map(|_| full_jitter(&mut rng, backoff, max, attempts))
+                .max()
+                .unwrap()
+        };
+        assert!(most(1) <= backoff && most(1) > backoff * 9 / 10);
+        assert!(most(3) <= backoff * 4 && most(3) > backoff * 3);
+        assert!(most(20) <= max && most(20) > max * 9 / 10);
+    }
+
+    /// Two sinks (of one Janus, or of two Janus instances started at the
+    /// same moment) do not draw the same waits.
+    #[test]
+    fn two_runners_do_not_retry_in_lockstep() {
+        let waits = |mut rng: fastrand::Rng| -> Vec<Duration> {
+            (1..=8)
+                .map(|attempt| {
+                    full_jitter(
+                        &mut rng,
+                        Duration::from_millis(100),
+                        Duration::from_secs(30),
+                        attempt,
+                    )
+                })
+                .collect()
+        };
+        let same_thread = (waits(retry_rng()), waits(retry_rng()));
+        assert_ne!(same_thread.0, same_thread.1);
+        let other = std::thread::spawn(move || waits(retry_rng()))
+            .join()
+            .unwrap();
+        let other2 = std::thread::spawn(move || waits(retry_rng()))
+            .join()
+            .unwrap();
+        assert_ne!(other, other2);
+        assert_ne!(other, same_thread.0);
     }
 }

@@ -1,0 +1,371 @@
+//! Every key of `janus.eventhandler.lifecycleevh.jcfg`, once: its name, the
+//! values it takes (for numbers: the range, and why it is the range) and its
+//! default.
+//!
+//! This table is the one place these facts are written. The reader
+//! (`super::Config::parse`) takes each key's default and range from it, so a
+//! missing key gets exactly the default written here (through the same
+//! validation as a value in the file) and an out-of-range value gets an error
+//! quoting the range and its reason. The tests in `super::tests` check the
+//! README's configuration tables (the `default` and `values` columns) and the
+//! sample `conf/janus.eventhandler.lifecycleevh.jcfg` against it, key by key.
+
+/// What a key accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `true` or `false` (also `yes`/`no`/`1`/`0`, as Janus reads them).
+    Bool,
+    /// A whole number from `min` to `max`: an integer literal or a string of
+    /// decimal digits; fractions and exponents (`1.5e3`) are refused.
+    /// `why` says why the bounds are what they are.
+    Whole {
+        min: u64,
+        max: u64,
+        why: &'static str,
+    },
+    /// One word of a fixed set (or a list of them), given as `values`.
+    Words { values: &'static str },
+    /// A quoted string, any text.
+    Text,
+    /// A quoted, non-empty file system path.
+    Path,
+    /// A quoted `http://` or `https://` URL with a host.
+    Url,
+    /// Permission bits as a quoted octal string (`"0640"`): no bits beyond
+    /// `0777`, and the owner keeps read and write.
+    Mode,
+}
+
+impl Kind {
+    /// The accepted values as the README's `values` column shows them.
+    pub fn describe(&self) -> String {
+        match self {
+            Kind::Bool => "`true`, `false`".to_string(),
+            Kind::Whole { min, max, .. } => format!("{min} to {max}"),
+            Kind::Words { values } => (*values).to_string(),
+            Kind::Text => "text".to_string(),
+            Kind::Path => "a path".to_string(),
+            Kind::Url => "an `http://` or `https://` URL".to_string(),
+            Kind::Mode => "octal permission bits, owner read and write".to_string(),
+        }
+    }
+}
+
+/// A key's value when the file does not set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Default {
+    /// This value, as it is written in the file (`65536`, `all`, `0640`).
+    Is(&'static str),
+    /// Not set: the feature is off, or nothing is sent (`state_dir`, `ca_file`).
+    Unset,
+    /// The key must be set (`backend`).
+    Required,
+    /// The value of another key (`general.events`).
+    Inherits(&'static str),
+    /// What Janus reports in its core `started` event (`reclaim_session_timeout`).
+    FromJanus,
+}
+
+impl Default {
+    /// The default as the README's `default` column shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Default::Is(v) => format!("`{v}`"),
+            Default::Unset => "unset".to_string(),
+            Default::Required => "required".to_string(),
+            Default::Inherits(key) => format!("`{key}`"),
+            Default::FromJanus => "from Janus".to_string(),
+        }
+    }
+}
+
+/// One key of a category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: Default,
+}
+
+const fn key(name: &'static str, kind: Kind, default: Default) -> Key {
+    Key {
+        name,
+        kind,
+        default,
+    }
+}
+
+const fn whole(min: u64, max: u64, why: &'static str) -> Kind {
+    Kind::Whole { min, max, why }
+}
+
+/// Words accepted by `events` keys.
+pub const MASK_VALUES: &str = "`none`, `all`, or a list of `sessions`, `handles`, `jsep`, `webrtc`, `media`, `plugins`, `transports`, `core`, `external`";
+/// Words accepted by `general.inject`.
+pub const INJECT_VALUES: &str =
+    "`none`, or a list of `transport_gone`, `shutdown`, `timeout`, `reclaim_expired`";
+/// Words accepted by the fsync policies.
+pub const FSYNC_VALUES: &str = "`always`, `interval`, `never`";
+
+/// Memory queues (the channel and every sink's queue) share their bounds.
+const QUEUE_MIN: u64 = 16;
+const QUEUE_MAX: u64 = 1 << 24;
+const QUEUE_WHY: &str = "fewer than 16 places would drop events in the ordinary bursts of a single session (created, attached, media, detached, destroyed); each waiting event keeps Janus's JSON in memory (typically 0.5 to 2 KB), so 16777216 of them are already gigabytes, and a larger bound would only let a stalled consumer exhaust the process's memory instead of dropping and counting";
+
+/// `general`.
+pub const GENERAL: &[Key] = &[
+    key("enabled", Kind::Bool, Default::Is("false")),
+    key(
+        "events",
+        Kind::Words {
+            values: MASK_VALUES,
+        },
+        Default::Is("all"),
+    ),
+    key(
+        "channel_capacity",
+        whole(QUEUE_MIN, QUEUE_MAX, QUEUE_WHY),
+        Default::Is("65536"),
+    ),
+    key(
+        "settle_ms",
+        whole(
+            0,
+            600_000,
+            "0 ends a disconnected transport's sessions at once; Janus's own ending lags a disconnect by milliseconds, so waiting more than 10 minutes would only keep dead sessions open",
+        ),
+        Default::Is("500"),
+    ),
+    key(
+        "reclaim_session_timeout",
+        whole(
+            0,
+            31_536_000,
+            "seconds, as in Janus's janus.jcfg; a session waiting more than a year to be reclaimed is a mistake, and the bound keeps the tracker's microsecond arithmetic far from overflow",
+        ),
+        Default::FromJanus,
+    ),
+    key(
+        "max_sessions",
+        whole(
+            1,
+            1 << 32,
+            "at least one session must be tracked; a tracked session costs about 250 bytes, so 4294967296 of them would need a terabyte",
+        ),
+        Default::Is("1000000"),
+    ),
+    key(
+        "shutdown_timeout_ms",
+        whole(
+            100,
+            600_000,
+            "Janus waits for the handler when it stops: under 100 ms there is no time to write the last events, and more than 10 minutes would hold Janus's shutdown hostage to a stuck backend",
+        ),
+        Default::Is("5000"),
+    ),
+    key(
+        "inject",
+        Kind::Words {
+            values: INJECT_VALUES,
+        },
+        Default::Is("transport_gone,timeout,reclaim_expired,shutdown"),
+    ),
+    key("state_dir", Kind::Path, Default::Unset),
+    key(
+        "state_fsync",
+        Kind::Words {
+            values: FSYNC_VALUES,
+        },
+        Default::Is("interval"),
+    ),
+    key(
+        "checkpoint_ms",
+        whole(
+            100,
+            3_600_000,
+            "each checkpoint rewrites every open session's last-seen time, too much work more often than every 100 ms; a gateway_restart ending's timestamp may be this old, and more than an hour says little about when the session ended",
+        ),
+        Default::Is("5000"),
+    ),
+    key("file_mode", Kind::Mode, Default::Is("0640")),
+];
+
+/// `file`.
+pub const FILE: &[Key] = &[
+    key("enabled", Kind::Bool, Default::Is("true")),
+    key(
+        "path",
+        Kind::Path,
+        Default::Is("/var/log/janus/lifecycleevh.jsonl"),
+    ),
+    key(
+        "flush_ms",
+        whole(
+            1,
+            3_600_000,
+            "how often the file's rotation is checked and, while writes fail, the longest wait between retries: from 1 ms to an hour, beyond which a rotated file would be written to for too long",
+        ),
+        Default::Is("1000"),
+    ),
+    key(
+        "events",
+        Kind::Words {
+            values: MASK_VALUES,
+        },
+        Default::Inherits("general.events"),
+    ),
+    key(
+        "queue_size",
+        whole(QUEUE_MIN, QUEUE_MAX, QUEUE_WHY),
+        Default::Is("65536"),
+    ),
+    key(
+        "file_mode",
+        Kind::Mode,
+        Default::Inherits("general.file_mode"),
+    ),
+];
+
+/// `http` and every `http-<name>`.
+pub const HTTP: &[Key] = &[
+    key("enabled", Kind::Bool, Default::Is("true")),
+    key("backend", Kind::Url, Default::Required),
+    key(
+        "events",
+        Kind::Words {
+            values: MASK_VALUES,
+        },
+        Default::Inherits("general.events"),
+    ),
+    key("grouping", Kind::Bool, Default::Is("true")),
+    key(
+        "max_batch",
+        whole(
+            1,
+            10_000,
+            "a request carries at least one event; 10000 events make a body of several megabytes, beyond what backends usually accept in one request",
+        ),
+        Default::Is("100"),
+    ),
+    key(
+        "max_delay_ms",
+        whole(
+            0,
+            60_000,
+            "0 sends at once; a partial batch waiting more than a minute would make the backend's view of sessions stale",
+        ),
+        Default::Is("0"),
+    ),
+    key(
+        "json",
+        Kind::Words {
+            values: "`compact`, `plain`, `indented`",
+        },
+        Default::Is("compact"),
+    ),
+    key("backend_user", Kind::Text, Default::Unset),
+    key("backend_pwd", Kind::Text, Default::Unset),
+    key("compress", Kind::Bool, Default::Is("false")),
+    key(
+        "compression",
+        whole(1, 9, "zlib's compression levels"),
+        Default::Is("6"),
+    ),
+    key(
+        "compression_format",
+        Kind::Words {
+            values: "`gzip`, `sampleevh`, `zlib`",
+        },
+        Default::Is("gzip"),
+    ),
+    key(
+        "max_retransmissions",
+        whole(
+            0,
+            1_000_000,
+            "0 gives up after the first failure; a million retries at the longest backoff are weeks, as good as forever",
+        ),
+        Default::Is("5"),
+    ),
+    key(
+        "retransmissions_backoff",
+        whole(
+            1,
+            600_000,
+            "the first retry's wait is at most this (ms): at least 1 ms, and no outage is shortened by a first wait of more than 10 minutes",
+        ),
+        Default::Is("100"),
+    ),
+    key(
+        "backoff_max_ms",
+        whole(
+            1,
+            3_600_000,
+            "the longest wait between retries: at least 1 ms, at most an hour, so that a backend back from an outage gets its events within the hour",
+        ),
+        Default::Is("30000"),
+    ),
+    key(
+        "timeout_ms",
+        whole(
+            100,
+            600_000,
+            "a request needs at least 100 ms even on loopback; a backend that takes more than 10 minutes to answer is down",
+        ),
+        Default::Is("10000"),
+    ),
+    key("ca_file", Kind::Path, Default::Unset),
+    key("tls_verify", Kind::Bool, Default::Is("true")),
+    key(
+        "queue_size",
+        whole(QUEUE_MIN, QUEUE_MAX, QUEUE_WHY),
+        Default::Is("65536"),
+    ),
+    key("spool_dir", Kind::Path, Default::Unset),
+    key(
+        "spool",
+        Kind::Words {
+            values: "`lifecycle`, `all`",
+        },
+        Default::Is("lifecycle"),
+    ),
+    key(
+        "spool_fsync",
+        Kind::Words {
+            values: FSYNC_VALUES,
+        },
+        Default::Is("interval"),
+    ),
+    key(
+        "spool_fsync_ms",
+        whole(
+            10,
+            600_000,
+            "an fsync more often than every 10 ms costs more than it protects; more than 10 minutes of events lost to a power cut is too many",
+        ),
+        Default::Is("1000"),
+    ),
+    key(
+        "spool_max_mb",
+        whole(
+            1,
+            1 << 20,
+            "at least one megabyte; 1048576 MB (1 TiB) is more than any spool folder should hold",
+        ),
+        Default::Is("1024"),
+    ),
+    key(
+        "file_mode",
+        Kind::Mode,
+        Default::Inherits("general.file_mode"),
+    ),
+];
+
+/// The categories: `general`, `file`, and `http` (which also stands for
+/// every `http-<name>`).
+pub const CATEGORIES: [(&str, &[Key]); 3] = [("general", GENERAL), ("file", FILE), ("http", HTTP)];
+
+/// A key of a category's table.
+pub fn find(keys: &'static [Key], name: &str) -> Option<&'static Key> {
+    keys.iter().find(|k| k.name == name)
+}
