@@ -329,8 +329,20 @@ fn parse_position(words: &[&str]) -> Option<FilePosition> {
     }
 }
 
-fn parse_transport(m: &str, id: &str) -> Option<(String, String)> {
-    (is_word(m) && is_word(id)).then(|| (m.to_string(), id.to_string()))
+impl Entry {
+    /// An entry read from a line; `transport` is the line's last two words
+    /// (`<module> <instance>`, `- -` when unknown, absent in version 1).
+    fn read(created: i64, last_seen: i64, transport: &[&str]) -> Entry {
+        let transport = match transport {
+            [m, id] if is_word(m) && is_word(id) => Some((m.to_string(), id.to_string())),
+            _ => None,
+        };
+        Entry {
+            created,
+            last_seen,
+            transport,
+        }
+    }
 }
 
 /// Reads snapshot and journal; returns the snapshot's generation and what
@@ -370,18 +382,7 @@ pub fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
                         if let (Ok(id), Ok(created), Ok(last_seen)) =
                             (id.parse::<u64>(), created.parse(), last.parse())
                         {
-                            let transport = match rest {
-                                [m, i] => parse_transport(m, i),
-                                _ => None,
-                            };
-                            open.insert(
-                                id,
-                                Entry {
-                                    created,
-                                    last_seen,
-                                    transport,
-                                },
-                            );
+                            open.insert(id, Entry::read(created, last_seen, rest));
                         }
                     }
                     _ => {}
@@ -405,18 +406,7 @@ pub fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
             match w.as_slice() {
                 ["+", id, ts, rest @ ..] => {
                     if let (Ok(id), Ok(ts)) = (id.parse(), ts.parse()) {
-                        let transport = match rest {
-                            [m, i] => parse_transport(m, i),
-                            _ => None,
-                        };
-                        open.insert(
-                            id,
-                            Entry {
-                                created: ts,
-                                last_seen: ts,
-                                transport,
-                            },
-                        );
+                        open.insert(id, Entry::read(ts, ts, rest));
                         clean = false;
                     }
                 }

@@ -171,6 +171,23 @@ fn shutdown_with_live_sessions_reaches_file_and_stock_handler() {
     }
 }
 
+/// lifecycleevh with its default config (and its file at `out`) next to
+/// Janus's sampleevh.
+fn with_defaults(out: &std::path::Path, receiver: &Receiver) -> JanusOptions {
+    JanusOptions {
+        lifecycleevh_config: Some(format!(
+            "general: {{ enabled = true }}\nfile: {{ path = \"{}\" }}\n",
+            out.display()
+        )),
+        sampleevh: Some(SampleEvh {
+            backend: receiver.url(),
+            grouping: true,
+            events: "all".into(),
+        }),
+        ..JanusOptions::default()
+    }
+}
+
 /// Janus's version, as the handler learned it from the core `started` event.
 fn janus_version(janus: &Janus) -> (u32, u32, u32) {
     let info = janus.admin().query_eventhandler(
@@ -234,17 +251,8 @@ fn stock_handlers_see_exactly_one_destroyed_on_every_path() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.jsonl");
     let mut janus = Janus::start(JanusOptions {
-        lifecycleevh_config: Some(format!(
-            "general: {{ enabled = true }}\nfile: {{ path = \"{}\" }}\n",
-            out.display()
-        )),
-        sampleevh: Some(SampleEvh {
-            backend: receiver.url(),
-            grouping: true,
-            events: "all".into(),
-        }),
         session_timeout: 4,
-        ..JanusOptions::default()
+        ..with_defaults(&out, &receiver)
     });
     let native_transport_gone = janus_version(&janus) >= (1, 3, 2);
     let mut expect: Vec<(u64, &str, Option<bool>)> = Vec::new();
@@ -340,17 +348,8 @@ fn stock_handlers_see_exactly_one_destroyed_after_reclaim_expired() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.jsonl");
     let mut janus = Janus::start(JanusOptions {
-        lifecycleevh_config: Some(format!(
-            "general: {{ enabled = true }}\nfile: {{ path = \"{}\" }}\n",
-            out.display()
-        )),
-        sampleevh: Some(SampleEvh {
-            backend: receiver.url(),
-            grouping: true,
-            events: "all".into(),
-        }),
         reclaim_session_timeout: 2,
-        ..JanusOptions::default()
+        ..with_defaults(&out, &receiver)
     });
     let dropped = drop_sessions(&janus, 10);
     let mut ws = janus.ws();
