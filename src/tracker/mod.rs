@@ -618,8 +618,19 @@ impl Tracker {
         };
         if let Some(session) = self.sessions.get(&sid) {
             let reason = match session.state {
+                // Janus 1.1.x never ends a transport-gone session itself: its
+                // `destroyed` after a disconnect answers a `destroy` the
+                // client sent just before closing.
+                State::Disconnected { .. } if self.janus.version.is_some() => {
+                    if self.janus.ends_transport_gone {
+                        Reason::TransportGone
+                    } else {
+                        Reason::Request
+                    }
+                }
                 State::Disconnected { .. } => {
-                    // Proof that this Janus ends transport-gone sessions itself.
+                    // A Janus that did not say its version: this proves it
+                    // ends transport-gone sessions itself.
                     self.janus.ends_transport_gone = true;
                     Reason::TransportGone
                 }
@@ -634,7 +645,7 @@ impl Tracker {
                 self.stats.echoes += 1;
                 out.push(Output::Echo { session_id: sid });
             } else {
-                if t.reason == Reason::TransportGone {
+                if t.reason == Reason::TransportGone && self.janus.version.is_none() {
                     // Janus's own ending, later than the settle window.
                     self.janus.ends_transport_gone = true;
                 }

@@ -958,3 +958,34 @@ fn invisible_disconnects_are_noticed() {
     replay(&mut t, &[created(4, 3, "8")]);
     assert!(!t.janus().disconnects_visible);
 }
+
+/// On a Janus that says it is 1.1.x, a native `destroyed` right after a
+/// disconnect answers the client's own `destroy` (sent just before it
+/// closed): a request, and no proof of the 1.3.2 behaviour.
+#[test]
+fn a_destroy_racing_a_close_on_1_1_2_is_a_request() {
+    let mut t = tracker();
+    let got = replay(
+        &mut t,
+        &[
+            started("1.1.2", 0),
+            connected(5, "7"),
+            created(10, 1, "7"),
+            disconnected(100, "7"),
+            session(101, 1, "destroyed"),
+        ],
+    );
+    assert_eq!(got.last().unwrap(), "end 1 request");
+    assert!(!t.janus().ends_transport_gone);
+    // Later disconnects are still ended by the handler.
+    let mut got = replay(
+        &mut t,
+        &[
+            connected(200, "8"),
+            created(210, 2, "8"),
+            disconnected(300, "8"),
+        ],
+    );
+    got.extend(finish(&mut t, 300 + 600 * MS));
+    assert_eq!(got.last().unwrap(), "SYNTH 2 transport_gone @300");
+}
