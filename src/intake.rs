@@ -109,7 +109,8 @@ struct Shared {
     dropped_lifecycle: AtomicU64,
     /// Lifecycle events queued while the queue was at or above capacity.
     over_capacity: AtomicU64,
-    /// The deepest the queue was seen (by the worker, and on overflow).
+    /// The deepest the queue was seen (sampled by the worker every 64
+    /// events, and at each lifecycle event queued at capacity).
     peak_depth: AtomicU64,
     /// Rings allocated now, and at most.
     rings: AtomicUsize,
@@ -363,17 +364,21 @@ impl<T: Inbound> Outlet<T> {
     }
 
     fn took(&mut self, event: T) -> T {
-        let depth = self
-            .metrics
-            .received
-            .load(Relaxed)
-            .saturating_sub(self.metrics.dropped.load(Relaxed))
-            .saturating_sub(self.popped);
+        // The depth, sampled every 64 events: reading the events thread's
+        // counters at every event would pull its cache line away from it.
+        if self.popped % 64 == 0 {
+            let depth = self
+                .metrics
+                .received
+                .load(Relaxed)
+                .saturating_sub(self.metrics.dropped.load(Relaxed))
+                .saturating_sub(self.popped);
+            if depth > self.shared.peak_depth.load(Relaxed) {
+                self.shared.raise_peak_depth(depth);
+            }
+        }
         self.popped += 1;
         self.shared.popped.store(self.popped, Relaxed);
-        if depth > self.shared.peak_depth.load(Relaxed) {
-            self.shared.raise_peak_depth(depth);
-        }
         event
     }
 
