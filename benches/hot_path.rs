@@ -421,6 +421,10 @@ fn main() {
         println!("hot_path: bench");
         return;
     }
+    // The FFI harness's watchdog aborts a process whose handler hangs; this
+    // whole run (callgrind included) takes minutes, hanging or not.
+    // SAFETY (bench): no other thread runs yet.
+    unsafe { std::env::set_var("FFI_WATCHDOG_SECS", "3600") };
     if let Some(i) = args.iter().position(|a| a == "--calls") {
         return calls_only(&args[i + 1..]);
     }
