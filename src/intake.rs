@@ -336,7 +336,7 @@ impl<T: Inbound> Outlet<T> {
     }
 
     /// The next event, in Janus's order.
-    pub fn next(&mut self) -> Next<T> {
+    pub fn receive(&mut self) -> Next<T> {
         loop {
             if let Ok(event) = self.ring.pop() {
                 return Next::Event(self.took(event));
@@ -366,7 +366,7 @@ impl<T: Inbound> Outlet<T> {
     fn took(&mut self, event: T) -> T {
         // The depth, sampled every 64 events: reading the events thread's
         // counters at every event would pull its cache line away from it.
-        if self.popped % 64 == 0 {
+        if self.popped.is_multiple_of(64) {
             let depth = self
                 .metrics
                 .received
@@ -407,7 +407,7 @@ impl<T: Inbound> Drop for Outlet<T> {
     }
 }
 
-/// What [`Outlet::next`] found.
+/// What [`Outlet::receive`] found.
 pub enum Next<T> {
     Event(T),
     Empty,
@@ -467,7 +467,7 @@ mod tests {
 
     fn drain(out: &mut Outlet<Vec<u8>>) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
-        while let Next::Event(e) = out.next() {
+        while let Next::Event(e) = out.receive() {
             got.push(e);
         }
         got
@@ -542,7 +542,7 @@ mod tests {
         assert_eq!(v.peak_depth, 518);
         // Below capacity again: bulk goes through.
         intake.offer(ev(types::MEDIA, 3000));
-        assert!(matches!(out.next(), Next::Event(e) if n_of(&e) == 3000));
+        assert!(matches!(out.receive(), Next::Event(e) if n_of(&e) == 3000));
     }
 
     #[test]
@@ -569,7 +569,7 @@ mod tests {
         }
         drop(intake);
         assert_eq!(drain(&mut out).len(), 2000);
-        assert!(matches!(out.next(), Next::Closed));
+        assert!(matches!(out.receive(), Next::Closed));
     }
 
     #[test]
@@ -597,7 +597,7 @@ mod tests {
             out.bind_to_current_thread();
             let mut next = 0u64;
             loop {
-                match out.next() {
+                match out.receive() {
                     Next::Event(e) => {
                         assert_eq!(n_of(&e), next);
                         next += 1;

@@ -380,7 +380,7 @@ fn run<T: Inbound>(
                 }
             });
         }
-        let ev = match outlet.next() {
+        let ev = match outlet.receive() {
             Next::Event(ev) => ev,
             Next::Closed => break,
             Next::Empty => {
