@@ -69,6 +69,8 @@ lint: deps
 
 # Benchmarks (results: target/bench-*.md; copied into BENCHMARKS.md by hand,
 # with the machine and date). E2E_EVENTS=n sets the Janus flood size.
+# hot_path also prints the instructions per incoming_event call, lifecycleevh's
+# and sampleevh's side by side, counted by valgrind's callgrind (a deps package).
 bench: deps
 	$(CARGO) build --release --locked
 	$(CARGO) bench --locked --bench hot_path

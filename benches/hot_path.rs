@@ -5,6 +5,16 @@
 //! sampleevh does on that thread: `json_incref` and a push onto a
 //! mutex-protected GLib async queue (benches/baseline.c).
 //!
+//! Then the same calls counted in instructions by callgrind (deterministic,
+//! unlike time on a shared virtual machine): this binary runs itself under
+//! `valgrind --tool=callgrind --toggle-collect=...incoming_event` in a
+//! calls-only mode (`--calls`), for lifecycleevh and for sampleevh's
+//! incref-and-push.
+//!
+//! Last, overload: events offered at 10x the rate the worker drains them
+//! (measured first), 1 in 20 a lifecycle event: what is dropped (bulk only),
+//! that every lifecycle event reaches the file, and the memory high-water.
+//!
 //! `cargo build --release && cargo bench --bench hot_path` (or `make bench`).
 
 #[path = "../tests/ffi/mod.rs"]
@@ -172,10 +182,264 @@ fn row(name: &str, s: &Stats, note: &str) -> String {
     )
 }
 
+/// One event of Janus's type `ty` as Janus builds them ("emitter", then
+/// "type"); media events are the realistic stats event of [`event_pool`].
+fn typed_pool(ty: u32, n: usize) -> Vec<Json> {
+    if ty == 32 {
+        // The stats event of event_pool, n of them (parsing 100000 under
+        // valgrind would take minutes).
+        return (0..n)
+            .map(|i| {
+                Json::parse(
+                    &json!({"emitter": "MyJanusInstance", "type": 32, "subtype": 3,
+                        "timestamp": 1795534522675943i64 + i as i64,
+                        "session_id": 1000 + i, "handle_id": 2000 + i,
+                        "event": {"mid": "0", "media": "audio", "packets-received": 1000 + i,
+                            "bytes-received": 160000, "rtt": 20, "lost": 0}})
+                    .to_string(),
+                )
+            })
+            .collect();
+    }
+    (0..n)
+        .map(|i| {
+            Json::parse(
+                &json!({"emitter": "MyJanusInstance", "type": ty, "timestamp": 1795534522675943i64 + i as i64,
+                    "session_id": 1000 + i, "event": {"name": "created", "transport": {"transport": "janus.transport.websockets", "id": "123"}}})
+                .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `--calls WHO CAPACITY TYPE N`: N `incoming_event` calls and nothing
+/// else, for callgrind. WHO: `lifecycleevh` or `sampleevh` (CAPACITY 0:
+/// paced, the consumer keeping up; else a flood).
+fn calls_only(args: &[String]) {
+    let capacity: usize = args[1].parse().unwrap();
+    let ty: u32 = args[2].parse().unwrap();
+    let n: usize = args[3].parse().unwrap();
+    let pool = typed_pool(ty, 1000);
+    if args[0] == "sampleevh" {
+        let (start, event, stop) = baseline();
+        start();
+        for k in 0..n {
+            event(pool[k % pool.len()].0);
+            if capacity == 0 && k % 1000 == 999 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        stop();
+        return;
+    }
+    let plugin = Plugin::load();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), capacity);
+    assert_eq!(plugin.init(dir.path()), 0);
+    for k in 0..n {
+        plugin.event_raw(pool[k % pool.len()].0);
+    }
+    let info = plugin.info();
+    plugin.destroy();
+    eprintln!("calls-only events: {}", info["events"]);
+}
+
+/// Runs `--calls ARGS` under callgrind, counting only inside the function
+/// matching `toggle`; returns instructions per call and the run's counters.
+fn callgrind(toggle: &str, args: [&str; 4]) -> (f64, String) {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::env::temp_dir().join(format!("lifecycleevh-callgrind.{}", std::process::id()));
+    let run = Command::new("valgrind")
+        .args(["--tool=callgrind", "--collect-atstart=no"])
+        .arg(format!("--toggle-collect={toggle}"))
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(&exe)
+        .arg("--calls")
+        .args(args)
+        .output()
+        .expect("valgrind (make deps installs it)");
+    let _ = std::fs::remove_file(&out);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "callgrind run failed: {err}");
+    let collected: f64 = err
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|v| v.trim().replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("no callgrind total in: {err}"));
+    let counters = err
+        .lines()
+        .find_map(|l| l.strip_prefix("calls-only events: "))
+        .unwrap_or("")
+        .to_string();
+    (collected / args[3].parse::<f64>().unwrap(), counters)
+}
+
+fn instruction_rows() -> String {
+    const N: &str = "100000";
+    let mut rows = Vec::new();
+    for (who, toggle, capacity, ty, name) in [
+        (
+            "lifecycleevh",
+            "*entry::incoming_event",
+            "1000000",
+            "32",
+            "lifecycleevh, below capacity (media events)",
+        ),
+        (
+            "lifecycleevh",
+            "*entry::incoming_event",
+            "64",
+            "32",
+            "lifecycleevh, at capacity 64: media events, dropped",
+        ),
+        (
+            "lifecycleevh",
+            "*entry::incoming_event",
+            "64",
+            "1",
+            "lifecycleevh, at capacity 64: session events, queued",
+        ),
+        (
+            "sampleevh",
+            "baseline_incoming_event",
+            "0",
+            "32",
+            "sampleevh's incref-and-push, consumer keeping up",
+        ),
+        (
+            "sampleevh",
+            "baseline_incoming_event",
+            "1",
+            "32",
+            "sampleevh's incref-and-push, flood",
+        ),
+    ] {
+        let (per_call, counters) = callgrind(toggle, [who, capacity, ty, N]);
+        let note = serde_json::from_str::<serde_json::Value>(&counters)
+            .ok()
+            .map(|e| format!("{} of {} dropped", e["dropped"], e["received"]))
+            .unwrap_or_else(|| "never drops".into());
+        rows.push(format!("| {name} | {per_call:.1} | {note} |"));
+    }
+    format!(
+        "Instructions per `incoming_event` call (callgrind, {N} calls each, inclusive of everything the call runs)\n\n         | scenario | instructions | notes |\n| --- | --- | --- |\n{}\n",
+        rows.join("\n")
+    )
+}
+
+/// The process's peak resident memory (VmHWM, KiB).
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Events offered at 10x the worker's throughput, 1 in 20 a lifecycle event
+/// (a session `created` or `destroyed`), the rest media stats events.
+fn overload(plugin: &Plugin) -> String {
+    let media = event_pool();
+    // The worker's throughput: media events into a queue that never fills.
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), 1 << 20);
+    assert_eq!(plugin.init(dir.path()), 0);
+    let n = 200_000u64;
+    let t0 = Instant::now();
+    for k in 0..n as usize {
+        plugin.event_raw(media[k % media.len()].0);
+    }
+    while plugin.info()["events"]["processed"].as_u64().unwrap() < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let drain_rate = n as f64 / t0.elapsed().as_secs_f64();
+    plugin.destroy();
+
+    let mut rows = Vec::new();
+    for capacity in [64usize, 65_536] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("events.jsonl");
+        config(dir.path(), capacity);
+        assert_eq!(plugin.init(dir.path()), 0);
+        let lifecycle: Vec<Json> = (0..40_000u64)
+            .map(|i| {
+                let name = if i % 2 == 0 { "created" } else { "destroyed" };
+                Json::parse(&format!(
+                    r#"{{"emitter":"B","type":1,"timestamp":{i},"session_id":{},"event":{{"name":"{name}"}}}}"#,
+                    7_000_000 + i / 2
+                ))
+            })
+            .collect();
+        let rate = 10.0 * drain_rate;
+        let hwm0 = vm_hwm_kib();
+        let t0 = Instant::now();
+        let (mut offered, mut kept) = (0u64, 0usize);
+        // 2 s at `rate`, in steps of 100 events.
+        while kept < lifecycle.len() && t0.elapsed() < Duration::from_secs(2) {
+            let due = (t0.elapsed().as_secs_f64() * rate) as u64;
+            while offered < due && kept < lifecycle.len() {
+                if offered % 20 == 19 {
+                    plugin.event(&lifecycle[kept]);
+                    kept += 1;
+                } else {
+                    plugin.event_raw(media[offered as usize % media.len()].0);
+                }
+                offered += 1;
+            }
+            std::hint::spin_loop();
+        }
+        let offered_rate = offered as f64 / t0.elapsed().as_secs_f64();
+        let info = plugin.info();
+        plugin.destroy();
+        let hwm = vm_hwm_kib();
+        let text = std::fs::read_to_string(&out).unwrap();
+        // Janus's session events (a session left open at destroy gets a
+        // synthetic ending too: not counted).
+        let in_file = text
+            .lines()
+            .filter(|l| l.contains("\"type\":1,") && !l.contains("\"synthetic\":true"))
+            .count();
+        assert_eq!(
+            in_file, kept,
+            "every lifecycle event offered reached the file"
+        );
+        let ev = &info["events"];
+        assert_eq!(ev["dropped_lifecycle"], 0);
+        assert_eq!(ev["dropped_by_type"]["media"], ev["dropped"]);
+        let ch = &info["channel"];
+        rows.push(format!(
+            "| {capacity} | {:.0} k/s ({:.1}x) | {offered} | {} ({:.0} %) | 0 of {kept} | {} | {:.0} KiB | {} KiB |",
+            offered_rate / 1e3,
+            offered_rate / drain_rate,
+            ev["dropped"],
+            100.0 * ev["dropped"].as_f64().unwrap() / offered as f64,
+            ch["peak_depth"],
+            ch["peak_buffer_bytes"].as_f64().unwrap() / 1024.0,
+            hwm.saturating_sub(hwm0),
+        ));
+        drop(lifecycle);
+    }
+    format!(
+        "Overload: events offered at 10x the worker's throughput for 2 s (worker alone: {:.0} k media events/s with the file sink), 1 in 20 a session event\n\n         | channel_capacity | offered at | offered | dropped (all media) | lifecycle dropped | peak depth | queue's peak buffers | process VmHWM growth |\n         | --- | --- | --- | --- | --- | --- | --- | --- |\n{}\n",
+        drain_rate / 1e3,
+        rows.join("\n")
+    )
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         println!("hot_path: bench");
         return;
+    }
+    // The FFI harness's watchdog aborts a process whose handler hangs; this
+    // whole run (callgrind included) takes minutes, hanging or not.
+    // SAFETY (bench): no other thread runs yet.
+    unsafe { std::env::set_var("FFI_WATCHDOG_SECS", "3600") };
+    if let Some(i) = args.iter().position(|a| a == "--calls") {
+        return calls_only(&args[i + 1..]);
     }
     let per_ns = calibrate();
     let overhead = overhead();
@@ -201,6 +465,7 @@ fn main() {
             &format!("{dropped} of {received} dropped"),
         ));
     }
+    let overload_table = overload(&plugin);
     drop(plugin);
 
     let (start, event, stop) = baseline();
@@ -223,6 +488,7 @@ fn main() {
          | scenario | p50 | p99 | p99.9 | max | mean | notes |\n| --- | --- | --- | --- | --- | --- | --- |\n{}\n",
         rows.join("\n")
     );
+    let table = format!("{table}\n{}\n{overload_table}", instruction_rows());
     println!("{table}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-hot_path.md");
     std::fs::write(out, table).unwrap();

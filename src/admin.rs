@@ -24,6 +24,7 @@ use serde_json::{Map, Value, json};
 
 use crate::bus::Bus;
 use crate::config::{EventMask, PACKAGE};
+use crate::intake::BULK;
 use crate::running::{Running, Status};
 use crate::tracker::{Reason, SessionView};
 
@@ -315,6 +316,10 @@ fn info(r: &Status<'_>) -> Value {
     for (i, reason) in Reason::ALL.iter().enumerate() {
         endings.insert(reason.as_str().into(), json!(t.stats.endings[i]));
     }
+    let mut dropped_by_type = Map::new();
+    for ((_, name), n) in BULK.iter().zip(r.channel.dropped_bulk) {
+        dropped_by_type.insert((*name).into(), json!(n));
+    }
     let mut sinks = Map::new();
     for s in r.sinks {
         sinks.insert(s.name().to_string(), s.info());
@@ -329,6 +334,8 @@ fn info(r: &Status<'_>) -> Value {
         "events": {
             "received": m.received.load(Relaxed),
             "dropped": m.dropped.load(Relaxed),
+            "dropped_by_type": dropped_by_type,
+            "dropped_lifecycle": r.channel.dropped_lifecycle,
             "processed": m.processed.load(Relaxed),
             "forwarded": m.forwarded.load(Relaxed),
             "suppressed": m.suppressed.load(Relaxed),
@@ -336,7 +343,14 @@ fn info(r: &Status<'_>) -> Value {
             "internal_errors": m.internal_errors.load(Relaxed),
             "forwarding": r.config.general.events.to_string(),
         },
-        "channel": {"depth": r.channel_depth, "capacity": r.channel_capacity},
+        "channel": {
+            "depth": r.channel.depth,
+            "capacity": r.channel.capacity,
+            "peak_depth": r.channel.peak_depth,
+            "over_capacity": r.channel.over_capacity,
+            "buffer_bytes": r.channel.buffer_bytes,
+            "peak_buffer_bytes": r.channel.peak_buffer_bytes,
+        },
         "tracker": {
             "live_sessions": t.live_sessions,
             "created": t.stats.created,

@@ -1,8 +1,9 @@
 //! The running handler: what `init` builds and `destroy` takes down. It owns
-//! the intake (the events thread's end of the channel), the worker thread
+//! the worker thread
 //! (which owns the tracker, the router to the sinks, the bus and the crash
 //! state) and what the Admin API reads: a [`Status`] view and a few
-//! controls.
+//! controls. The events thread's end of the queue, the [`Intake`], is handed
+//! to the caller of [`Running::start`] (see `crate::handler`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::bus::{Bus, BusStats};
 use crate::config::Config;
 use crate::error::InitError;
 use crate::ffi::JsonRef;
-use crate::intake::{self, Intake};
+use crate::intake::{self, ChannelView, Gauge, Intake};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::recovery::SessionStore;
@@ -28,7 +29,8 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running handler.
 pub struct Running {
-    intake: Intake<JsonRef>,
+    /// The queue's counters, and the worker's doorbell.
+    gauge: Gauge,
     worker: WorkerHandle,
     control: Sender<Control>,
     metrics: Arc<Metrics>,
@@ -46,9 +48,8 @@ pub struct Status<'a> {
     pub metrics: &'a Metrics,
     pub inside_janus: bool,
     pub uptime: Duration,
-    /// Events waiting in the channel, and its capacity.
-    pub channel_depth: usize,
-    pub channel_capacity: usize,
+    /// The queue between Janus's events thread and the worker.
+    pub channel: ChannelView,
     pub sinks: &'a [Arc<SinkShared>],
     /// Janus's event bus: whether it is in the process, what is injected.
     pub bus_available: bool,
@@ -71,7 +72,11 @@ pub fn tracker_config(config: &Config) -> TrackerConfig {
 impl Running {
     /// Reads the config in `folder`, opens the sinks and the crash state,
     /// ends what a crashed previous run left open, and starts the worker.
-    pub fn start(folder: &Path, inside_janus: bool) -> Result<Running, InitError> {
+    /// Returns the intake, the events thread's end of the worker's queue.
+    pub fn start(
+        folder: &Path,
+        inside_janus: bool,
+    ) -> Result<(Running, Intake<JsonRef>), InitError> {
         let config = Config::load(folder)?;
         if !config.general.enabled {
             return Err(InitError::Disabled {
@@ -114,15 +119,21 @@ impl Running {
                 file,
             );
         }
-        let (intake, rx) = intake::channel(config.general.channel_capacity, metrics.clone());
+        let (intake, outlet, gauge) =
+            intake::queue(config.general.channel_capacity, metrics.clone());
         let (control, control_rx) = bounded(64);
-        let worker = worker::spawn(rx, control_rx, pipeline, config.general.shutdown_timeout)
-            .map_err(|source| InitError::Thread {
-                name: "worker".into(),
-                source,
-            })?;
-        Ok(Running {
-            intake,
+        let worker = worker::spawn(
+            outlet,
+            control_rx,
+            pipeline,
+            config.general.shutdown_timeout,
+        )
+        .map_err(|source| InitError::Thread {
+            name: "worker".into(),
+            source,
+        })?;
+        let running = Running {
+            gauge,
             worker,
             control,
             metrics,
@@ -132,13 +143,13 @@ impl Running {
             config,
             started: Instant::now(),
             inside_janus,
-        })
+        };
+        Ok((running, intake))
     }
 
-    /// Hands one event to the worker (on Janus's events thread: never blocks).
-    #[inline]
-    pub fn offer(&self, event: JsonRef) {
-        self.intake.offer(event);
+    /// Counts an event that could not be queued (see `handler::offer`).
+    pub fn refused(&self, event_type: Option<i64>) {
+        self.gauge.refused(event_type);
     }
 
     pub fn config(&self) -> &Config {
@@ -156,8 +167,7 @@ impl Running {
             metrics: &self.metrics,
             inside_janus: self.inside_janus,
             uptime: self.started.elapsed(),
-            channel_depth: self.intake.depth(),
-            channel_capacity: self.intake.capacity(),
+            channel: self.gauge.view::<JsonRef>(),
             sinks: &self.sinks,
             bus_available: self.bus_available,
             bus_reasons: &self.config.general.inject,
@@ -179,25 +189,30 @@ impl Running {
                 CONTROL_TIMEOUT,
             )
             .ok()?;
+        self.gauge.wake();
         answer.recv_timeout(CONTROL_TIMEOUT).ok()
     }
 
     /// Changes the settle window; false if the worker did not take it.
     pub fn set_settle_ms(&self, ms: u64) -> bool {
         let (reply, answer) = bounded(1);
-        self.control
+        if self
+            .control
             .send_timeout(Control::Settle { ms, reply }, CONTROL_TIMEOUT)
-            .is_ok()
-            && answer.recv_timeout(CONTROL_TIMEOUT).is_ok()
+            .is_err()
+        {
+            return false;
+        }
+        self.gauge.wake();
+        answer.recv_timeout(CONTROL_TIMEOUT).is_ok()
     }
 
-    /// Stops: no new events; the worker drains the channel, ends the
-    /// sessions still open, flushes the sinks and stops, all within
-    /// `general.shutdown_timeout_ms` (a worker that does not finish in time
-    /// is left behind).
-    pub fn stop(self) {
+    /// Stops: no new events (the intake is dropped); the worker drains the
+    /// queue, ends the sessions still open, flushes the sinks and stops, all
+    /// within `general.shutdown_timeout_ms` (a worker that does not finish in
+    /// time is left behind).
+    pub fn stop(self, intake: Option<Intake<JsonRef>>) {
         let Running {
-            intake,
             worker,
             control,
             metrics,
@@ -215,7 +230,7 @@ impl Running {
                 bus.injected.load(Relaxed)
             );
         }
-        // Dropping the only sender lets the worker drain the channel and finish.
+        // Dropping the intake lets the worker drain the queue and finish.
         drop(intake);
         drop(control);
         let budget = config.general.shutdown_timeout + Duration::from_millis(500);

@@ -2,7 +2,7 @@
 //!
 //! [`Pipeline`] is everything the worker does to one event, without the
 //! thread, so tests can drive it directly. [`spawn`] runs it on its own thread,
-//! fed by the intake's channel and ticked by the wall clock when idle, so that
+//! fed by the intake's queue and ticked by the wall clock when idle, so that
 //! settle windows close even when no further event arrives.
 
 use std::collections::{HashSet, VecDeque};
@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::bus::Bus;
-use crate::intake::Inbound;
+use crate::intake::{Inbound, Next, Outlet};
 use crate::janus::{self, Kind, types};
 use crate::log::RateLimit;
 use crate::metrics::{Metrics, TrackerSnapshot};
@@ -423,36 +423,37 @@ const IDLE_TICK: Duration = Duration::from_millis(250);
 const PUBLISH_EVERY: u32 = 1024;
 /// Events handled before they are handed to the sinks, at most.
 pub const FLUSH_EVERY: usize = 256;
-/// While events keep coming, the worker naps this long when the channel
-/// runs empty instead of blocking on it: Janus's events thread then never
-/// has to wake the worker (a futex wake and a context switch per event),
-/// and the worker takes the events in batches. At most this much latency.
+/// While events keep coming, the worker naps this long when the queue runs
+/// empty instead of sleeping until the events thread wakes it: Janus's
+/// events thread then never has to wake the worker (a futex wake and a
+/// context switch per event), and the worker takes the events in batches.
+/// At most this much latency; Admin requests cut a nap short.
 const NAP: Duration = Duration::from_millis(1);
-/// A wait on the channel shorter than this means events keep coming.
+/// An event within this long of the queue running empty means events keep
+/// coming.
 const BUSY: Duration = Duration::from_millis(5);
 
-/// Starts the worker. It runs until every sender of `rx` is dropped, then
-/// drains what is left, finishes the pipeline within `shutdown_timeout` and
-/// stops.
+/// Starts the worker. It runs until the intake is dropped, then drains
+/// what is left, finishes the pipeline within `shutdown_timeout` and stops.
 pub fn spawn<T: Inbound>(
-    rx: Receiver<T>,
+    outlet: Outlet<T>,
     control: Receiver<Control>,
     pipeline: Pipeline,
     shutdown_timeout: Duration,
 ) -> std::io::Result<WorkerHandle> {
     Spawned::spawn("lcevh worker".into(), move || {
-        run(rx, control, pipeline, shutdown_timeout)
+        run(outlet, control, pipeline, shutdown_timeout)
     })
     .map(WorkerHandle)
 }
 
 fn run<T: Inbound>(
-    rx: Receiver<T>,
+    mut outlet: Outlet<T>,
     control: Receiver<Control>,
     mut pipeline: Pipeline,
     shutdown_timeout: Duration,
 ) {
-    let mut control = control;
+    outlet.bind_to_current_thread();
     let metrics = pipeline.metrics.clone();
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut since_publish = 0u32;
@@ -467,60 +468,68 @@ fn run<T: Inbound>(
     };
     let mut busy = false;
     loop {
-        if busy && rx.is_empty() {
-            std::thread::sleep(NAP);
+        // Admin requests first: the caller waits for the answer. Each one
+        // comes with a wake-up (Gauge::wake).
+        while let Ok(c) = control.try_recv() {
+            let mut c = Some(c);
+            guarded(&mut pipeline, &mut |p| {
+                if let Some(c) = c.take() {
+                    p.control(c);
+                }
+            });
         }
-        let waiting = Instant::now();
-        let now = now_us();
-        let wait = match pipeline.next_deadline() {
-            Some(at) if at <= now => Duration::ZERO,
-            Some(at) => Duration::from_micros((at - now) as u64).min(IDLE_TICK),
-            None => IDLE_TICK,
-        };
-        select! {
-            recv(rx) -> msg => {
-                let Ok(ev) = msg else {
-                    break;
-                };
-                busy = waiting.elapsed() < BUSY;
-                if ev.write_json(&mut buf) {
-                    guarded(&mut pipeline, &mut |p| p.handle(&buf));
-                } else {
-                    metrics.processed.fetch_add(1, Relaxed);
-                    metrics.decode_errors.fetch_add(1, Relaxed);
+        let ev = match outlet.receive() {
+            Next::Event(ev) => ev,
+            Next::Closed => break,
+            Next::Empty => {
+                let waiting = Instant::now();
+                if busy {
+                    // Not announced to the events thread: it does not wake us.
+                    std::thread::park_timeout(NAP);
                 }
-                drop(ev);
-                since_publish += 1;
-                // Wall-clock time only moves the tracker once the channel is
-                // empty: an event still queued may be the native ending that
-                // makes a synthetic one unnecessary.
-                if rx.is_empty() {
+                if outlet.is_empty() {
+                    let now = now_us();
+                    let wait = match pipeline.next_deadline() {
+                        Some(at) if at <= now => Duration::ZERO,
+                        Some(at) => Duration::from_micros((at - now) as u64).min(IDLE_TICK),
+                        None => IDLE_TICK,
+                    };
+                    if !wait.is_zero() {
+                        outlet.wait(wait);
+                    }
+                }
+                if outlet.is_empty() {
+                    // Woken by the clock or an Admin request: close due
+                    // settle windows.
+                    busy = false;
                     guarded(&mut pipeline, &mut |p| p.advance(now_us()));
-                } else if pipeline.router.staged() >= FLUSH_EVERY {
-                    guarded(&mut pipeline, &mut |p| p.flush());
-                }
-                if since_publish >= PUBLISH_EVERY || rx.is_empty() {
                     pipeline.publish();
-                    since_publish = 0;
+                } else {
+                    busy = waiting.elapsed() < BUSY;
                 }
+                continue;
             }
-            recv(control) -> msg => match msg {
-                Ok(c) => {
-                    let mut c = Some(c);
-                    guarded(&mut pipeline, &mut |p| {
-                        if let Some(c) = c.take() {
-                            p.control(c);
-                        }
-                    });
-                }
-                // The Admin side is gone (stopping): stop listening to it.
-                Err(_) => control = crossbeam_channel::never(),
-            },
-            default(wait) => {
-                busy = false;
-                guarded(&mut pipeline, &mut |p| p.advance(now_us()));
-                pipeline.publish();
-            }
+        };
+        if ev.write_json(&mut buf) {
+            guarded(&mut pipeline, &mut |p| p.handle(&buf));
+        } else {
+            metrics.processed.fetch_add(1, Relaxed);
+            metrics.decode_errors.fetch_add(1, Relaxed);
+        }
+        drop(ev);
+        since_publish += 1;
+        // Wall-clock time only moves the tracker once the queue is empty:
+        // an event still queued may be the native ending that makes a
+        // synthetic one unnecessary.
+        let empty = outlet.is_empty();
+        if empty {
+            guarded(&mut pipeline, &mut |p| p.advance(now_us()));
+        } else if pipeline.router.staged() >= FLUSH_EVERY {
+            guarded(&mut pipeline, &mut |p| p.flush());
+        }
+        if since_publish >= PUBLISH_EVERY || empty {
+            pipeline.publish();
+            since_publish = 0;
         }
     }
     let deadline = Instant::now() + shutdown_timeout;

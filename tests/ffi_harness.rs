@@ -84,11 +84,32 @@ fn every_reference_is_released_after_destroy() {
     assert_eq!(late.refcount(), 1);
 }
 
+/// One event of each of Janus's types, numbered `n` (in `event.n`).
+fn typed_event(ty: u32, n: u64) -> Json {
+    Json::parse(&format!(
+        r#"{{"emitter":"H","type":{ty},"subtype":1,"timestamp":{n},"session_id":{},"handle_id":7,"event":{{"name":"created","n":{n}}}}}"#,
+        1_000_000 + n
+    ))
+}
+
+/// Janus's types: the four shed at capacity, then the five the tracker needs.
+const BULK_TYPES: [(u32, &str); 4] = [
+    (32, "media"),
+    (64, "plugins"),
+    (16, "webrtc"),
+    (4, "external"),
+];
+const LIFECYCLE_TYPES: [u32; 5] = [1, 2, 128, 256, 8];
+
 #[test]
-fn incoming_event_does_not_block_on_a_full_channel() {
+fn a_stalled_worker_sheds_bulk_keeps_lifecycle_and_never_blocks() {
     let p = Plugin::load();
     let (dir, out) = config_dir("channel_capacity = 16");
     assert_eq!(p.init(dir.path()), 0);
+    let info = p.info();
+    assert_eq!(info["channel"]["capacity"], 16);
+    let one_ring = info["channel"]["buffer_bytes"].as_u64().unwrap();
+    assert!(one_ring > 0 && one_ring <= 8192, "{info}");
     assert_eq!(
         p.request(&json!({"request": "fault", "in": "stall"})),
         json!({"result": 200})
@@ -104,30 +125,64 @@ fn incoming_event_does_not_block_on_a_full_channel() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    // With the worker stalled, 10000 more calls must all return (the watchdog
-    // aborts the run if one blocks): 16 fit in the channel, the rest drop.
-    let events: Vec<Json> = (2..=10_001)
-        .map(|sid| session_event(sid, "created"))
-        .collect();
-    for e in &events {
+    // With the worker stalled, 18000 more calls must all return (the watchdog
+    // aborts the run if one blocks). 16 media fill the queue; then one of
+    // each of the 9 types, 2000 times over.
+    let mut events: Vec<(u32, Json)> = (0..16).map(|n| (32, typed_event(32, n))).collect();
+    for n in 0..2000u64 {
+        for (ty, _) in BULK_TYPES {
+            events.push((ty, typed_event(ty, 100 + n)));
+        }
+        for ty in LIFECYCLE_TYPES {
+            events.push((ty, typed_event(ty, 100 + n)));
+        }
+    }
+    for (_, e) in &events {
         p.event(e);
     }
     let info = p.info();
-    assert_eq!(info["events"]["received"], 10_001);
-    assert_eq!(info["events"]["dropped"], 10_001 - 1 - 16);
-    assert_eq!(info["channel"]["depth"], 16);
-    assert_eq!(info["channel"]["capacity"], 16);
-    // Dropped events were released at once.
-    assert!(events[100..].iter().all(|e| e.refcount() == 1));
+    let ev = &info["events"];
+    assert_eq!(ev["received"], 1 + 16 + 18_000);
+    assert_eq!(ev["dropped"], 8000, "{info}");
+    for (_, name) in BULK_TYPES {
+        assert_eq!(ev["dropped_by_type"][name], 2000, "{info}");
+    }
+    assert_eq!(ev["dropped_lifecycle"], 0);
+    let ch = &info["channel"];
+    assert_eq!(ch["depth"], 16 + 10_000);
+    assert_eq!(ch["over_capacity"], 10_000);
+    // The queue grew past capacity by lifecycle events only, ring by ring.
+    let bytes = ch["buffer_bytes"].as_u64().unwrap();
+    // 10016 waiting, in rings of 512 slots: 20 of them (memory follows what
+    // waits, not the capacity).
+    assert!((19..=21).contains(&(bytes / one_ring)), "{info}");
+    // Dropped events were released at once; queued ones are held.
+    for (ty, e) in &events[16..] {
+        let held = !BULK_TYPES.iter().any(|(t, _)| t == ty);
+        assert_eq!(e.refcount(), if held { 2 } else { 1 }, "type {ty}");
+    }
     p.request(&json!({"request": "fault", "in": "release"}));
     p.destroy();
-    assert!(events.iter().all(|e| e.refcount() == 1));
+    assert!(events.iter().all(|(_, e)| e.refcount() == 1));
     assert_eq!(first.refcount(), 1);
-    let created = read_lines(&out)
+    // Every kept event reached the file, in Janus's order.
+    let lines = read_lines(&out);
+    let got: Vec<(u64, u64)> = lines
         .iter()
-        .filter(|l| l["event"]["name"] == "created")
-        .count();
-    assert_eq!(created, 17);
+        .filter(|l| l["event"]["n"].is_u64())
+        .map(|l| {
+            (
+                l["type"].as_u64().unwrap(),
+                l["event"]["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, u64)> = (0..16)
+        .map(|n| (32, n))
+        .chain((0..2000u64).flat_map(|n| LIFECYCLE_TYPES.map(|t| (t as u64, 100 + n))))
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "not in Janus's order");
 }
 
 #[test]

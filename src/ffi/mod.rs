@@ -64,6 +64,14 @@ impl JsonRef {
         NonNull::new(ptr).map(JsonRef)
     }
 
+    /// The integer `type` of an event object (None: not an object, no
+    /// `type`, or not an integer). A hash lookup in jansson, no copy.
+    pub fn event_type(&self) -> Option<i64> {
+        // SAFETY: self.0 is a live reference; the shim only reads the value.
+        let ty = unsafe { sys::lcevh_json_event_type(self.0.as_ptr()) };
+        (ty != i64::MIN).then_some(ty)
+    }
+
     /// Serialises the value compactly into `buf` (replacing its contents).
     /// Returns false when jansson cannot serialise it.
     pub fn dump_into(&self, buf: &mut Vec<u8>) -> bool {

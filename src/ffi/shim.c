@@ -43,6 +43,27 @@ void lcevh_json_decref(json_t *json) {
 	json_decref(json);
 }
 
+static int64_t lcevh_integer_or_none(const json_t *value) {
+	return json_is_integer(value) ? (int64_t)json_integer_value(value) : INT64_MIN;
+}
+
+int64_t lcevh_json_event_type(const json_t *json) {
+	if(!json_is_object(json))
+		return INT64_MIN;
+	/* Janus builds every event with "type" first, or second after "emitter"
+	 * (janus_events_notify_handlers), and jansson iterates an object in
+	 * insertion order: two string compares usually beat hashing the key. */
+	void *it = json_object_iter((json_t *)json);
+	for(int i = 0; i < 2 && it != NULL; i++) {
+		const char *k = json_object_iter_key(it);
+		/* strcmp(k, "type") == 0, without the call. */
+		if(k[0] == 't' && k[1] == 'y' && k[2] == 'p' && k[3] == 'e' && k[4] == '\0')
+			return lcevh_integer_or_none(json_object_iter_value(it));
+		it = json_object_iter_next((json_t *)json, it);
+	}
+	return lcevh_integer_or_none(json_object_get(json, "type"));
+}
+
 size_t lcevh_json_dumpb(const json_t *json, char *buf, size_t size) {
 	return json_dumpb(json, buf, size, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
 }

@@ -20,6 +20,8 @@ int lcevh_setup(void);
 
 void lcevh_json_incref(json_t *json);
 void lcevh_json_decref(json_t *json);
+/* The integer "type" of an event object, or INT64_MIN when there is none. */
+int64_t lcevh_json_event_type(const json_t *json);
 /* Compact serialisation into buf; returns the size needed (0 on error). */
 size_t lcevh_json_dumpb(const json_t *json, char *buf, size_t size);
 /* Parses len bytes into a new reference, or NULL. */
