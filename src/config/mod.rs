@@ -11,6 +11,7 @@
 
 pub mod jcfg;
 pub mod mask;
+pub mod metrics;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use jcfg::{Setting, Value};
 pub use mask::EventMask;
+pub use metrics::MetricsConfig;
 
 pub use crate::durable::Fsync;
 
@@ -213,6 +215,8 @@ pub struct Config {
     pub file: FileConfig,
     /// HTTP backends, in file order.
     pub http: Vec<HttpConfig>,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -258,10 +262,15 @@ impl Config {
                 "general" => config.general = read_general(&mut r)?,
                 "file" => config.file = read_file(&mut r)?,
                 name if is_http_category(name) => config.http.push(read_http(&mut r, name)?),
+                "metrics" => {
+                    // Reads and checks its keys itself.
+                    config.metrics = metrics::read_metrics(path, items)?;
+                    continue;
+                }
                 other => {
                     return Err(r.error(
                         other,
-                        "unknown category (known: general, file, http, http-<name>)",
+                        "unknown category (known: general, file, http, http-<name>, metrics)",
                     ));
                 }
             }

@@ -34,6 +34,7 @@ fn sample_config_parses_to_the_documented_defaults() {
     assert_eq!(c.file.flush, FileConfig::default().flush);
     assert_eq!(c.file.events, None);
     assert_eq!(c.file.queue_size, FileConfig::default().queue_size);
+    assert_eq!(c.metrics, MetricsConfig::default());
 }
 
 #[test]
@@ -315,6 +316,11 @@ fn every_key_refuses_a_wrong_type_and_a_wrong_value() {
         ("http.spool_fsync", "0", "\"daily\""),
         ("http.spool_fsync_ms", "\"1s\"", "1"),
         ("http.spool_max_mb", "\"1G\"", "0"),
+        ("metrics.enabled", "[true]", "\"perhaps\""),
+        ("metrics.listen", "7090", "\"localhost:7090\""),
+        ("metrics.path", "5", "\"metrics\""),
+        ("metrics.user", "5", "\"a:b\""),
+        ("metrics.password", "5", "\"\""),
     ];
     let documented = sample_keys();
     for key in &documented {
