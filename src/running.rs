@@ -15,6 +15,7 @@ use crate::bus::{Bus, BusStats};
 use crate::config::Config;
 use crate::durable::DEFAULT_FILE_MODE;
 use crate::error::InitError;
+use crate::exporter::{Endpoint, Sources};
 use crate::ffi::JsonRef;
 use crate::intake::{self, Intake};
 use crate::metrics::Metrics;
@@ -39,7 +40,12 @@ pub struct Running {
     config: Config,
     started: Instant,
     inside_janus: bool,
+    /// The Prometheus endpoint (`metrics.enabled`).
+    endpoint: Option<Endpoint>,
 }
+
+/// How long stopping waits for the Prometheus endpoint's thread.
+const ENDPOINT_STOP: Duration = Duration::from_millis(1500);
 
 /// What the Admin API `info` reports: a read-only view of the running handler.
 pub struct Status<'a> {
@@ -55,6 +61,8 @@ pub struct Status<'a> {
     pub bus_available: bool,
     pub bus_reasons: &'a [Reason],
     pub bus_stats: &'a BusStats,
+    /// The Prometheus endpoint, if enabled.
+    pub endpoint: Option<&'a Endpoint>,
 }
 
 /// The tracker's settings from the handler's config.
@@ -117,12 +125,27 @@ impl Running {
             );
         }
         let (intake, rx) = intake::channel(config.general.channel_capacity, metrics.clone());
+        let channel = rx.clone();
         let (control, control_rx) = bounded(64);
         let worker = worker::spawn(rx, control_rx, pipeline, config.general.shutdown_timeout)
             .map_err(|source| InitError::Thread {
                 name: "worker".into(),
                 source,
             })?;
+        let endpoint = config.metrics.enabled.then(|| {
+            Endpoint::start(
+                &config.metrics,
+                Sources {
+                    metrics: metrics.clone(),
+                    sinks: sinks.clone(),
+                    bus: bus_stats.clone(),
+                    bus_available,
+                    channel: Box::new(move || (channel.len(), channel.capacity().unwrap_or(0))),
+                    crash_state: config.general.state_dir.is_some(),
+                    started_us: worker::now_us(),
+                },
+            )
+        });
         Ok(Running {
             intake,
             worker,
@@ -134,6 +157,7 @@ impl Running {
             config,
             started: Instant::now(),
             inside_janus,
+            endpoint,
         })
     }
 
@@ -164,6 +188,7 @@ impl Running {
             bus_available: self.bus_available,
             bus_reasons: &self.config.general.inject,
             bus_stats: &self.bus,
+            endpoint: self.endpoint.as_ref(),
         }
     }
 
@@ -204,8 +229,12 @@ impl Running {
             control,
             metrics,
             config,
+            endpoint,
             ..
         } = self;
+        if let Some(endpoint) = endpoint {
+            endpoint.stop(ENDPOINT_STOP);
+        }
         // Dropping the only sender lets the worker drain the channel and finish.
         drop(intake);
         drop(control);
