@@ -172,7 +172,7 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
         path: "/metrics".into(),
         basic_auth: Some((USER.into(), password.into())),
     };
-    let prom = Prometheus::start(&[job("janus", PASSWORD), job("wrong", "not-the-password")]);
+    let prom = Prometheus::start(&[job("janus", PASSWORD), job("wrong", "scrape-mE")]);
     let opts = JanusOptions {
         lifecycleevh_config: Some(config(&out, &state, &metrics_on(port))),
         // Admin requests are then no events: the stream is quiet between
@@ -314,7 +314,7 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
     // The exposition itself: promtool's checks, and the same numbers as info.
     let (status, _, _) = scrape(port, None, None);
     assert_eq!(status, 401);
-    let (status, _, _) = scrape(port, Some((USER, "nope")), None);
+    let (status, _, _) = scrape(port, Some((USER, "scrape-mE")), None);
     assert_eq!(status, 401);
     let (status, ct, om) = scrape(
         port,
