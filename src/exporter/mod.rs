@@ -19,7 +19,7 @@
 pub mod collect;
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -429,7 +429,21 @@ fn respond(
     }
     stream.set_write_timeout(Some(remaining(deadline)?))?;
     stream.write_all(&bytes)?;
-    stream.flush()
+    stream.flush()?;
+    // Close gracefully: a socket closed with unread input (a request body)
+    // resets the connection, and the client may lose the answer. The client
+    // closes once it has the answer; wait for that, within the budget.
+    stream.shutdown(Shutdown::Write)?;
+    let mut sink = [0u8; 1024];
+    let mut drained = 0;
+    while drained < 64 * 1024 {
+        stream.set_read_timeout(Some(remaining(deadline)?.min(Duration::from_millis(200))))?;
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
