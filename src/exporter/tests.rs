@@ -120,10 +120,13 @@ fn world() -> World {
     metrics.set_tracker(snapshot);
     let bus = Arc::new(BusStats::default());
     bus.injected[1].store(2, Relaxed);
-    // The failing sink retries, its event stays spooled.
-    let shared = failing.shared().clone();
+    // The good sink delivers; the failing one retries, its event stays
+    // spooled.
+    let (delivered, retrying) = (good.shared().clone(), failing.shared().clone());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while shared.stats().retried.load(Relaxed) == 0 && Instant::now() < deadline {
+    while (delivered.stats().sent.load(Relaxed) == 0 || retrying.stats().retried.load(Relaxed) == 0)
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     World {
@@ -701,9 +704,9 @@ fn stops_in_bounded_time_with_a_silent_client_connected() {
     let _silent = TcpStream::connect(addr).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let t = Instant::now();
-    assert!(e.stop(Duration::from_secs(3)));
+    assert!(e.stop(Duration::from_secs(5)));
     assert!(
-        t.elapsed() < CONNECTION_BUDGET + Duration::from_millis(500),
+        t.elapsed() < CONNECTION_BUDGET + Duration::from_secs(2),
         "{:?}",
         t.elapsed()
     );
@@ -721,6 +724,6 @@ fn a_slow_client_costs_the_next_scrape_at_most_the_budget() {
     let t = Instant::now();
     let ok = get(addr, "/metrics", "");
     assert!(ok.starts_with("HTTP/1.1 200 "));
-    assert!(t.elapsed() < CONNECTION_BUDGET + Duration::from_millis(500));
+    assert!(t.elapsed() < CONNECTION_BUDGET + Duration::from_secs(2));
     assert_eq!(e.info()["rejected"], 1);
 }
