@@ -11,8 +11,9 @@ JANUS_CONFIG_DIR ?= /etc/janus
 DESTDIR ?=
 
 # Debian packages the build, the tests and the demo need.
+# prometheus (with promtool): the metrics tests scrape the handler with a real one.
 DEB_PACKAGES := janus janus-dev libjansson-dev libglib2.0-dev libclang-dev clang \
-	pkg-config build-essential ca-certificates valgrind
+	pkg-config build-essential ca-certificates valgrind prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SO := libjanus_lifecycleevh.so
 

@@ -313,13 +313,35 @@ fn info(r: &Status<'_>) -> Value {
     let m = r.metrics;
     let t = m.tracker();
     let mut endings = Map::new();
+    let mut synthetic = Map::new();
+    let mut durations = Map::new();
     for (i, reason) in Reason::ALL.iter().enumerate() {
         endings.insert(reason.as_str().into(), json!(t.stats.endings[i]));
+        synthetic.insert(
+            reason.as_str().into(),
+            json!(t.stats.synthetic_by_reason[i]),
+        );
+        let d = m.durations.read(*reason);
+        durations.insert(
+            reason.as_str().into(),
+            json!({"count": d.count, "sum_s": d.sum_seconds}),
+        );
     }
     let mut dropped_by_type = Map::new();
     for ((_, name), n) in BULK.iter().zip(r.channel.dropped_bulk) {
         dropped_by_type.insert((*name).into(), json!(n));
     }
+    let by_type: Map<String, Value> = (0..crate::metrics::TYPE_SLOTS)
+        .map(|i| {
+            (
+                crate::metrics::type_label(i).to_string(),
+                json!(m.processed_by_type[i].load(Relaxed)),
+            )
+        })
+        .collect();
+    let checkpointed = m.checkpointed_at_us.load(Relaxed);
+    let checkpoint_age_s = (r.config.general.state_dir.is_some() && checkpointed > 0)
+        .then(|| (crate::worker::now_us() - checkpointed).max(0) as f64 / 1e6);
     let mut sinks = Map::new();
     for s in r.sinks {
         sinks.insert(s.name().to_string(), s.info());
@@ -337,6 +359,7 @@ fn info(r: &Status<'_>) -> Value {
             "dropped_by_type": dropped_by_type,
             "dropped_lifecycle": r.channel.dropped_lifecycle,
             "processed": m.processed.load(Relaxed),
+            "processed_by_type": by_type,
             "forwarded": m.forwarded.load(Relaxed),
             "suppressed": m.suppressed.load(Relaxed),
             "decode_errors": m.decode_errors.load(Relaxed),
@@ -356,6 +379,9 @@ fn info(r: &Status<'_>) -> Value {
             "created": t.stats.created,
             "endings": endings,
             "synthetic": t.stats.synthetic,
+            "synthetic_endings": synthetic,
+            "durations": durations,
+            "handles": t.handles_by_plugin.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>(),
             "duplicates_suppressed": t.stats.duplicates,
             "echoes": t.stats.echoes,
             "unknown_sessions": t.stats.unknown_sessions,
@@ -368,6 +394,13 @@ fn info(r: &Status<'_>) -> Value {
             "janus_version": t.janus.version.map(|v| v.to_string()),
             "janus_ends_transport_gone": t.janus.ends_transport_gone,
             "connections": t.janus.connections,
+            "connections_by_transport": t.connections_by_transport.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>(),
+            "janus_server_name": t.janus.server_name,
+            "janus_core": t.janus.core.map(|c| json!({
+                "sessions": c.sessions,
+                "handles": c.handles,
+                "peerconnections": c.peerconnections,
+            })),
             "shut_down": t.shut_down,
         },
         "recovery": {
@@ -376,18 +409,23 @@ fn info(r: &Status<'_>) -> Value {
             "recovered_already_written": m.recovered_written.load(Relaxed),
             "unacknowledged_endings": t.unacknowledged,
             "state_errors": m.state_errors.load(Relaxed),
+            "checkpoint_age_s": checkpoint_age_s,
         },
         "sinks": sinks,
         "janus_bus": Bus::info(r.bus_reasons, r.bus_available, r.bus_stats),
-        "warnings": warnings(&t),
+        "metrics": r.endpoint.map_or_else(|| json!({"enabled": false}), |e| e.info()),
+        "warnings": warnings(&t, r.endpoint.and_then(|e| e.error())),
     })
 }
 
 /// What an operator should fix, in words.
-fn warnings(t: &crate::metrics::TrackerSnapshot) -> Vec<&'static str> {
+fn warnings(t: &crate::metrics::TrackerSnapshot, endpoint_error: Option<&str>) -> Vec<String> {
     let mut w = Vec::new();
     if !t.janus.disconnects_visible {
-        w.push("the WebSockets transport has events = false: closed connections are invisible to event handlers");
+        w.push("the WebSockets transport has events = false: closed connections are invisible to event handlers".to_string());
+    }
+    if let Some(e) = endpoint_error {
+        w.push(format!("the Prometheus endpoint is off: {e}"));
     }
     w
 }

@@ -32,7 +32,8 @@ use crate::tracker::{Ending, Reason};
 /// Counters shared with the Admin API.
 #[derive(Debug, Default)]
 pub struct BusStats {
-    pub injected: AtomicU64,
+    /// Endings injected, by reason (indexed like [`Reason::ALL`]).
+    pub injected: [AtomicU64; 6],
     /// Endings that would have been injected but could not be (bus missing).
     pub skipped: AtomicU64,
     /// Endings not injected because Janus puts its own on the bus (a
@@ -41,6 +42,12 @@ pub struct BusStats {
     /// When the last ending was injected (to measure, at `destroy()`, how
     /// long before the bus went away the last injection was made).
     pub last_injection: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl BusStats {
+    pub fn injected_total(&self) -> u64 {
+        self.injected.iter().map(|n| n.load(Relaxed)).sum()
+    }
 }
 
 /// The re-injection of synthetic endings onto Janus's event bus.
@@ -94,7 +101,11 @@ impl Bus {
         }
         let ok = ffi::bus::notify_session_destroyed(ending.session_id);
         if ok {
-            self.stats.injected.fetch_add(1, Relaxed);
+            let r = Reason::ALL
+                .iter()
+                .position(|r| *r == ending.reason)
+                .unwrap_or(0);
+            self.stats.injected[r].fetch_add(1, Relaxed);
             *crate::sync::lock(&self.stats.last_injection) = Some(std::time::Instant::now());
         } else {
             self.stats.skipped.fetch_add(1, Relaxed);
@@ -105,11 +116,16 @@ impl Bus {
     /// The bus's state for the Admin API `info`.
     pub fn info(reasons: &[Reason], available: bool, stats: &BusStats) -> Value {
         let reasons: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+        let mut by_reason = serde_json::Map::new();
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            by_reason.insert(r.as_str().into(), json!(stats.injected[i].load(Relaxed)));
+        }
         json!({
             "available": available,
             "enabled": !reasons.is_empty() && available,
             "reasons": reasons,
-            "injected": stats.injected.load(Relaxed),
+            "injected": stats.injected_total(),
+            "injected_by_reason": by_reason,
             "skipped": stats.skipped.load(Relaxed),
             "left_to_janus": stats.left_to_janus.load(Relaxed),
         })

@@ -8,6 +8,7 @@
 //!   handler      the one global: init / destroy / offer / request
 //!     admin      query_eventhandler: parse, answer from running's status view
 //!     running    the running handler: intake + worker thread + sinks + bus
+//!       exporter the Prometheus endpoint: its thread, the exposition
 //!       worker   decode -> track -> route; crash state; Janus's bus
 //!       intake   the events thread's end of the bounded channel
 //!       sinks    file, http (+ spool), each on its own thread and queue
@@ -37,6 +38,7 @@ pub mod durable;
 #[allow(unsafe_code)]
 pub mod entry;
 pub mod error;
+pub mod exporter;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 #[allow(unsafe_code)]

@@ -15,6 +15,7 @@ use crossbeam_channel::{Sender, bounded};
 use crate::bus::{Bus, BusStats};
 use crate::config::Config;
 use crate::error::InitError;
+use crate::exporter::{Endpoint, Sources};
 use crate::ffi::JsonRef;
 use crate::intake::{self, ChannelView, Gauge, Intake};
 use crate::metrics::Metrics;
@@ -40,7 +41,12 @@ pub struct Running {
     config: Config,
     started: Instant,
     inside_janus: bool,
+    /// The Prometheus endpoint (`metrics.enabled`).
+    endpoint: Option<Endpoint>,
 }
+
+/// How long stopping waits for the Prometheus endpoint's thread.
+const ENDPOINT_STOP: Duration = Duration::from_millis(1500);
 
 /// What the Admin API `info` reports: a read-only view of the running handler.
 pub struct Status<'a> {
@@ -55,6 +61,8 @@ pub struct Status<'a> {
     pub bus_available: bool,
     pub bus_reasons: &'a [Reason],
     pub bus_stats: &'a BusStats,
+    /// The Prometheus endpoint, if enabled.
+    pub endpoint: Option<&'a Endpoint>,
 }
 
 /// The tracker's settings from the handler's config.
@@ -132,6 +140,21 @@ impl Running {
             name: "worker".into(),
             source,
         })?;
+        let endpoint = config.metrics.enabled.then(|| {
+            let gauge = gauge.clone();
+            Endpoint::start(
+                &config.metrics,
+                Sources {
+                    metrics: metrics.clone(),
+                    sinks: sinks.clone(),
+                    bus: bus_stats.clone(),
+                    bus_available,
+                    channel: Box::new(move || gauge.view::<JsonRef>()),
+                    crash_state: config.general.state_dir.is_some(),
+                    started_us: worker::now_us(),
+                },
+            )
+        });
         let running = Running {
             gauge,
             worker,
@@ -143,6 +166,7 @@ impl Running {
             config,
             started: Instant::now(),
             inside_janus,
+            endpoint,
         };
         Ok((running, intake))
     }
@@ -172,6 +196,7 @@ impl Running {
             bus_available: self.bus_available,
             bus_reasons: &self.config.general.inject,
             bus_stats: &self.bus,
+            endpoint: self.endpoint.as_ref(),
         }
     }
 
@@ -218,8 +243,12 @@ impl Running {
             metrics,
             config,
             bus,
+            endpoint,
             ..
         } = self;
+        if let Some(endpoint) = endpoint {
+            endpoint.stop(ENDPOINT_STOP);
+        }
         // Janus calls destroy() after its events thread stopped: how long
         // before that the last injection was made is the margin it had.
         if let Some(at) = *crate::sync::lock(&bus.last_injection) {
@@ -227,7 +256,7 @@ impl Running {
                 Info,
                 "lifecycleevh: the last injection on Janus's event bus was {} ms before destroy() ({} injected in all)",
                 at.elapsed().as_millis(),
-                bus.injected.load(Relaxed)
+                bus.injected_total()
             );
         }
         // Dropping the intake lets the worker drain the queue and finish.

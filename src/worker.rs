@@ -115,6 +115,8 @@ impl Pipeline {
             self.emitter.get_or_insert_with(|| e.clone());
         }
         self.crash_state = Some(crash_state);
+        // Opening the store wrote a new snapshot.
+        self.metrics.checkpointed_at_us.store(now_us(), Relaxed);
         let ids: HashSet<u64> = recovered.sessions.iter().map(|s| s.session_id).collect();
         let written = match file {
             Some(path) => recovery::endings_in_file(path, recovered.file_position, &ids)
@@ -179,12 +181,14 @@ impl Pipeline {
         }
     }
 
-    /// Applies a state-store write, reporting failures (rate-limited).
-    fn persist(&mut self, what: impl FnOnce(&mut SessionStore) -> std::io::Result<()>) {
+    /// Applies a state-store write, reporting failures (rate-limited);
+    /// false when it failed.
+    fn persist(&mut self, what: impl FnOnce(&mut SessionStore) -> std::io::Result<()>) -> bool {
         let Some(st) = &mut self.crash_state else {
-            return;
+            return true;
         };
-        if let Err(e) = what(&mut st.sessions) {
+        let result = what(&mut st.sessions);
+        if let Err(e) = &result {
             self.metrics.state_errors.fetch_add(1, Relaxed);
             if let Some(more) = st.errors.allow() {
                 crate::jlog!(
@@ -193,6 +197,7 @@ impl Pipeline {
                 );
             }
         }
+        result.is_ok()
     }
 
     /// Handles one event (its JSON text, as Janus serialised it).
@@ -204,6 +209,7 @@ impl Pipeline {
             Ok(f) => f,
             Err(e) => {
                 self.metrics.decode_errors.fetch_add(1, Relaxed);
+                self.metrics.count_type(0);
                 if let Some(more) = self.bad_events.allow() {
                     crate::jlog!(
                         Warn,
@@ -215,6 +221,7 @@ impl Pipeline {
                 return;
             }
         };
+        self.metrics.count_type(facts.ty);
         if let Some(e) = facts.emitter.as_deref()
             && self.emitter.as_deref() != Some(e)
         {
@@ -260,6 +267,7 @@ impl Pipeline {
                         .unwrap_or_else(|| String::from_utf8_lossy(text).into_owned());
                     let route = self.route(OutEvent::new(facts.ty, true, facts.session_id, json));
                     self.unacknowledged(route, ending.session_id);
+                    self.observe_duration(&ending);
                 }
                 Output::Duplicate { .. } | Output::Echo { .. } => {
                     self.metrics.suppressed.fetch_add(1, Relaxed);
@@ -290,7 +298,12 @@ impl Pipeline {
             && Instant::now() >= st.next
         {
             st.next = Instant::now() + st.every;
-            self.persist(|s| s.checkpoint());
+            if self.persist(|s| s.checkpoint()) {
+                // The wall clock (`now_us` here is the tracker's clock).
+                self.metrics
+                    .checkpointed_at_us
+                    .store(self::now_us(), Relaxed);
+            }
         }
     }
 
@@ -334,6 +347,8 @@ impl Pipeline {
                 .crash_state
                 .as_ref()
                 .map_or(0, |c| c.unacknowledged.len()),
+            handles_by_plugin: self.tracker.handles_by_plugin(),
+            connections_by_transport: self.tracker.connections_by_transport(),
         });
     }
 
@@ -357,8 +372,16 @@ impl Pipeline {
             json,
         ));
         self.unacknowledged(route, ending.session_id);
+        self.observe_duration(ending);
         if self.bus.inject(ending, may_inject) {
             self.tracker.mark_injected(ending.session_id);
+        }
+    }
+
+    /// How long an ended session lived, for the duration histogram.
+    fn observe_duration(&self, ending: &Ending) {
+        if let Some(us) = ending.duration_us() {
+            self.metrics.durations.observe(ending.reason, us);
         }
     }
 

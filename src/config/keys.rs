@@ -34,6 +34,8 @@ pub enum Kind {
     /// Permission bits as a quoted octal string (`"0640"`): no bits beyond
     /// `0777`, and the owner keeps read and write.
     Mode,
+    /// A quoted IP address and port (`"127.0.0.1:7090"`, `"[::1]:7090"`).
+    Address,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ impl Kind {
             Kind::Path => "a path".to_string(),
             Kind::Url => "an `http://` or `https://` URL".to_string(),
             Kind::Mode => "octal permission bits, owner read and write".to_string(),
+            Kind::Address => "an IP address and port".to_string(),
         }
     }
 }
@@ -363,7 +366,25 @@ pub const HTTP: &[Key] = &[
 
 /// The categories: `general`, `file`, and `http` (which also stands for
 /// every `http-<name>`).
-pub const CATEGORIES: [(&str, &[Key]); 3] = [("general", GENERAL), ("file", FILE), ("http", HTTP)];
+/// `metrics`: the Prometheus endpoint (read in `super::metrics`).
+pub const METRICS: &[Key] = &[
+    key("enabled", Kind::Bool, Default::Is("false")),
+    // 7090: none of Janus's default ports (HTTP 8088/8089, WebSockets
+    // 8188/8989, Admin 7088/7889 and 7188/7989), below every RTP range, and
+    // outside 9100-9999, which Prometheus's list of default ports has handed
+    // out to other exporters (node_exporter's 9100 is often on the host).
+    key("listen", Kind::Address, Default::Is("127.0.0.1:7090")),
+    key("path", Kind::Text, Default::Is("/metrics")),
+    key("user", Kind::Text, Default::Unset),
+    key("password", Kind::Text, Default::Unset),
+];
+
+pub const CATEGORIES: [(&str, &[Key]); 4] = [
+    ("general", GENERAL),
+    ("file", FILE),
+    ("http", HTTP),
+    ("metrics", METRICS),
+];
 
 /// A key of a category's table.
 pub fn find(keys: &'static [Key], name: &str) -> Option<&'static Key> {

@@ -12,6 +12,7 @@
 pub mod jcfg;
 pub mod keys;
 pub mod mask;
+pub mod metrics;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use std::time::Duration;
 use jcfg::{Setting, Value};
 use keys::{Default as KeyDefault, Key, Kind};
 pub use mask::EventMask;
+pub use metrics::MetricsConfig;
 
 pub use crate::durable::Fsync;
 
@@ -268,6 +270,8 @@ pub struct Config {
     pub file: FileConfig,
     /// HTTP backends, in file order.
     pub http: Vec<HttpConfig>,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -297,6 +301,7 @@ impl Config {
         r.finish()?;
         let mut file = None;
         let mut http = Vec::new();
+        let mut metrics = MetricsConfig::default();
         for setting in &doc.settings {
             let items = match &setting.value {
                 Value::Group(items) => items,
@@ -324,12 +329,15 @@ impl Config {
                     http.push(read_http(&mut r, name, &general)?);
                     r.finish()?;
                 }
+                // Reads and checks its keys itself.
+                "metrics" => metrics = metrics::read_metrics(path, items)?,
                 other => {
                     return Err(ConfigError {
                         file: path.to_path_buf(),
                         key: other.to_string(),
-                        problem: "unknown category (known: general, file, http, http-<name>)"
-                            .into(),
+                        problem:
+                            "unknown category (known: general, file, http, http-<name>, metrics)"
+                                .into(),
                     });
                 }
             }
@@ -346,6 +354,7 @@ impl Config {
             general,
             file,
             http,
+            metrics,
         })
     }
 }

@@ -69,6 +69,7 @@ fn defaults_come_from_the_table_of_keys() {
     assert!(h.target.tls_verify);
     assert_eq!(h.queue_size, 65_536);
     assert_eq!(h.spool, None);
+    assert_eq!(c.metrics, MetricsConfig::default());
 }
 
 #[test]
@@ -678,6 +679,11 @@ fn every_key_refuses_a_wrong_type_and_a_wrong_value() {
         ("http.spool_fsync_ms", "\"1s\"", "1"),
         ("http.spool_max_mb", "\"1G\"", "0"),
         ("http.file_mode", "true", "\"0644x\""),
+        ("metrics.enabled", "[true]", "\"perhaps\""),
+        ("metrics.listen", "7090", "\"localhost:7090\""),
+        ("metrics.path", "5", "\"metrics\""),
+        ("metrics.user", "5", "\"a:b\""),
+        ("metrics.password", "5", "\"\""),
     ];
     let documented = sample_keys();
     for key in &documented {

@@ -38,6 +38,8 @@ pub enum Kind<'a> {
     },
     /// Core `started`: what the server reports about itself.
     CoreStartup(Box<Startup>),
+    /// Core `status: update` (Janus >= 1.2, every 15 s): the core's own counts.
+    CoreStatus(CoreCounts),
     CoreShutdown,
     /// A JSEP offer or answer the client sent (`owner: remote`).
     RemoteJsep,
@@ -65,6 +67,14 @@ pub struct Startup {
     pub version: Option<Version>,
     /// `server-name` (the `emitter` of its events, unless set otherwise).
     pub server_name: Option<String>,
+}
+
+/// What Janus's periodic core `status: update` event counts (Janus >= 1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CoreCounts {
+    pub sessions: Option<u64>,
+    pub handles: Option<u64>,
+    pub peerconnections: Option<u64>,
 }
 
 /// A Janus version, as `version_string` gives it.
@@ -214,6 +224,12 @@ struct Info {
     version_string: Option<String>,
     #[serde(rename = "server-name", default)]
     server_name: Option<String>,
+    #[serde(default)]
+    sessions: Option<u64>,
+    #[serde(default)]
+    handles: Option<u64>,
+    #[serde(default)]
+    peerconnections: Option<u64>,
 }
 
 /// Decodes one event (a JSON object as Janus builds it).
@@ -278,6 +294,14 @@ pub fn decode(text: &[u8]) -> Result<Facts<'_>, DecodeError> {
                     version: info.version_string.as_deref().and_then(Version::parse),
                     server_name: info.server_name,
                 }))
+            }
+            (types::SUBTYPE_CORE_STARTUP, Some("update")) => {
+                let info = body.info.unwrap_or_default();
+                Kind::CoreStatus(CoreCounts {
+                    sessions: info.sessions,
+                    handles: info.handles,
+                    peerconnections: info.peerconnections,
+                })
             }
             _ => Kind::Other,
         },
@@ -363,8 +387,23 @@ mod tests {
         assert_eq!(Version::parse("x"), None);
         assert!(Version(1, 4, 1) >= Version::NATIVE_TRANSPORT_GONE);
         assert!(Version(1, 1, 2) < Version::NATIVE_TRANSPORT_GONE);
-        let update = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "update", "info": {"sessions": 0}}}"#;
-        assert_eq!(decode(update).unwrap().kind, Kind::Other);
+        let update = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "update", "info": {"sessions": 3, "handles": 2, "peerconnections": 1, "stats-period": 1}}}"#;
+        assert_eq!(
+            decode(update).unwrap().kind,
+            Kind::CoreStatus(CoreCounts {
+                sessions: Some(3),
+                handles: Some(2),
+                peerconnections: Some(1),
+            })
+        );
+        let partial = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "update", "info": {"sessions": 0}}}"#;
+        assert_eq!(
+            decode(partial).unwrap().kind,
+            Kind::CoreStatus(CoreCounts {
+                sessions: Some(0),
+                ..CoreCounts::default()
+            })
+        );
     }
 
     #[test]

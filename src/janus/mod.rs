@@ -6,7 +6,7 @@
 
 mod decode;
 
-pub use decode::{DecodeError, Facts, Kind, Startup, TransportRef, Version, decode};
+pub use decode::{CoreCounts, DecodeError, Facts, Kind, Startup, TransportRef, Version, decode};
 
 /// Janus's event types: the `type` of each event, one bit each, and the bits
 /// of an `events` mask.

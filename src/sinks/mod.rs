@@ -20,7 +20,7 @@ pub mod queue;
 mod runner;
 pub mod spool;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,7 +155,15 @@ pub struct SinkStats {
     pub dropped_lifecycle: AtomicU64,
     /// Consecutive failed attempts on the current batch (0: healthy).
     pub retrying: AtomicU64,
+    /// Events of failed attempts that were kept for another one.
+    pub retried: AtomicU64,
     pub errors: AtomicU64,
+    /// The spool, as of its last change: unacknowledged events, bytes of
+    /// its segment files, and the Janus timestamp (µs) of the oldest
+    /// unacknowledged event (0: none, or not read yet).
+    pub spool_pending: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    pub spool_oldest_us: AtomicI64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -172,6 +180,29 @@ impl SinkStats {
 
     pub fn last_error(&self) -> Option<String> {
         lock(&self.last_error).clone()
+    }
+
+    /// Records the spool's size (the caller holds the spool's lock).
+    pub(crate) fn spool_changed(&self, spool: &Spool) {
+        self.spool_pending.store(spool.pending(), Relaxed);
+        self.spool_bytes.store(spool.bytes(), Relaxed);
+        if spool.pending() == 0 {
+            self.spool_oldest_us.store(0, Relaxed);
+        }
+    }
+
+    /// Records the oldest unacknowledged spooled event (its JSON text).
+    pub(crate) fn spool_oldest(&self, json: &str) {
+        #[derive(serde::Deserialize)]
+        struct Stamp {
+            #[serde(default)]
+            timestamp: Option<i64>,
+        }
+        let ts = serde_json::from_str::<Stamp>(json)
+            .ok()
+            .and_then(|s| s.timestamp)
+            .unwrap_or(0);
+        self.spool_oldest_us.store(ts, Relaxed);
     }
 }
 
@@ -258,9 +289,13 @@ impl SinkShared {
                 if let Some((slot, sp)) = spool.as_mut()
                     && (slot.all_events || ev.lifecycle)
                 {
+                    let was_empty = sp.pending() == 0;
                     match sp.append(seq, &ev.json) {
                         Ok(()) => {
                             spooled += 1;
+                            if was_empty {
+                                self.stats.spool_oldest(&ev.json);
+                            }
                             continue;
                         }
                         // Full or failing: keep it in memory, the best left.
@@ -273,6 +308,9 @@ impl SinkShared {
                     event: ev.clone(),
                     at: now,
                 });
+            }
+            if let Some((_, sp)) = &spool {
+                self.stats.spool_changed(sp);
             }
         } // the spool's lock is released before the queue's is taken
         self.stats.accepted.fetch_add(taken as u64, Relaxed);
@@ -329,6 +367,7 @@ impl SinkShared {
         m.insert("sent".into(), json!(s.sent.load(Relaxed)));
         m.insert("failed".into(), json!(s.failed.load(Relaxed)));
         m.insert("retrying".into(), json!(s.retrying.load(Relaxed)));
+        m.insert("retried".into(), json!(s.retried.load(Relaxed)));
         m.insert("dropped".into(), json!(s.dropped.load(Relaxed)));
         m.insert(
             "dropped_lifecycle".into(),
@@ -343,8 +382,12 @@ impl SinkShared {
                 json!({
                     "dir": slot.dir,
                     "events": if slot.all_events { "all" } else { "lifecycle" },
-                    "pending": sp.pending(),
-                    "bytes": sp.bytes(),
+                    "pending": s.spool_pending.load(Relaxed),
+                    "bytes": s.spool_bytes.load(Relaxed),
+                    "oldest_timestamp": match s.spool_oldest_us.load(Relaxed) {
+                        0 => None,
+                        ts => Some(ts),
+                    },
                     "acked_seq": sp.acked_seq(),
                 }),
             );
@@ -409,13 +452,17 @@ impl SinkHandle {
             }
         };
         let next_seq = spool.as_ref().map_or(1, |s| lock(&s.spool).last_seq() + 1);
+        let stats = SinkStats::default();
+        if let Some(slot) = &spool {
+            stats.spool_changed(&lock(&slot.spool));
+        }
         let shared = Arc::new(SinkShared {
             name: settings.name.clone(),
             kind,
             mask: AtomicU32::new(settings.mask.0),
             enabled: AtomicBool::new(true),
             queue: Queue::new(settings.queue_size, settings.max_batch),
-            stats: SinkStats::default(),
+            stats,
             spool,
             next_seq: AtomicU64::new(next_seq),
             describe: sink.describe(),

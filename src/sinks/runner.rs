@@ -203,6 +203,10 @@ impl Runner {
                             retry_at = None;
                         } else {
                             retry_at = Some(Instant::now() + self.backoff_for(attempts));
+                            self.shared
+                                .stats()
+                                .retried
+                                .fetch_add(batch.len() as u64, Relaxed);
                         }
                     }
                 }
@@ -278,7 +282,12 @@ impl Runner {
             let appends_before = lock(&self.shared.queue.state).spool_appends;
             let peeked = lock(&slot.spool).peek(self.max_batch);
             match peeked {
-                Ok(records) => spooled = records,
+                Ok(records) => {
+                    if let Some(oldest) = records.first() {
+                        self.shared.stats().spool_oldest(&oldest.json);
+                    }
+                    spooled = records
+                }
                 Err(e) => self
                     .shared
                     .stats()
@@ -336,7 +345,12 @@ impl Runner {
                 .map(Item::seq)
                 .max();
             if let (Some(seq), Some(slot)) = (acked, &self.shared.spool) {
-                let done = lock(&slot.spool).ack(seq);
+                let done = {
+                    let mut sp = lock(&slot.spool);
+                    let done = sp.ack(seq);
+                    self.shared.stats().spool_changed(&sp);
+                    done
+                };
                 if let Err(e) = done {
                     self.shared
                         .stats()

@@ -36,7 +36,7 @@ use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-use crate::janus::{Facts, Kind, Startup, TransportRef, Version};
+use crate::janus::{CoreCounts, Facts, Kind, Startup, TransportRef, Version};
 pub use crate::reason::Reason;
 pub use session::TransportKey;
 use session::{Bound, Session, State};
@@ -147,6 +147,8 @@ pub struct TrackerStats {
     /// Endings by reason, indexed like [`Reason::ALL`].
     pub endings: [u64; 6],
     pub synthetic: u64,
+    /// Of `endings`, the synthetic ones, by reason.
+    pub synthetic_by_reason: [u64; 6],
     pub duplicates: u64,
     pub echoes: u64,
     /// Endings (or events) for sessions the tracker never saw created.
@@ -172,6 +174,9 @@ pub struct JanusView {
     pub disconnects_visible: bool,
     /// Transport instances open (reported `connected`, not yet `disconnected`).
     pub connections: usize,
+    /// The core's own counts from its latest `status: update` event (Janus
+    /// >= 1.2; None until one is seen).
+    pub core: Option<CoreCounts>,
 }
 
 /// A live session as the Admin API `sessions` request lists it.
@@ -220,6 +225,10 @@ pub struct Tracker {
     /// billing names the transport a session was created on.
     origins: Map<u64, TransportKey>,
     janus: JanusView,
+    /// Open handles of tracked sessions, by plugin index.
+    handles_open: Vec<u64>,
+    /// Open connections, by transport module index.
+    connections_open: Vec<u64>,
 }
 
 /// How long Janus's watchdog takes between checks (janus.c: every 2 s).
@@ -258,7 +267,21 @@ impl Tracker {
                 disconnects_visible: true,
                 ..JanusView::default()
             },
+            handles_open: Vec::new(),
+            connections_open: Vec::new(),
         }
+    }
+
+    /// Open handles of the tracked sessions, by plugin package name, in the
+    /// order the plugins were first seen (one entry per plugin ever seen).
+    pub fn handles_by_plugin(&self) -> Vec<(String, u64)> {
+        by_name(&self.plugins, &self.handles_open)
+    }
+
+    /// Open connections (reported `connected`, not yet `disconnected`), by
+    /// transport module name (one entry per module ever seen).
+    pub fn connections_by_transport(&self) -> Vec<(String, u64)> {
+        by_name(&self.modules, &self.connections_open)
     }
 
     /// What the tracker learned about Janus so far.
@@ -322,7 +345,9 @@ impl Tracker {
             Kind::SessionTimeout => self.on_native_timeout(ev, out),
             Kind::TransportConnected { transport } => {
                 let key = self.transport_key(transport);
-                self.connections.insert(key, ev.timestamp);
+                if self.connections.insert(key, ev.timestamp).is_none() {
+                    add(&mut self.connections_open, key.module, 1);
+                }
                 out.push(Output::Forward);
             }
             Kind::TransportDisconnected { transport } => {
@@ -337,6 +362,10 @@ impl Tracker {
                 self.on_startup(startup);
                 out.push(Output::Forward);
             }
+            Kind::CoreStatus(counts) => {
+                self.janus.core = Some(*counts);
+                out.push(Output::Forward);
+            }
             Kind::HandleAttached { plugin } => {
                 self.on_attached(ev, plugin);
                 out.push(Output::Forward);
@@ -349,6 +378,9 @@ impl Tracker {
                 if let (Some(sid), Some(hid)) = (ev.session_id, ev.handle_id)
                     && let Some(s) = self.sessions.get_mut(&sid)
                 {
+                    if let Some(h) = s.handles.iter().find(|h| h.id == hid) {
+                        sub(&mut self.handles_open, h.plugin, 1);
+                    }
                     s.handles.remove(hid);
                     s.last_event = s.last_event.max(ev.timestamp);
                 }
@@ -693,7 +725,9 @@ impl Tracker {
 
     fn on_disconnected(&mut self, at: i64, transport: &TransportRef<'_>) {
         let key = self.transport_key(transport);
-        self.connections.remove(&key);
+        if self.connections.remove(&key).is_some() {
+            sub(&mut self.connections_open, key.module, 1);
+        }
         let module = key.module as usize;
         if self.reports_disconnects.len() <= module {
             self.reports_disconnects.resize(module + 1, false);
@@ -773,6 +807,14 @@ impl Tracker {
         let plugin = intern(&mut self.plugins, plugin);
         self.touch(ev, true);
         if let Some(s) = self.sessions.get_mut(&sid) {
+            match s.handles.iter().find(|h| h.id == hid).map(|h| h.plugin) {
+                None => add(&mut self.handles_open, plugin, 1),
+                Some(before) if before != plugin => {
+                    sub(&mut self.handles_open, before, 1);
+                    add(&mut self.handles_open, plugin, 1);
+                }
+                Some(_) => {}
+            }
             s.handles.insert(hid, plugin);
         }
     }
@@ -821,6 +863,7 @@ impl Tracker {
         self.stats.endings[index] += 1;
         if ending.synthetic {
             self.stats.synthetic += 1;
+            self.stats.synthetic_by_reason[index] += 1;
         }
     }
 
@@ -837,7 +880,12 @@ impl Tracker {
         }
     }
 
+    /// Forgets what indexes a session that is no longer tracked: its
+    /// handles' counts, and its transport's list (when still bound).
     fn unindex(&mut self, sid: u64, session: &Session) {
+        for h in session.handles.iter() {
+            sub(&mut self.handles_open, h.plugin, 1);
+        }
         if session.state != State::Live {
             return; // its transport's index entry went with the disconnect
         }
@@ -853,6 +901,30 @@ impl Tracker {
         let module = intern(&mut self.modules, &t.module);
         TransportKey::new(module, &t.id)
     }
+}
+
+/// Adds `n` to the count at `index`, growing the table as needed.
+fn add(counts: &mut Vec<u64>, index: u16, n: u64) {
+    let i = index as usize;
+    if counts.len() <= i {
+        counts.resize(i + 1, 0);
+    }
+    counts[i] += n;
+}
+
+fn sub(counts: &mut [u64], index: u16, n: u64) {
+    if let Some(c) = counts.get_mut(index as usize) {
+        *c = c.saturating_sub(n);
+    }
+}
+
+/// Counts by interned name (names without a count yet count 0).
+fn by_name(names: &[Box<str>], counts: &[u64]) -> Vec<(String, u64)> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), counts.get(i).copied().unwrap_or(0)))
+        .collect()
 }
 
 fn intern(table: &mut Vec<Box<str>>, name: &str) -> u16 {

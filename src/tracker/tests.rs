@@ -989,3 +989,134 @@ fn a_destroy_racing_a_close_on_1_1_2_is_a_request() {
     got.extend(finish(&mut t, 300 + 600 * MS));
     assert_eq!(got.last().unwrap(), "SYNTH 2 transport_gone @300");
 }
+
+/// What the metrics read: handles by plugin, connections by transport, the
+/// core's own counts, synthetic endings by reason.
+#[test]
+fn counts_handles_connections_and_core_status() {
+    let mut t = tracker();
+    let ev = |ty: u32, sid: u64, hid: u64, ts: i64, event: &str| {
+        let mut s = format!(r#"{{"type": {ty}, "timestamp": {ts}, "event": {event}"#);
+        if sid > 0 {
+            s += &format!(r#", "session_id": {sid}"#);
+        }
+        if hid > 0 {
+            s += &format!(r#", "handle_id": {hid}"#);
+        }
+        s + "}"
+    };
+    let ws = "janus.transport.websockets";
+    let lines = [
+        ev(
+            128,
+            0,
+            0,
+            1,
+            &format!(r#"{{"transport": "{ws}", "id": "7", "data": {{"event": "connected"}}}}"#),
+        ),
+        ev(
+            128,
+            0,
+            0,
+            2,
+            &format!(r#"{{"transport": "{ws}", "id": "8", "data": {{"event": "connected"}}}}"#),
+        ),
+        ev(
+            1,
+            1,
+            0,
+            3,
+            &format!(r#"{{"name": "created", "transport": {{"transport": "{ws}", "id": "7"}}}}"#),
+        ),
+        ev(
+            1,
+            2,
+            0,
+            4,
+            &format!(r#"{{"name": "created", "transport": {{"transport": "{ws}", "id": "8"}}}}"#),
+        ),
+        ev(
+            2,
+            1,
+            10,
+            5,
+            r#"{"name": "attached", "plugin": "janus.plugin.echotest"}"#,
+        ),
+        ev(
+            2,
+            1,
+            11,
+            6,
+            r#"{"name": "attached", "plugin": "janus.plugin.echotest"}"#,
+        ),
+        ev(
+            2,
+            1,
+            11,
+            6,
+            r#"{"name": "attached", "plugin": "janus.plugin.echotest"}"#,
+        ),
+        ev(
+            2,
+            2,
+            20,
+            7,
+            r#"{"name": "attached", "plugin": "janus.plugin.videoroom"}"#,
+        ),
+        ev(2, 1, 10, 8, r#"{"name": "detached"}"#),
+        ev(2, 1, 10, 8, r#"{"name": "detached"}"#),
+    ];
+    let mut out = Vec::new();
+    for l in &lines {
+        t.observe(&decode(l.as_bytes()).unwrap(), &mut out);
+    }
+    let plugins = |t: &Tracker| t.handles_by_plugin();
+    assert_eq!(
+        plugins(&t),
+        vec![
+            ("janus.plugin.echotest".to_string(), 1),
+            ("janus.plugin.videoroom".to_string(), 1)
+        ]
+    );
+    assert_eq!(t.connections_by_transport(), vec![(ws.to_string(), 2)]);
+    assert_eq!(t.janus().core, None);
+    // Session 2's connection closes: its handle goes with the session.
+    let gone = ev(
+        128,
+        0,
+        0,
+        9,
+        &format!(r#"{{"transport": "{ws}", "id": "8", "data": {{"event": "disconnected"}}}}"#),
+    );
+    t.observe(&decode(gone.as_bytes()).unwrap(), &mut out);
+    assert_eq!(t.connections_by_transport(), vec![(ws.to_string(), 1)]);
+    out.clear();
+    t.advance(10_000_000, &mut out);
+    assert!(matches!(
+        out[..],
+        [Output::Synthesize(Ending { session_id: 2, .. })]
+    ));
+    assert_eq!(plugins(&t)[1].1, 0);
+    assert_eq!(plugins(&t)[0].1, 1);
+    let i = Reason::ALL
+        .iter()
+        .position(|r| *r == Reason::TransportGone)
+        .unwrap();
+    assert_eq!(t.stats().synthetic_by_reason[i], 1);
+    // Session 1 is destroyed by request (native): its handle goes too.
+    let destroyed = ev(1, 1, 0, 10_000_001, r#"{"name": "destroyed"}"#);
+    t.observe(&decode(destroyed.as_bytes()).unwrap(), &mut out);
+    assert_eq!(plugins(&t)[0].1, 0);
+    assert_eq!(t.stats().synthetic_by_reason.iter().sum::<u64>(), 1);
+    // Janus >= 1.2's periodic status.
+    let update = r#"{"type": 256, "subtype": 1, "timestamp": 10000002, "event": {"status": "update", "info": {"sessions": 4, "handles": 5, "peerconnections": 6}}}"#;
+    t.observe(&decode(update.as_bytes()).unwrap(), &mut out);
+    assert_eq!(
+        t.janus().core,
+        Some(CoreCounts {
+            sessions: Some(4),
+            handles: Some(5),
+            peerconnections: Some(6)
+        })
+    );
+}

@@ -10,7 +10,8 @@
 //! - [`HttpApi`]: the Janus API over plain HTTP;
 //! - [`Admin`]: the Admin API over HTTP;
 //! - [`Receiver`]: an HTTP server that collects what an event handler POSTs;
-//! - [`read_jsonl`] / [`wait_jsonl`]: readers for JSON Lines files.
+//! - [`read_jsonl`] / [`wait_jsonl`]: readers for JSON Lines files;
+//! - [`Prometheus`]: a real Prometheus server scraping the handler.
 //!
 //! Every test binary uses only part of it, hence the `allow(dead_code)`.
 //!
@@ -23,12 +24,14 @@
 mod admin;
 mod http;
 mod janus;
+mod prometheus;
 mod receiver;
 mod ws;
 
 pub use admin::Admin;
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
 pub use janus::{Janus, JanusOptions, SampleEvh};
+pub use prometheus::{Prometheus, ScrapeJob, promtool_check_metrics, unix_now};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
 pub use ws::WsClient;
 

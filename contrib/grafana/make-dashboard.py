@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Writes lifecycleevh-dashboard.json, the Grafana dashboard for lifecycleevh's
+Prometheus endpoint. Edit the panels here, run it, commit both files.
+
+The Rust test exporter::tests::the_dashboard_names_only_existing_series checks
+that every series and label the dashboard names is one the endpoint exposes.
+"""
+import json
+import os
+
+SEL = '{instance=~"$instance"}'
+RATE = "$__rate_interval"
+SYNTHETIC = '{instance=~"$instance",synthetic="true"}'
+
+
+panels = []
+y = 0
+
+
+def row(title):
+    global y
+    panels.append({"type": "row", "title": title, "collapsed": False,
+                   "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+    y += 1
+
+
+def panel(title, targets, x, w=8, h=8, kind="timeseries", unit="short", description="",
+          stack=False, overrides=None):
+    p = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": h, "w": w, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": overrides or []},
+        "targets": [
+            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend,
+             "datasource": {"type": "prometheus", "uid": "${datasource}"}}
+            for i, (expr, legend) in enumerate(targets)
+        ],
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
+    }
+    if kind == "timeseries":
+        p["fieldConfig"]["defaults"]["custom"] = {
+            "stacking": {"mode": "normal" if stack else "none"}, "fillOpacity": 20 if stack else 0}
+    return p
+
+
+def add(*ps):
+    global y
+    panels.extend(ps)
+    y += max(p["gridPos"]["h"] for p in ps)
+
+
+row("Sessions")
+add(
+    panel("Open sessions", [
+        (f"janus_sessions_open{SEL}", "tracked by lifecycleevh ({{instance}})"),
+        (f"janus_core_sessions{SEL}", "Janus's own count ({{instance}}, Janus >= 1.2)"),
+    ], 0, description="Sessions created and not ended yet; Janus >= 1.2 also reports its own count every 15 s."),
+    panel("Sessions ended, by reason", [
+        (f"sum by (reason) (rate(janus_sessions_ended_total{SEL}[{RATE}]))", "{{reason}}"),
+    ], 8, unit="ops", stack=True,
+        description="The reason of each destroyed event, per second. timeout, transport_gone and shutdown are the endings Janus itself does not report on 1.1.x."),
+    panel("Sessions created and ended", [
+        (f"sum(rate(janus_sessions_created_total{SEL}[{RATE}]))", "created"),
+        (f"sum(rate(janus_sessions_ended_total{SEL}[{RATE}]))", "ended"),
+        (f"sum(rate(janus_sessions_ended_total{SYNTHETIC}[{RATE}]))",
+         "ended, destroyed made by lifecycleevh"),
+    ], 16, unit="ops"),
+)
+add(
+    panel("Session duration", [
+        (f"histogram_quantile(0.5, sum by (le) (rate(janus_session_duration_seconds_bucket{SEL}[{RATE}])))", "median"),
+        (f"histogram_quantile(0.95, sum by (le) (rate(janus_session_duration_seconds_bucket{SEL}[{RATE}])))", "95th percentile"),
+        (f"sum(rate(janus_session_duration_seconds_sum{SEL}[{RATE}])) / sum(rate(janus_session_duration_seconds_count{SEL}[{RATE}]))", "mean"),
+    ], 0, unit="s", description="How long the sessions that ended lived (created to ending)."),
+    panel("Median duration, by reason", [
+        (f"histogram_quantile(0.5, sum by (le, reason) (rate(janus_session_duration_seconds_bucket{SEL}[{RATE}])))", "{{reason}}"),
+    ], 8, unit="s"),
+    panel("Drift against Janus's own count (Janus >= 1.2)", [
+        (f"janus_core_sessions{SEL} - janus_sessions_open{SEL}", "sessions ({{instance}})"),
+        (f"janus_core_handles{SEL} - on (instance) sum by (instance) (janus_handles_open{SEL})", "handles ({{instance}})"),
+    ], 16, description="Janus's core counts minus lifecycleevh's. Stays near 0 (briefly off by the sessions that change between Janus's 15 s updates); a lasting difference on either side is drift. Empty on Janus 1.1.x, which does not report its counts."),
+)
+add(
+    panel("Open handles, by plugin", [
+        (f"janus_handles_open{SEL}", "{{plugin}}"),
+        (f"janus_core_peerconnections{SEL}", "PeerConnections (Janus's count)"),
+    ], 0, stack=False),
+    panel("Open connections, by transport", [
+        (f"janus_transport_connections_open{SEL}", "{{transport}}"),
+    ], 8),
+    panel("Janus", [
+        (f"janus_info{SEL}", "{{version}} {{server_name}}"),
+        (f"lifecycleevh_build_info{SEL}", "lifecycleevh {{version}}"),
+    ], 16, kind="table",
+        description="The Janus version and server name from its started event, and the handler's version."),
+)
+row("lifecycleevh health")
+add(
+    panel("Channel to the worker", [
+        (f"lifecycleevh_channel_depth{SEL}", "waiting ({{instance}})"),
+        (f"lifecycleevh_channel_capacity{SEL}", "capacity ({{instance}})"),
+    ], 0, description="Events between Janus's events thread and the worker. A full channel drops events."),
+    panel("Events lost", [
+        (f"sum by (where) (rate(lifecycleevh_events_dropped_total{SEL}[{RATE}]))", "dropped at the {{where}}"),
+        (f"sum by (sink, cause) (rate(lifecycleevh_sink_events_dropped_total{SEL}[{RATE}]))", "{{sink}}: {{cause}}"),
+        (f"sum by (sink) (rate(lifecycleevh_sink_lifecycle_events_dropped_total{SEL}[{RATE}]))", "{{sink}}: lifecycle events"),
+    ], 8, unit="ops", description="Should stay at 0."),
+    panel("Events by type", [
+        (f"sum by (type) (rate(lifecycleevh_events_processed_total{SEL}[{RATE}]))", "{{type}}"),
+    ], 16, unit="ops", stack=True),
+)
+add(
+    panel("Sink queues", [
+        (f"lifecycleevh_sink_queue_depth{SEL}", "{{sink}}"),
+    ], 0),
+    panel("Sink deliveries and retries", [
+        (f"sum by (sink) (rate(lifecycleevh_sink_events_delivered_total{SEL}[{RATE}]))", "{{sink}} delivered"),
+        (f"sum by (sink) (rate(lifecycleevh_sink_events_retried_total{SEL}[{RATE}]))", "{{sink}} retried"),
+        (f"lifecycleevh_sink_retrying{SEL}", "{{sink}} failed attempts in a row"),
+    ], 8, unit="ops"),
+    panel("Spools", [
+        (f"lifecycleevh_sink_spool_events{SEL}", "{{sink}} events"),
+        (f"lifecycleevh_sink_spool_oldest_age_seconds{SEL}", "{{sink}} oldest (s)"),
+    ], 16, description="Events a backend has not acknowledged yet, and how old the oldest is."),
+)
+add(
+    panel("Endings put on Janus's event bus", [
+        (f"sum by (reason) (rate(lifecycleevh_bus_injected_total{SEL}[{RATE}]))", "{{reason}}"),
+        (f"rate(lifecycleevh_bus_skipped_total{SEL}[{RATE}])", "skipped (bus missing)"),
+    ], 0, unit="ops"),
+    panel("Crash-recovery state", [
+        (f"lifecycleevh_crash_state_checkpoint_age_seconds{SEL}", "checkpoint age ({{instance}})"),
+        (f"lifecycleevh_crash_state_unacknowledged_endings{SEL}", "endings awaiting the sinks"),
+        (f"increase(lifecycleevh_crash_state_errors_total{SEL}[{RATE}])", "write errors"),
+    ], 8, description="With general.state_dir: how fresh the state on disk is."),
+    panel("Handler errors", [
+        (f"rate(lifecycleevh_internal_errors_total{SEL}[{RATE}])", "internal errors"),
+        (f"rate(lifecycleevh_decode_errors_total{SEL}[{RATE}])", "decode errors"),
+        (f"rate(lifecycleevh_tracker_evicted_total{SEL}[{RATE}])", "sessions evicted (max_sessions)"),
+    ], 16, unit="ops"),
+)
+
+dashboard = {
+    "title": "Janus sessions (lifecycleevh)",
+    "uid": "lifecycleevh",
+    "description": "Janus sessions and their endings, exact, from lifecycleevh's Prometheus endpoint.",
+    "tags": ["janus", "webrtc", "lifecycleevh"],
+    "timezone": "",
+    "schemaVersion": 39,
+    "version": 1,
+    "refresh": "30s",
+    "time": {"from": "now-6h", "to": "now"},
+    "templating": {"list": [
+        {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus"},
+        {"name": "instance", "label": "Janus", "type": "query",
+         "datasource": {"type": "prometheus", "uid": "${datasource}"},
+         "query": {"query": "label_values(janus_sessions_open, instance)", "refId": "instances"},
+         "definition": "label_values(janus_sessions_open, instance)",
+         "includeAll": True, "multi": True, "current": {"text": "All", "value": "$__all"},
+         "refresh": 2},
+    ]},
+    "panels": panels,
+}
+
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lifecycleevh-dashboard.json")
+with open(out, "w") as f:
+    json.dump(dashboard, f, indent=2)
+    f.write("\n")
+print(out)

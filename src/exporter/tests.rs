@@ -1,0 +1,735 @@
+//! The exposition against the catalogue, the README and the Grafana
+//! dashboard; the HTTP side: content negotiation, errors, basic
+//! authentication, a port in use, a bounded stop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::*;
+use crate::bus::BusStats;
+use crate::config::MetricsConfig;
+use crate::durable::Fsync;
+use crate::intake::ChannelView;
+use crate::janus::{CoreCounts, Version};
+use crate::metrics::{Metrics, TrackerSnapshot};
+use crate::output::OutEvent;
+use crate::reason::Reason;
+use crate::sinks::spool::SpoolConfig;
+use crate::sinks::{Sink, SinkError, SinkHandle, SinkSettings, SpoolSettings};
+
+/// A sink that takes everything, or fails everything.
+struct TestSink(bool);
+
+impl Sink for TestSink {
+    fn deliver(&mut self, batch: &[&str], _: Option<Instant>) -> Result<(), SinkError> {
+        if self.0 {
+            Ok(())
+        } else {
+            Err(SinkError {
+                delivered: 0,
+                message: format!("refused {} events", batch.len()),
+            })
+        }
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn describe(&self) -> Map<String, Value> {
+        Map::new()
+    }
+}
+
+/// Everything a scrape can show: a healthy file-like sink, a failing sink
+/// with a spool, Janus's version and the core's counts.
+struct World {
+    metrics: Arc<Metrics>,
+    bus: Arc<BusStats>,
+    sinks: Vec<SinkHandle>,
+    _dir: tempfile::TempDir,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let good = SinkHandle::spawn(
+        "file",
+        SinkSettings::simple(
+            "file",
+            crate::config::EventMask::ALL,
+            64,
+            Duration::from_millis(10),
+        ),
+        Box::new(TestSink(true)),
+    )
+    .unwrap();
+    let failing = SinkHandle::spawn(
+        "http",
+        SinkSettings {
+            retries: 1_000,
+            backoff: Duration::from_millis(5),
+            backoff_max: Duration::from_millis(5),
+            spool: Some(SpoolSettings {
+                config: SpoolConfig {
+                    dir: dir.path().join("http-billing"),
+                    fsync: Fsync::Never,
+                    max_bytes: 1 << 20,
+                    segment_bytes: 64 << 10,
+                },
+                all_events: false,
+            }),
+            ..SinkSettings::simple(
+                "http-billing",
+                crate::config::EventMask::ALL,
+                64,
+                Duration::from_millis(10),
+            )
+        },
+        Box::new(TestSink(false)),
+    )
+    .unwrap();
+    let created = r#"{"type":1,"timestamp":1000000,"session_id":5,"event":{"name":"created"}}"#;
+    let ev = OutEvent::new(1, true, Some(5), created.to_string());
+    for s in [&good, &failing] {
+        s.shared().offer_all(&[(1, ev.clone())]);
+    }
+    let metrics = Arc::new(Metrics::default());
+    metrics.received.store(10, Relaxed);
+    metrics.count_type(1);
+    metrics.durations.observe(Reason::Timeout, 90_000_000);
+    metrics.checkpointed_at_us.store(1, Relaxed);
+    let mut snapshot = TrackerSnapshot {
+        live_sessions: 3,
+        handles_by_plugin: vec![("janus.plugin.echotest".into(), 2)],
+        connections_by_transport: vec![("janus.transport.websockets".into(), 1)],
+        ..TrackerSnapshot::default()
+    };
+    snapshot.stats.created = 7;
+    snapshot.stats.endings = [1, 2, 1, 0, 0, 0];
+    snapshot.stats.synthetic_by_reason = [0, 2, 0, 0, 0, 0];
+    snapshot.janus.version = Some(Version(1, 4, 1));
+    snapshot.janus.server_name = Some("J1".into());
+    snapshot.janus.core = Some(CoreCounts {
+        sessions: Some(3),
+        handles: Some(2),
+        peerconnections: Some(1),
+    });
+    metrics.set_tracker(snapshot);
+    let bus = Arc::new(BusStats::default());
+    bus.injected[1].store(2, Relaxed);
+    // The good sink delivers; the failing one retries, its event stays
+    // spooled.
+    let (delivered, retrying) = (good.shared().clone(), failing.shared().clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (delivered.stats().sent.load(Relaxed) == 0 || retrying.stats().retried.load(Relaxed) == 0)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    World {
+        metrics,
+        bus,
+        sinks: vec![good, failing],
+        _dir: dir,
+    }
+}
+
+fn sources(w: &World) -> Sources {
+    Sources {
+        metrics: w.metrics.clone(),
+        sinks: w.sinks.iter().map(|s| s.shared().clone()).collect(),
+        bus: w.bus.clone(),
+        bus_available: true,
+        channel: Box::new(|| ChannelView {
+            depth: 4,
+            capacity: 16,
+            dropped_bulk: [1, 0, 0, 2],
+            ..ChannelView::default()
+        }),
+        crash_state: true,
+        started_us: 1_700_000_000_000_000,
+    }
+}
+
+fn encode(w: &World, openmetrics: bool) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(collect::Exposition(Arc::new(sources(w)))));
+    let mut out = String::new();
+    if openmetrics {
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+    }
+    out
+}
+
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// The samples of an exposition (our label values hold no quotes or commas).
+fn samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => {
+                    let inner = rest.strip_suffix('}').unwrap();
+                    let labels = inner
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(|p| {
+                            let (k, v) = p.split_once('=').unwrap();
+                            (k.to_string(), v.trim_matches('"').to_string())
+                        })
+                        .collect();
+                    (n.to_string(), labels)
+                }
+                None => (series.to_string(), BTreeMap::new()),
+            };
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap(),
+            };
+            (name, labels, value)
+        })
+        .collect()
+}
+
+fn value(all: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let want: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let found: Vec<f64> = all
+        .iter()
+        .filter(|(n, l, _)| n == name && *l == want)
+        .map(|s| s.2)
+        .collect();
+    assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
+    found[0]
+}
+
+/// Which catalogue family a sample belongs to.
+fn family_of(sample: &str) -> Option<&'static Series> {
+    SERIES
+        .iter()
+        .find(|s| s.sample_names().iter().any(|n| n == sample))
+}
+
+#[test]
+fn every_series_is_in_the_catalogue_with_its_labels() {
+    let w = world();
+    for openmetrics in [true, false] {
+        let text = encode(&w, openmetrics);
+        let all = samples(&text);
+        let mut seen = BTreeSet::new();
+        for (name, labels, _) in &all {
+            let f = family_of(name).unwrap_or_else(|| panic!("{name} is not in the catalogue"));
+            seen.insert(f.name);
+            let mut want: BTreeSet<&str> = f.labels.iter().copied().collect();
+            if f.ty == Type::Histogram && name.ends_with("_bucket") {
+                want.insert("le");
+            }
+            let got: BTreeSet<&str> = labels.keys().map(String::as_str).collect();
+            assert_eq!(got, want, "{name}");
+        }
+        let missing: Vec<_> = SERIES
+            .iter()
+            .filter(|s| !seen.contains(s.name))
+            .map(|s| s.name)
+            .collect();
+        assert!(missing.is_empty(), "not exposed: {missing:?}\n{text}");
+        if openmetrics {
+            assert!(text.ends_with("# EOF\n"));
+            assert!(text.contains("# TYPE janus_sessions_created counter\n"));
+        } else {
+            assert!(text.contains("# TYPE janus_sessions_created_total counter\n"));
+        }
+    }
+    // Every name is Prometheus's style and says what it is.
+    for s in SERIES {
+        assert!(
+            s.name.starts_with("janus_") || s.name.starts_with("lifecycleevh_"),
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            s.ty == Type::Counter,
+            s.name.ends_with("_total"),
+            "{}",
+            s.name
+        );
+        assert_eq!(s.ty == Type::Info, s.name.ends_with("_info"), "{}", s.name);
+        assert!(s.help.ends_with('.'), "{}", s.name);
+    }
+}
+
+#[test]
+fn values_are_the_counters_info_reads() {
+    let w = world();
+    let all = samples(&encode(&w, true));
+    let v = |name: &str, labels: &[(&str, &str)]| value(&all, name, labels);
+    assert_eq!(v("janus_sessions_open", &[]), 3.0);
+    assert_eq!(v("janus_sessions_created_total", &[]), 7.0);
+    assert_eq!(
+        v(
+            "janus_sessions_ended_total",
+            &[("reason", "request"), ("synthetic", "false")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "janus_sessions_ended_total",
+            &[("reason", "timeout"), ("synthetic", "true")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        v(
+            "janus_sessions_ended_total",
+            &[("reason", "timeout"), ("synthetic", "false")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        v(
+            "janus_sessions_ended_total",
+            &[("reason", "transport_gone"), ("synthetic", "false")]
+        ),
+        1.0
+    );
+    // 90 s: in le=120 and above, not in le=60.
+    assert_eq!(
+        v(
+            "janus_session_duration_seconds_count",
+            &[("reason", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "janus_session_duration_seconds_sum",
+            &[("reason", "timeout")]
+        ),
+        90.0
+    );
+    assert_eq!(
+        v(
+            "janus_session_duration_seconds_bucket",
+            &[("reason", "timeout"), ("le", "60.0")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        v(
+            "janus_session_duration_seconds_bucket",
+            &[("reason", "timeout"), ("le", "120.0")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "janus_session_duration_seconds_bucket",
+            &[("reason", "timeout"), ("le", "+Inf")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v("janus_handles_open", &[("plugin", "janus.plugin.echotest")]),
+        2.0
+    );
+    assert_eq!(
+        v(
+            "janus_transport_connections_open",
+            &[("transport", "janus.transport.websockets")]
+        ),
+        1.0
+    );
+    assert_eq!(v("janus_core_sessions", &[]), 3.0);
+    assert_eq!(v("janus_core_peerconnections", &[]), 1.0);
+    assert_eq!(
+        v("janus_info", &[("version", "1.4.1"), ("server_name", "J1")]),
+        1.0
+    );
+    assert_eq!(v("lifecycleevh_events_received_total", &[]), 10.0);
+    assert_eq!(
+        v(
+            "lifecycleevh_events_processed_total",
+            &[("type", "sessions")]
+        ),
+        1.0
+    );
+    assert_eq!(v("lifecycleevh_channel_depth", &[]), 4.0);
+    assert_eq!(
+        v("lifecycleevh_bus_injected_total", &[("reason", "timeout")]),
+        2.0
+    );
+    assert_eq!(
+        v(
+            "lifecycleevh_sink_events_delivered_total",
+            &[("sink", "file")]
+        ),
+        1.0
+    );
+    assert!(
+        v(
+            "lifecycleevh_sink_events_retried_total",
+            &[("sink", "http-billing")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        v(
+            "lifecycleevh_sink_spool_events",
+            &[("sink", "http-billing")]
+        ),
+        1.0
+    );
+    assert!(v("lifecycleevh_sink_spool_bytes", &[("sink", "http-billing")]) > 0.0);
+    // The spooled event is stamped 1 s after the epoch: decades old.
+    assert!(
+        v(
+            "lifecycleevh_sink_spool_oldest_age_seconds",
+            &[("sink", "http-billing")]
+        ) > 1e9
+    );
+    assert!(v("lifecycleevh_crash_state_checkpoint_age_seconds", &[]) > 1e9);
+    assert_eq!(
+        v(
+            "lifecycleevh_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    // Only the file sink has no spool series.
+    assert!(
+        !all.iter()
+            .any(|(n, l, _)| n.starts_with("lifecycleevh_sink_spool") && l["sink"] == "file")
+    );
+}
+
+#[test]
+fn janus_1_1_has_no_core_series_and_nothing_before_started() {
+    let w = world();
+    w.metrics.set_tracker(TrackerSnapshot::default());
+    w.metrics.checkpointed_at_us.store(0, Relaxed);
+    let text = encode(&w, true);
+    for absent in [
+        "janus_core_",
+        "janus_info",
+        "lifecycleevh_crash_state_checkpoint_age",
+    ] {
+        assert!(
+            !text.contains(&format!("\n{absent}")),
+            "{absent} in\n{text}"
+        );
+    }
+    assert!(text.contains("\njanus_sessions_open 0\n"));
+}
+
+/// The Grafana dashboard names only series that exist, with their labels.
+#[test]
+fn the_dashboard_names_only_existing_series() {
+    let dashboard: Value = serde_json::from_str(include_str!(
+        "../../contrib/grafana/lifecycleevh-dashboard.json"
+    ))
+    .expect("the dashboard is JSON");
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    let mut used = BTreeSet::new();
+    for expr in &exprs {
+        for name in identifiers(expr)
+            .into_iter()
+            .filter(|i| i.starts_with("janus_") || i.starts_with("lifecycleevh_"))
+        {
+            let f = family_of(&name).unwrap_or_else(|| {
+                panic!("the dashboard names {name}, which is not exposed: {expr}")
+            });
+            used.insert(f.name);
+        }
+        // Every label a selector or a `by` clause uses exists in the families used.
+        for label in label_names(expr) {
+            let known = SERIES.iter().any(|s| s.labels.contains(&label.as_str()))
+                || label == "le"
+                || label == "instance"
+                || label == "job";
+            assert!(
+                known,
+                "the dashboard uses label {label}, which no series has: {expr}"
+            );
+        }
+    }
+    for required in [
+        "janus_sessions_open",
+        "janus_sessions_ended_total",
+        "janus_session_duration_seconds",
+        "janus_core_sessions",
+        "lifecycleevh_sink_queue_depth",
+        "lifecycleevh_sink_events_dropped_total",
+    ] {
+        assert!(
+            used.contains(required),
+            "the dashboard does not show {required}"
+        );
+    }
+}
+
+/// The README's metrics section lists every series.
+#[test]
+fn the_readme_lists_every_series() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("\n## Metrics")
+        .nth(1)
+        .expect("README has a Metrics section");
+    let section = section.split("\n## ").next().unwrap();
+    for s in SERIES {
+        assert!(
+            section.contains(&format!("`{}", s.name)),
+            "README's Metrics section does not list {}",
+            s.name
+        );
+        for l in s.labels {
+            assert!(
+                section.contains(&format!("`{l}`")) || section.contains(&format!("{l}=")),
+                "README's Metrics section does not explain label {l} of {}",
+                s.name
+            );
+        }
+    }
+}
+
+fn collect_exprs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    // Panel queries, and the instance variable's query.
+                    ("expr" | "query" | "definition", Value::String(e)) => out.push(e.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// Words of a PromQL expression outside string literals.
+fn identifiers(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut in_string = false;
+    for c in expr.chars() {
+        if c == '"' {
+            in_string = !in_string;
+        }
+        if !in_string && (c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            word.push(c);
+        } else if !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// Label names in `{a="x", b=~"y"}` selectors and `by (a, b)` / `without (...)` clauses.
+fn label_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes: Vec<char> = expr.chars().collect();
+    let mut i = 0;
+    let mut in_string = false;
+    let mut depth_braces = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == '"' {
+            in_string = !in_string;
+        } else if !in_string {
+            if c == '{' {
+                depth_braces += 1;
+            } else if c == '}' {
+                depth_braces -= 1;
+            } else if depth_braces > 0 && (c.is_ascii_alphabetic() || c == '_') {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == '_') {
+                    i += 1;
+                }
+                out.push(bytes[start..i].iter().collect());
+                continue;
+            }
+        }
+        i += 1;
+    }
+    for clause in ["by", "without"] {
+        let mut rest = expr;
+        while let Some(pos) = rest.find(&format!("{clause} (")) {
+            let after = &rest[pos + clause.len() + 2..];
+            let end = after.find(')').unwrap_or(after.len());
+            out.extend(
+                after[..end]
+                    .split(',')
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty()),
+            );
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+fn endpoint(config: MetricsConfig) -> (World, Endpoint) {
+    let w = world();
+    let e = Endpoint::start(&config, sources(&w));
+    (w, e)
+}
+
+fn loopback() -> MetricsConfig {
+    MetricsConfig {
+        enabled: true,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..MetricsConfig::default()
+    }
+}
+
+/// Sends raw bytes, returns the whole answer.
+fn raw(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn get(addr: SocketAddr, path: &str, headers: &str) -> String {
+    raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n"),
+    )
+}
+
+#[test]
+fn serves_both_formats_and_refuses_the_rest() {
+    let (_w, e) = endpoint(loopback());
+    let addr = e.local_addr().unwrap();
+    let plain = get(addr, "/metrics", "");
+    assert!(plain.starts_with("HTTP/1.1 200 OK\r\n"), "{plain}");
+    assert!(plain.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+    assert!(plain.contains("\njanus_sessions_created_total 7\n"));
+    let om = get(
+        addr,
+        "/metrics?x=1",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+    );
+    assert!(
+        om.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{om}"
+    );
+    assert!(om.ends_with("# EOF\n"));
+    let head = raw(addr, "HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(get(addr, "/", "").starts_with("HTTP/1.1 404 "));
+    assert!(get(addr, "/metricsx", "").starts_with("HTTP/1.1 404 "));
+    assert!(
+        raw(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .starts_with("HTTP/1.1 405 ")
+    );
+    assert!(raw(addr, "NOT HTTP\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    let info = e.info();
+    assert_eq!(info["scrapes"], 3);
+    assert_eq!(info["rejected"], 4);
+    assert_eq!(info["listening"], true);
+    assert_eq!(info["error"], Value::Null);
+    assert!(e.stop(Duration::from_secs(2)));
+}
+
+#[test]
+fn basic_authentication_as_prometheus_sends_it() {
+    let (_w, e) = endpoint(MetricsConfig {
+        user: Some("prom".into()),
+        password: Some("s3cret".into()),
+        ..loopback()
+    });
+    let addr = e.local_addr().unwrap();
+    let none = get(addr, "/metrics", "");
+    assert!(none.starts_with("HTTP/1.1 401 "), "{none}");
+    assert!(none.contains("WWW-Authenticate: Basic realm=\"lifecycleevh\""));
+    assert!(!none.contains("janus_"));
+    // base64("prom:wrong"), base64("prom:s3cret")
+    let wrong = get(
+        addr,
+        "/metrics",
+        "Authorization: Basic cHJvbTp3cm9uZw==\r\n",
+    );
+    assert!(wrong.starts_with("HTTP/1.1 401 "));
+    let right = get(
+        addr,
+        "/metrics",
+        "Authorization: Basic cHJvbTpzM2NyZXQ=\r\n",
+    );
+    assert!(right.starts_with("HTTP/1.1 200 "), "{right}");
+    assert!(right.contains("janus_sessions_open 3"));
+    assert_eq!(e.info()["unauthorized"], 2);
+    assert_eq!(e.info()["scrapes"], 1);
+}
+
+#[test]
+fn a_port_in_use_is_reported_and_nothing_else_stops() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (_w, e) = endpoint(MetricsConfig {
+        listen: taken.local_addr().unwrap(),
+        ..loopback()
+    });
+    assert_eq!(e.local_addr(), None);
+    let why = e.error().unwrap();
+    assert!(
+        why.starts_with(&format!("cannot listen on {}", taken.local_addr().unwrap())),
+        "{why}"
+    );
+    assert!(why.contains("in use"), "{why}");
+    assert_eq!(e.info()["listening"], false);
+    assert!(e.stop(Duration::from_millis(100)));
+}
+
+#[test]
+fn stops_in_bounded_time_with_a_silent_client_connected() {
+    let (_w, e) = endpoint(loopback());
+    let addr = e.local_addr().unwrap();
+    // A client that connects and never sends a byte.
+    let _silent = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    assert!(e.stop(Duration::from_secs(5)));
+    assert!(
+        t.elapsed() < CONNECTION_BUDGET + Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    // The port is free again.
+    TcpListener::bind(addr).unwrap();
+}
+
+#[test]
+fn a_slow_client_costs_the_next_scrape_at_most_the_budget() {
+    let (_w, e) = endpoint(loopback());
+    let addr = e.local_addr().unwrap();
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /metr").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let t = Instant::now();
+    let ok = get(addr, "/metrics", "");
+    assert!(ok.starts_with("HTTP/1.1 200 "));
+    assert!(t.elapsed() < CONNECTION_BUDGET + Duration::from_secs(2));
+    assert_eq!(e.info()["rejected"], 1);
+}
