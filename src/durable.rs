@@ -2,8 +2,9 @@
 //! crash-recovery state, and replacing a small file atomically. The bottom
 //! of the file-writing modules; imports nothing from the crate.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// When data is forced to disk (spools, crash-recovery state).
@@ -30,9 +31,25 @@ impl Fsync {
 
 /// Replaces `dir/name` with `data`: temporary file, (fsync,) rename, (fsync dir).
 pub fn write_atomically(dir: &Path, name: &str, data: &[u8], sync: bool) -> io::Result<()> {
+    write_atomically_with_mode(dir, name, data, sync, 0o666)
+}
+
+/// [`write_atomically`], creating the file with `mode` (less the umask).
+pub fn write_atomically_with_mode(
+    dir: &Path,
+    name: &str,
+    data: &[u8],
+    sync: bool,
+    mode: u32,
+) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(data)?;
         if sync {
             f.sync_all()?;
