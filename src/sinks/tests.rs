@@ -117,6 +117,7 @@ fn spooled(dir: &std::path::Path, max_batch: usize) -> SinkSettings {
                 fsync: Fsync::Never,
                 max_bytes: 1 << 20,
                 segment_bytes: 256,
+                file_mode: 0o600,
             },
             all_events: false,
         }),
