@@ -1008,7 +1008,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
 
         /// The spool against a model: the records appended (`append`
         /// returned Ok) and the highest acknowledged number (`ack` returned
@@ -1212,7 +1212,7 @@ mod properties {
         #[test]
         fn the_reader_agrees_with_the_reference(
             segments in proptest::collection::vec(
-                (0..6u64, proptest::collection::vec(line(), 0..12), any::<bool>()),
+                (0..6u64, proptest::collection::vec(line(), 0..12), proptest::option::of(1..60u64)),
                 1..5,
             ),
             acked in 0..60u64,
@@ -1223,8 +1223,9 @@ mod properties {
             for (gap, lines, torn) in &segments {
                 name += 1 + gap * 5;
                 let mut text: Vec<u8> = lines.concat();
-                if *torn {
-                    text.extend_from_slice(b"99\t{\"torn\"");
+                if let Some(seq) = torn {
+                    // Cut short: torn in the last segment, corrupt elsewhere.
+                    text.extend_from_slice(format!("{seq}\t{{\"torn\"").as_bytes());
                 }
                 fs::write(seg(dir.path(), name), text).unwrap();
             }
