@@ -6,6 +6,18 @@ use super::*;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 
+/// A folder for a test, in memory where there is a tmpfs: the property
+/// tests open, write and fsync thousands of files, which on a shared disk
+/// would slow every other test down.
+fn tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    }
+}
+
 fn cfg(dir: &Path, segment_bytes: u64, max_bytes: u64) -> SpoolConfig {
     SpoolConfig {
         dir: dir.to_path_buf(),
@@ -101,7 +113,7 @@ fn pairs(records: &[Record]) -> Vec<(u64, String)> {
 
 #[test]
 fn an_empty_spool_has_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 1 << 20);
     assert!(s.peek(10).unwrap().is_empty());
     assert!(s.peek(0).unwrap().is_empty());
@@ -127,7 +139,7 @@ fn umask() -> u32 {
 
 #[test]
 fn new_files_and_folders_get_the_configured_modes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let deep = dir.path().join("spool/http-billing");
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let mask = umask();
@@ -160,7 +172,7 @@ fn new_files_and_folders_get_the_configured_modes() {
 
 #[test]
 fn append_peek_ack_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 1 << 20);
     let texts = [
         "{\"a\":1}",
@@ -196,7 +208,7 @@ fn append_peek_ack_round_trip() {
 
 #[test]
 fn peek_reads_a_record_from_disk_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 1 << 20);
     for seq in 1..=4 {
         s.append(seq, &json(seq)).unwrap();
@@ -219,7 +231,7 @@ fn peek_reads_a_record_from_disk_once() {
 
 #[test]
 fn appended_records_are_visible_to_peek_at_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 100);
     assert!(s.peek(5).unwrap().is_empty());
     for seq in 1..=30 {
@@ -239,7 +251,7 @@ fn appended_records_are_visible_to_peek_at_once() {
 
 #[test]
 fn order_across_many_segments() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 64);
     let all_seqs: Vec<u64> = (1..=2000).map(|i| i * 3 + i % 2).collect();
     for &seq in &all_seqs {
@@ -267,7 +279,7 @@ fn order_across_many_segments() {
 
 #[test]
 fn segments_rotate_at_segment_bytes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 2 * line_len(1));
     for seq in 1..=5 {
         s.append(seq, &json(seq)).unwrap();
@@ -283,7 +295,7 @@ fn segments_rotate_at_segment_bytes() {
 
 #[test]
 fn ack_deletes_only_fully_acknowledged_segments() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 3 * line_len(1));
     for seq in 1..=9 {
         s.append(seq, &json(seq)).unwrap();
@@ -310,7 +322,7 @@ fn ack_deletes_only_fully_acknowledged_segments() {
 
 #[test]
 fn acks_between_beyond_and_below() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 50);
     for seq in [2, 3, 5, 8, 9, 11, 12] {
         s.append(seq, &json(seq)).unwrap();
@@ -335,7 +347,7 @@ fn acks_between_beyond_and_below() {
 
 #[test]
 fn reopen_resumes_with_the_same_records() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     {
         let mut s = open(dir.path(), 3 * line_len(10));
         for seq in 1..=20 {
@@ -362,7 +374,7 @@ fn reopen_resumes_with_the_same_records() {
 
 #[test]
 fn last_seq_survives_when_everything_was_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     {
         let mut s = open(dir.path(), 1 << 20);
         for seq in [5, 9, 42] {
@@ -379,7 +391,7 @@ fn last_seq_survives_when_everything_was_acknowledged() {
 
 #[test]
 fn crash_without_sync_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     for round in 0..3u64 {
         let base = round * 100;
         {
@@ -408,7 +420,7 @@ fn crash_without_sync_loses_nothing() {
 
 #[test]
 fn a_torn_last_record_is_cut_on_open_and_not_counted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     {
         let mut s = open(dir.path(), 2 * line_len(1));
         for seq in 1..=3 {
@@ -443,7 +455,7 @@ fn torn_tails_of_other_shapes() {
     // only a torn record.
     let tails: [&[u8]; 3] = [b"7\t{\"a\":\"\xc3", b"\0\0\0\0\0\0", b"8"];
     for tail in tails {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         {
             let mut s = open(dir.path(), 1 << 20);
             s.append(6, "{}").unwrap();
@@ -454,7 +466,7 @@ fn torn_tails_of_other_shapes() {
         assert_eq!((s.bytes(), disk_bytes(dir.path())), (5, 5));
         assert_eq!(s.corrupt_records(), 0);
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(seg(dir.path(), 9), b"9\t{\"a\"").unwrap();
     let mut s = open(dir.path(), 1 << 20);
     assert!(s.peek(10).unwrap().is_empty());
@@ -480,7 +492,7 @@ fn corrupt_lines_are_skipped_counted_and_located() {
         ("not increasing", b"3\t{}\n5\t{}\n2\t{}\n6\t{}\n", 10),
     ];
     for (what, text, offset) in cases {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         fs::write(seg(dir.path(), 1), text).unwrap();
         let mut s = open(dir.path(), 1 << 20);
         let got = all(&mut s);
@@ -512,7 +524,7 @@ fn corrupt_lines_are_skipped_counted_and_located() {
 fn corrupt_segments_and_names() {
     // A segment of a non-last segment without its newline; a first record
     // below the name; records not below the next segment's name.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(seg(dir.path(), 1), b"1\t{}\n2\t{").unwrap();
     fs::write(seg(dir.path(), 5), b"3\t{}\n5\t{}\n6\t{}\n9\t{}\n").unwrap();
     fs::write(seg(dir.path(), 9), b"9\t{}\n10\t{}\n").unwrap();
@@ -538,7 +550,7 @@ fn corrupt_segments_and_names() {
     assert!(s.recovery().corrupt[2].what.contains("next segment"));
     assert_eq!(s.corrupt_records(), reference(dir.path(), 0).1);
     // A segment that cannot be read at all (a folder by that name).
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(seg(dir.path(), 1), b"1\t{}\n").unwrap();
     fs::create_dir(seg(dir.path(), 3)).unwrap();
     fs::write(seg(dir.path(), 7), b"7\t{}\n").unwrap();
@@ -554,7 +566,7 @@ fn corrupt_segments_and_names() {
 
 #[test]
 fn a_digit_changed_upwards_costs_its_own_record_only() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(
         seg(dir.path(), 100),
         b"100\t{}\n101\t{}\n902\t{}\n103\t{}\n104\t{}\n",
@@ -592,7 +604,7 @@ fn a_digit_changed_upwards_costs_its_own_record_only() {
 
 #[test]
 fn corrupt_lines_in_the_acknowledged_part_are_counted_too() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(seg(dir.path(), 1), b"1\t{}\nxx\n2\t{}\nyy\n3\t{}\n").unwrap();
     fs::write(dir.path().join("ack"), b"2\n").unwrap();
     let mut s = open(dir.path(), 1 << 20);
@@ -605,7 +617,7 @@ fn corrupt_lines_in_the_acknowledged_part_are_counted_too() {
     assert!(segment_files(dir.path()).is_empty());
     // A pending record whose number became an acknowledged one is lost,
     // and shows as its skipped neighbour (here 42, skipped for it).
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(
         seg(dir.path(), 40),
         b"40\t{}\n42\t{}\n41\t{\"was\":46}\n48\t{}\n",
@@ -620,7 +632,7 @@ fn corrupt_lines_in_the_acknowledged_part_are_counted_too() {
 
 #[test]
 fn only_the_first_few_are_listed_all_are_counted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut text = b"1\t{}\n".to_vec();
     for _ in 0..100 {
         text.extend_from_slice(b"garbage\n");
@@ -635,7 +647,7 @@ fn only_the_first_few_are_listed_all_are_counted() {
 
 #[test]
 fn a_line_longer_than_max_line_is_skipped_without_holding_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut file = File::create(seg(dir.path(), 1)).unwrap();
     file.write_all(b"1\t{}\n2\t{\"a\":\"").unwrap();
     let chunk = vec![b'x'; 1 << 20];
@@ -659,7 +671,7 @@ fn a_line_longer_than_max_line_is_skipped_without_holding_it() {
 
 #[test]
 fn the_ack_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(seg(dir.path(), 1), b"1\t{}\n2\t{}\n3\t{}\n").unwrap();
     fs::write(dir.path().join("ack"), b"2\n").unwrap();
     fs::write(dir.path().join("ack.tmp"), b"3\n").unwrap();
@@ -701,7 +713,7 @@ fn the_ack_file() {
 
 #[test]
 fn segments_acknowledged_whole_are_deleted_unread() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(seg(dir.path(), 1), b"garbage that is never read\n").unwrap();
     fs::write(seg(dir.path(), 5), b"5\t{}\n6\t{}\n").unwrap();
     fs::write(dir.path().join("ack"), b"5\n").unwrap();
@@ -719,7 +731,7 @@ fn segments_acknowledged_whole_are_deleted_unread() {
 
 #[test]
 fn a_last_segment_with_nothing_readable_is_appended_above_its_name() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(seg(dir.path(), 1), b"1\t{}\n").unwrap();
     fs::write(seg(dir.path(), 50), b"garbage\n").unwrap();
     {
@@ -736,7 +748,7 @@ fn a_last_segment_with_nothing_readable_is_appended_above_its_name() {
 
 #[test]
 fn full_until_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let len = line_len(1);
     // One record a segment: acknowledging one frees its segment.
     let mut s = Spool::open(cfg(dir.path(), 1, 2 * len + 5)).unwrap();
@@ -761,7 +773,7 @@ fn full_until_acknowledged() {
 
 #[test]
 fn bad_input_is_rejected() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 1 << 20);
     for bad in ["{}\n", "{\n}", "[]", "", " {}", "x"] {
         assert!(
@@ -786,7 +798,7 @@ fn bad_input_is_rejected() {
 
 #[test]
 fn a_second_open_is_locked_out() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut first = open(dir.path(), 1 << 20);
     first.append(1, "{}").unwrap();
     match Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)) {
@@ -802,7 +814,7 @@ fn a_second_open_is_locked_out() {
 
 #[test]
 fn a_folder_that_cannot_be_made_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     fs::write(dir.path().join("file"), b"").unwrap();
     assert!(matches!(
         Spool::open(cfg(&dir.path().join("file/spool"), 1 << 20, 1 << 20)),
@@ -813,7 +825,7 @@ fn a_folder_that_cannot_be_made_is_an_error() {
 #[test]
 fn fsync_policies() {
     for fsync in [Fsync::Always, Fsync::Interval, Fsync::Never] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let config = SpoolConfig {
             fsync,
             ..cfg(dir.path(), 3 * line_len(1), 1 << 20)
@@ -843,7 +855,7 @@ fn fsync_policies() {
 
 #[test]
 fn oldest_pending_age_is_an_upper_bound_without_reading() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let mut s = open(dir.path(), 1 << 20);
     let start = SystemTime::now();
     s.append(1, "{}").unwrap();
@@ -917,7 +929,7 @@ fn sigkill_child() {
 fn survives_sigkill_mid_append() {
     use std::process::{Command, Stdio};
     for round in 0..3 {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let module = module_path!().split_once("::").unwrap().1;
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -1026,7 +1038,7 @@ mod properties {
             max_bytes in 200..4000u64,
             fsync in prop_oneof![Just(Fsync::Never), Just(Fsync::Interval), Just(Fsync::Always)],
         ) {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = tempdir();
             let config = SpoolConfig { fsync, ..cfg(dir.path(), segment_bytes, max_bytes) };
             let mut s = reopen(config.clone());
             let mut model: VecDeque<Record> = VecDeque::new();
@@ -1124,7 +1136,7 @@ mod properties {
             value in any::<u8>(),
             aim in 0..3u8,
         ) {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = tempdir();
             let mut original = Vec::new();
             {
                 let mut s = open(dir.path(), segment_bytes);
@@ -1218,7 +1230,7 @@ mod properties {
             acked in 0..60u64,
             ack_at in any::<prop::sample::Index>(),
         ) {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = tempdir();
             let mut name = 0;
             for (gap, lines, torn) in &segments {
                 name += 1 + gap * 5;
