@@ -82,7 +82,7 @@ bench: deps
 # nightly features: RUSTC_BOOTSTRAP enables them on the stable toolchain.
 # Seeds and past crashes live in fuzz/seeds/<target>/ (a crash, once fixed,
 # stays there as a regression input).
-FUZZ_TARGETS := decode_track config admin recovery_reader
+FUZZ_TARGETS := decode_track config admin recovery_reader spool_reader
 FUZZ_BIN := fuzz/target/x86_64-unknown-linux-gnu/release
 FUZZ_SEED ?= 1
 # New inputs per target in fuzz-ci (about 30 s each on 2 cores).
@@ -90,6 +90,7 @@ FUZZ_RUNS_decode_track ?= 60000
 FUZZ_RUNS_config ?= 15000
 FUZZ_RUNS_admin ?= 100000
 FUZZ_RUNS_recovery_reader ?= 20000
+FUZZ_RUNS_spool_reader ?= 20000
 
 fuzz-build: deps
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked

@@ -28,11 +28,6 @@ impl Fsync {
     }
 }
 
-/// Who may read what the handler keeps on disk, unless configured: owner
-/// and group only (events carry client IP addresses and whatever plugins put
-/// in them).
-pub const DEFAULT_FILE_MODE: u32 = 0o640;
-
 /// The folder mode that goes with a file mode: the same permissions, plus
 /// search (x) wherever reading is allowed.
 pub fn dir_mode(file_mode: u32) -> u32 {
@@ -55,23 +50,8 @@ pub fn create_dir_all(dir: &Path, file_mode: u32) -> io::Result<()> {
         .create(dir)
 }
 
-/// Opens (creating it with `mode` if missing) a file for appending.
-pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(mode)
-        .open(path)
-}
-
-/// Replaces `dir/name` with `data`: temporary file, (fsync,) rename, (fsync
-/// dir). The file gets [`DEFAULT_FILE_MODE`].
-pub fn write_atomically(dir: &Path, name: &str, data: &[u8], sync: bool) -> io::Result<()> {
-    write_atomically_mode(dir, name, data, sync, DEFAULT_FILE_MODE)
-}
-
-/// [`write_atomically`] with the new file's mode.
+/// Replaces `dir/name` with `data`: temporary file created with `mode` (less
+/// the umask), (fsync,) rename, (fsync of the folder).
 pub fn write_atomically_mode(
     dir: &Path,
     name: &str,

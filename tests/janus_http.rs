@@ -384,6 +384,121 @@ fn spooled_events_survive_a_janus_restart() {
     assert!(janus.stop().success());
 }
 
+/// The spool's records on disk: (segment, byte offset, JSON), in order.
+fn spool_records(dir: &Path) -> Vec<(PathBuf, u64, String)> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for segment in segments {
+        let text = std::fs::read_to_string(&segment).unwrap();
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            let json = line.trim_end().split_once('\t').unwrap().1;
+            out.push((segment.clone(), offset, json.to_string()));
+            offset += line.len() as u64;
+        }
+    }
+    out
+}
+
+/// One bad record in the middle of an HTTP spool used to make the spool
+/// fail to open at the next start, reported as a `spool_dir` config error,
+/// and the whole handler was switched off. Now it costs that record only.
+#[test]
+fn a_corrupt_spool_record_costs_only_that_record() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let config = format!(
+        "general: {{ enabled = true, shutdown_timeout_ms = 1000 }}\n{}http: {{ backend = \"http://127.0.0.1:{port}/events\", \
+         spool_dir = \"{}\", backoff_max_ms = 500 }}\n",
+        file_section(&out),
+        dir.path().join("spool").display()
+    );
+    let opts = || JanusOptions {
+        lifecycleevh_config: Some(config.clone()),
+        ..JanusOptions::default()
+    };
+    let janus_dir = dir.path().join("janus");
+    std::fs::create_dir_all(&janus_dir).unwrap();
+    // The backend is down: every lifecycle event stays in the spool.
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    let sessions = churn(&janus, 6);
+    wait_jsonl(&out, |e| ended_all(e, &sessions), Duration::from_secs(10));
+    let admin = janus.admin();
+    let spooled = |admin: &Admin| {
+        admin.query_eventhandler(HANDLER, json!({"request": "info"}))["response"]["sinks"]["http"]
+            ["spool"]["pending"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert!(wait_until(
+        || spooled(&admin) >= 12,
+        Duration::from_secs(10)
+    ));
+    assert!(janus.stop().success());
+    // A byte in the middle of a segment: the first digit of the middle
+    // record's sequence number.
+    let spool = dir.path().join("spool").join("http");
+    let records = spool_records(&spool);
+    assert!(records.len() >= 12, "{records:?}");
+    let (segment, offset, bad) = records[records.len() / 2].clone();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    assert!(bytes[offset as usize].is_ascii_digit());
+    bytes[offset as usize] = b'x';
+    std::fs::write(&segment, bytes).unwrap();
+    let expected: Vec<Value> = records
+        .iter()
+        .filter(|r| r.2 != bad)
+        .map(|r| serde_json::from_str(&r.2).unwrap())
+        .collect();
+    // Janus again, the backend up.
+    let receiver = Receiver::start_with(ReceiverOptions {
+        port: Some(port),
+        ..ReceiverOptions::default()
+    });
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    // The handler runs: tracking and the file sink work ...
+    let info = janus
+        .admin()
+        .query_eventhandler(HANDLER, json!({"request": "info"}));
+    assert!(info["response"]["sinks"]["http"].is_object(), "{info}");
+    let mut ws = janus.ws();
+    let fresh = ws.create_session();
+    ws.destroy(fresh);
+    let file = wait_jsonl(&out, |e| ended_all(e, &[fresh]), Duration::from_secs(10));
+    assert!(ended_all(&file, &[fresh]));
+    // ... and the backend gets every other spooled event, in order, first.
+    assert!(receiver.wait_until(|e| ended_all(e, &[fresh]), Duration::from_secs(15)));
+    let got = receiver.events();
+    assert_eq!(got[..expected.len()], expected[..]);
+    assert!(
+        got[expected.len()..].iter().all(|e| !expected.contains(e)),
+        "sent once"
+    );
+    let bad: Value = serde_json::from_str(&bad).unwrap();
+    assert!(!got.contains(&bad), "the corrupt record is not sent");
+    // Admin info counts it; Janus's log says where it was.
+    let info = &janus
+        .admin()
+        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]["sinks"]["http"];
+    assert_eq!(info["spool"]["corrupt_records"], 1, "{info}");
+    assert!(wait_until(
+        || spooled(&janus.admin()) == 0,
+        Duration::from_secs(10)
+    ));
+    let needle = format!("{} at byte {offset}", segment.display());
+    assert!(
+        janus.wait_log(&needle, Duration::from_secs(5)),
+        "{needle} not in the log"
+    );
+    assert!(janus.stop().success());
+}
+
 #[test]
 fn sigkill_then_restart_ends_open_sessions_with_gateway_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -79,6 +79,7 @@ fn world() -> World {
                     fsync: Fsync::Never,
                     max_bytes: 1 << 20,
                     segment_bytes: 64 << 10,
+                    file_mode: 0o600,
                 },
                 all_events: false,
             }),

@@ -75,6 +75,8 @@ pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
                     fsync: s.fsync,
                     max_bytes: s.max_bytes,
                     segment_bytes: (16 << 20).min(s.max_bytes / 4).max(64 << 10),
+                    // Owner and group only: events carry client IP addresses.
+                    file_mode: s.file_mode,
                 },
                 all_events: s.all_events,
             }),

@@ -389,6 +389,7 @@ impl SinkShared {
                         ts => Some(ts),
                     },
                     "acked_seq": sp.acked_seq(),
+                    "corrupt_records": sp.corrupt_records(),
                 }),
             );
         }
@@ -396,6 +397,36 @@ impl SinkShared {
             m.insert(k.clone(), v.clone());
         }
         Value::Object(m)
+    }
+}
+
+/// Says once in Janus's log what opening a spool found wrong in its files
+/// (the sink runs on with the rest; see `spool`'s "Recovery").
+fn log_recovery(name: &str, spool: &Spool) {
+    let r = spool.recovery();
+    if r.corrupt_records > 0 {
+        let listed: Vec<String> = r.corrupt.iter().map(ToString::to_string).collect();
+        let more = r.corrupt_records - r.corrupt.len() as u64;
+        crate::jlog!(
+            Err,
+            "{name}: spool: skipped {} corrupt records (their events are lost, the others are sent in order): {}{}",
+            r.corrupt_records,
+            listed.join("; "),
+            if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(torn) = &r.torn {
+        crate::jlog!(Warn, "{name}: spool: {torn}");
+    }
+    if let Some(what) = &r.ack_unreadable {
+        crate::jlog!(
+            Warn,
+            "{name}: spool: the ack file holds {what}, not a sequence number: every spooled event is sent again"
+        );
     }
 }
 
@@ -436,6 +467,7 @@ impl SinkHandle {
             None => None,
             Some(sp) => {
                 let spool = Spool::open(sp.config.clone()).map_err(SpawnError::Spool)?;
+                log_recovery(&settings.name, &spool);
                 if spool.pending() > 0 {
                     crate::jlog!(
                         Info,

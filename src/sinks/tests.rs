@@ -117,6 +117,7 @@ fn spooled(dir: &std::path::Path, max_batch: usize) -> SinkSettings {
                 fsync: Fsync::Never,
                 max_bytes: 1 << 20,
                 segment_bytes: 256,
+                file_mode: 0o600,
             },
             all_events: false,
         }),
@@ -136,9 +137,10 @@ fn spooled_events_wait_out_an_outage_in_order_and_survive_a_restart() {
     for n in 1..=10 {
         shared.offer(&ev(1, n % 2 == 0, n));
     }
-    // Past the retries, the first batch's memory events (1, 3) are given up;
-    // its spooled ones (2, 4) are kept and retried.
-    wait(|| shared.stats().failed.load(Relaxed) == 2 && script.attempts.load(Relaxed) >= 4);
+    // Past the retries, memory events are given up; spooled ones are kept
+    // and retried (how the first batches mix the two depends on when the
+    // sink's thread woke up).
+    wait(|| script.attempts.load(Relaxed) >= 4);
     assert_eq!(shared.info()["spool"]["pending"], 5);
     // Closing with the backend still down: the spool keeps its five, the
     // memory events still queued (5, 7, 9) count as failed.
@@ -148,9 +150,21 @@ fn spooled_events_wait_out_an_outage_in_order_and_survive_a_restart() {
     drop(shared); // releases the spool (and its lock)
 
     // Next start: the backend is up, the spool goes out first, in order.
+    // (A test of another module that spawns a process can hold a copy of
+    // the spool's lock for a moment, until that process execs.)
     let script = Script::default();
-    let mut h =
-        SinkHandle::spawn("test", spooled(dir.path(), 4), Box::new(script.clone())).unwrap();
+    let mut h = (0..50)
+        .find_map(|_| {
+            match SinkHandle::spawn("test", spooled(dir.path(), 4), Box::new(script.clone())) {
+                Ok(h) => Some(h),
+                Err(SpawnError::Spool(spool::SpoolError::Locked(_))) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    None
+                }
+                Err(e) => panic!("{e}"),
+            }
+        })
+        .expect("the spool's lock is released");
     let shared = h.shared().clone();
     shared.offer(&ev(1, false, 11));
     shared.offer(&ev(1, true, 12));
