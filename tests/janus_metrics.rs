@@ -280,7 +280,7 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
     );
     assert_eq!(
         q(&format!(
-            r#"lifecycleevh_events_dropped_total{{{JOB},where="channel"}}"#
+            r#"sum(lifecycleevh_events_dropped_total{{{JOB},where="channel"}})"#
         )),
         0.0
     );
@@ -455,9 +455,18 @@ fn info_agrees_with_exposition(info: &Value, s: &Samples) {
         get(s, "lifecycleevh_events_received_total"),
         n(&ev["received"])
     );
+    let bulk: f64 = ["media", "plugins", "webrtc", "external"]
+        .iter()
+        .map(|t| {
+            let series = format!(r#"lifecycleevh_events_dropped_total{{where="channel",type="{t}"}}"#);
+            assert_eq!(get(s, &series), n(&ev["dropped_by_type"][t]), "{series}");
+            get(s, &series)
+        })
+        .sum();
+    assert_eq!(bulk, n(&ev["dropped"]));
     assert_eq!(
-        get(s, r#"lifecycleevh_events_dropped_total{where="channel"}"#),
-        n(&ev["dropped"])
+        get(s, r#"lifecycleevh_events_dropped_total{where="channel",type="lifecycle"}"#),
+        n(&ev["dropped_lifecycle"])
     );
     assert_eq!(
         get(s, "lifecycleevh_events_forwarded_total"),
