@@ -28,7 +28,7 @@ mod ws;
 
 pub use admin::Admin;
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
-pub use janus::{Janus, JanusOptions, SampleEvh};
+pub use janus::{CONTAINER_LABEL, Janus, JanusOptions, JanusTarget, SampleEvh};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
 pub use ws::WsClient;
 
