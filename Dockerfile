@@ -12,6 +12,13 @@
 
 ARG DEBIAN_RELEASE=bookworm
 
+# The build context, less what the builder does not need (docs, tests, the
+# image's own scripts), so that changing those does not rebuild the handler;
+# vendor/ is made empty when missing.
+FROM debian:${DEBIAN_RELEASE}-slim AS source
+COPY . /src
+RUN cd /src && rm -rf tests examples fuzz docker .ci ./*.md compose.yaml Dockerfile .dockerignore && mkdir -p vendor
+
 FROM debian:${DEBIAN_RELEASE}-slim AS builder
 # bookworm's own rustc (1.63) is too old for this crate; its rustc-web is
 # current (installed as rustc and cargo). Newer releases: rustc and cargo.
@@ -24,10 +31,10 @@ RUN set -eux; \
 	rustc --version; cargo --version
 ENV CARGO_HOME=/cargo
 WORKDIR /src
-COPY . .
+COPY --from=source /src/ /src/
 RUN set -eux; \
 	offline=; \
-	if [ -d vendor ]; then \
+	if [ -n "$(ls -A vendor)" ]; then \
 		mkdir -p "$CARGO_HOME"; \
 		printf '[source.crates-io]\nreplace-with = "vendored-sources"\n[source.vendored-sources]\ndirectory = "/src/vendor"\n' \
 			>"$CARGO_HOME/config.toml"; \
