@@ -566,7 +566,10 @@ fn image_modules(image: &str) -> Vec<PathBuf> {
     static LISTED: Mutex<Option<HashMap<String, Vec<PathBuf>>>> = Mutex::new(None);
     let mut listed = LISTED.lock().unwrap_or_else(|e| e.into_inner());
     listed
-        .get_or_insert_with(HashMap::new)
+        .get_or_insert_with(|| {
+            remove_orphaned_containers();
+            HashMap::new()
+        })
         .entry(image.to_string())
         .or_insert_with(|| {
             let out = docker()
@@ -770,6 +773,37 @@ fn container_pid(name: &str) -> u32 {
                 String::from_utf8_lossy(&out.stderr).trim()
             )
         })
+}
+
+/// Removes the rig's containers whose test process is gone (killed hard:
+/// a test run stopped with Ctrl-C stops its containers itself, through
+/// `docker run`'s signal proxy).
+fn remove_orphaned_containers() {
+    let Ok(out) = docker()
+        .args([
+            "ps",
+            "--all",
+            "--filter",
+            &format!("label={CONTAINER_LABEL}"),
+        ])
+        .args(["--format", "{{.Names}}"])
+        .stdin(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    for name in String::from_utf8_lossy(&out.stdout).lines() {
+        let owner = name
+            .strip_prefix("lcevh-rig-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            eprintln!("rig: removing container {name}, left by test process {pid}");
+            remove_container(name);
+        }
+    }
 }
 
 fn remove_container(name: &str) {
