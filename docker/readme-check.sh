@@ -38,7 +38,7 @@ for block in $(ls "$work"/sh.* | sort -t. -k2 -n); do
 		case $line in "" | "#"*) continue ;; esac
 		echo "readme-check\$ $line"
 		t0=$SECONDS
-		until bash -c "set -o pipefail; $line"; do
+		until bash -c "set -o pipefail; $line" </dev/null; do
 			if [ $((SECONDS - t0)) -ge 30 ]; then
 				echo "readme-check: failed (for 30 s): $line" >&2
 				exit 1
@@ -58,10 +58,11 @@ FROM lifecycleevh:bookworm
 USER root
 RUN set -eux; \
 	mkdir -p /usr/local/etc/janus /usr/local/lib/janus/events; \
-	cp /etc/janus/janus.jcfg /etc/janus/janus.transport.http.jcfg /etc/janus/janus.transport.websockets.jcfg /usr/local/etc/janus/; \
+	cp /etc/janus/*.jcfg /usr/local/etc/janus/; \
 	sed -i 's|^\([[:space:]]*\)events_folder = .*|\1events_folder = "/usr/local/lib/janus/events"|' /usr/local/etc/janus/janus.jcfg; \
 	grep -q 'events_folder = "/usr/local/lib/janus/events"' /usr/local/etc/janus/janus.jcfg; \
-	rm /usr/lib/x86_64-linux-gnu/janus/events/libjanus_lifecycleevh.so /etc/janus/janus.eventhandler.lifecycleevh.jcfg
+	rm /usr/lib/x86_64-linux-gnu/janus/events/libjanus_lifecycleevh.so /etc/janus/janus.eventhandler.lifecycleevh.jcfg \
+		/usr/local/etc/janus/janus.eventhandler.lifecycleevh.jcfg
 USER janus
 ENTRYPOINT ["/usr/bin/janus", "--configs-folder=/usr/local/etc/janus", "--config=/usr/local/etc/janus/janus.jcfg", "--disable-colors"]
 BASE
