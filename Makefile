@@ -1,4 +1,5 @@
-# lifecycleevh: make demo (see it work), make test (everything CI runs).
+# lifecycleevh: make demo (see it work), make test (everything CI runs),
+# make deb (the Debian package), make docker (the container images).
 # Every target that builds first installs what is missing (Debian packages via
 # apt-get, as root or with sudo; crates via cargo).
 
@@ -14,16 +15,32 @@ DESTDIR ?=
 # prometheus (with promtool): the metrics tests scrape the handler with a real one.
 DEB_PACKAGES := janus janus-dev libjansson-dev libglib2.0-dev libclang-dev clang \
 	pkg-config build-essential ca-certificates valgrind prometheus
+# What the container images and the container test matrix need.
+DOCKER_PACKAGES := docker.io debootstrap docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SO := libjanus_lifecycleevh.so
 
-.PHONY: all deps build install demo test lint bench fuzz fuzz-build fuzz-ci valgrind clean
+# The images make docker builds: $(IMAGE):<release>, Debian's janus of that
+# release (bookworm: 1.1.2, sid: 1.4.1) with lifecycleevh.
+IMAGE ?= lifecycleevh
+DOCKER_RELEASES ?= bookworm sid
+DOCKER ?= docker
+# Where make test runs the real-Janus tests: native (this machine's Janus,
+# with every other test) and/or the release of an image ($(IMAGE):<release>,
+# built when missing). E.g. make test JANUS_TARGETS=native
+JANUS_TARGETS ?= native $(DOCKER_RELEASES)
+# The test binaries that drive a real Janus: those using the rig (tests/common).
+JANUS_TESTS := $(sort $(basename $(notdir $(shell grep -l '^mod common;' tests/*.rs))))
+
+.PHONY: all deps build install demo test lint bench fuzz fuzz-build fuzz-ci valgrind clean \
+	deb docker docker-deps deb-check compose-check readme-docker-check
 
 all: build
 
-deps:
+# apt-get installs those of the packages $(1) that are missing.
+define apt_install
 	@missing=""; \
-	for p in $(DEB_PACKAGES); do \
+	for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -31,6 +48,15 @@ deps:
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(DEB_PACKAGES))
+
+# Docker's engine (started when none answers), debootstrap, docker-compose.
+docker-deps:
+	$(call apt_install,$(DOCKER_PACKAGES))
+	@$(SUDO) docker/dockerd.sh
 
 build: deps
 	$(CARGO) build --release --locked
@@ -52,12 +78,66 @@ demo: deps
 	$(CARGO) build --locked --quiet
 	$(CARGO) run --locked --quiet --example demo
 
+# The Debian packages: target/debian/lifecycleevh_<version>_<arch>.deb and
+# its -dbgsym (packaging/build-deb.sh, dpkg-deb).
+deb: deps
+	$(CARGO) build --release --locked
+	packaging/build-deb.sh target/release/$(SO) target/debian
+
+# The images $(IMAGE):bookworm and $(IMAGE):sid from the Dockerfile. The base
+# images debian:<release>-slim are made with debootstrap when missing (no
+# image registry needed); the crates are vendored here (cargo vendor) so
+# that the builder stage builds offline.
+docker: docker-deps
+	$(CARGO) vendor --locked --quiet vendor >/dev/null
+	@set -eo pipefail; for r in $(DOCKER_RELEASES); do \
+		t0=$$SECONDS; $(SUDO) DOCKER=$(DOCKER) docker/base-image.sh $$r; t1=$$SECONDS; \
+		$(DOCKER) build --network host --build-arg DEBIAN_RELEASE=$$r -t $(IMAGE):$$r . 2>&1 \
+			| while IFS= read -r line; do \
+				case $$line in "Step "*) echo "[$$((SECONDS - t1)) s] $$line";; *) echo "$$line";; esac; \
+			done; \
+		echo "make docker: $(IMAGE):$$r built: base image $$((t1 - t0)) s, docker build $$((SECONDS - t1)) s"; \
+	done
+
 # Everything: unit tests, trace replays, property tests, the FFI harness, the
-# ABI check against janus-dev, and the real-Janus integration tests.
+# ABI check against janus-dev, and the real-Janus integration tests, natively
+# and then in each image of JANUS_TARGETS (only the real-Janus tests: the rig
+# runs that image's Janus with the handler built here, see tests/common).
+# Every target runs; failures are summed up at the end.
 # cargo test does not build the cdylib the FFI harness and Janus load: build it first.
-test: deps
+test: deps $(if $(filter-out native,$(JANUS_TARGETS)),docker-deps)
 	$(CARGO) build --locked --features fault-injection
-	$(CARGO) test --locked --features fault-injection
+	@failed=""; \
+	for t in $(JANUS_TARGETS); do \
+		t0=$$SECONDS; \
+		if [ "$$t" = native ]; then \
+			echo "== make test: everything, with this machine's Janus"; \
+			LCEVH_JANUS=native $(CARGO) test --locked --features fault-injection --no-fail-fast || failed="$$failed $$t"; \
+		else \
+			$(DOCKER) image inspect $(IMAGE):$$t >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=$$t || { failed="$$failed $$t"; continue; }; \
+			t0=$$SECONDS; \
+			echo "== make test: the real-Janus tests in $(IMAGE):$$t"; \
+			LCEVH_JANUS=docker:$(IMAGE):$$t $(CARGO) test --locked --features fault-injection --no-fail-fast \
+				$(addprefix --test ,$(JANUS_TESTS)) || failed="$$failed $$t"; \
+		fi; \
+		echo "== make test: $$t took $$((SECONDS - t0)) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "== make test: FAILED in:$$failed"; exit 1; fi; \
+	echo "== make test: passed in: $(JANUS_TARGETS)"
+
+# The .deb in bare debian:<release>-slim containers (after make deb).
+deb-check: deb docker-deps
+	docker/deb-check.sh $(DOCKER_RELEASES)
+
+# compose.yaml up, checked, down (needs $(IMAGE):bookworm: make docker).
+compose-check: docker-deps
+	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
+	docker/compose-check.sh
+
+# The README's Docker example (lifecycleevh into a Janus image built from source).
+readme-docker-check: docker-deps
+	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
+	docker/readme-check.sh
 
 # rustfmt and clippy come with the rustup toolchain; a machine without them
 # says so and skips that check rather than failing the build.
@@ -144,3 +224,4 @@ valgrind: deps
 
 clean:
 	$(CARGO) clean
+	rm -rf vendor

@@ -10,7 +10,7 @@
 //!     running    the running handler: intake + worker thread + sinks + bus
 //!       exporter the Prometheus endpoint: its thread, the exposition
 //!       worker   decode -> track -> route; crash state; Janus's bus
-//!       intake   the events thread's end of the bounded channel
+//!       intake   the queue from the events thread to the worker (sheds bulk only)
 //!       sinks    file, http (+ spool), each on its own thread and queue
 //!       bus      re-injection of synthetic endings into Janus's event bus
 //!       recovery crash state: the open sessions on disk

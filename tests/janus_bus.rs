@@ -1,6 +1,7 @@
-//! Re-injection into Janus's own event bus, against a real Janus 1.1.2 with
-//! its stock sampleevh: the stock handler gets the `destroyed` events Janus
-//! 1.1.2 never sends, once each, and Janus still stops cleanly.
+//! Re-injection into Janus's own event bus, against a real Janus with its
+//! stock sampleevh: the stock handler gets the `destroyed` events Janus
+//! 1.1.2 never sends, once each (and on Janus >= 1.3.2, which sends them,
+//! Janus's own only), and Janus still stops cleanly.
 
 mod common;
 
@@ -77,17 +78,19 @@ fn stock_sampleevh_gets_one_destroyed_per_dropped_session() {
     std::thread::sleep(Duration::from_millis(1500));
     let theirs = receiver.events();
     let mine = read_jsonl(&out);
+    // Janus >= 1.3.2 sends these endings itself (first): nothing is injected.
+    let native = janus.ends_sessions_on_transport_gone();
     for s in &dropped {
         // Exactly as Janus 1.3.2+ sends it: name only, no transport, no extra fields.
         let d = destroyed_of(&theirs, *s);
         assert_eq!(d.len(), 1, "sampleevh got {} destroyed for {s}", d.len());
         assert_eq!(d[0]["event"], json!({"name": "destroyed"}));
         assert_eq!(session_events_of(&theirs, *s), ["created", "destroyed"]);
-        // The file has exactly one too: ours, with the reason and the disconnect's time.
+        // The file has exactly one too, with the reason: ours, or Janus's own.
         let d = destroyed_of(&mine, *s);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0]["event"]["reason"], "transport_gone");
-        assert_eq!(d[0]["event"]["synthetic"], true);
+        assert_eq!(d[0]["event"]["synthetic"], !native);
     }
     let info = janus.admin().query_eventhandler(
         "janus.eventhandler.lifecycleevh",
@@ -96,8 +99,9 @@ fn stock_sampleevh_gets_one_destroyed_per_dropped_session() {
     let bus = &info["response"]["janus_bus"];
     assert_eq!(bus["available"], true, "{info}");
     assert_eq!(bus["enabled"], true);
-    assert_eq!(bus["injected"], dropped.len());
-    assert_eq!(info["response"]["tracker"]["echoes"], dropped.len());
+    let injected = if native { 0 } else { dropped.len() };
+    assert_eq!(bus["injected"], injected, "{info}");
+    assert_eq!(info["response"]["tracker"]["echoes"], injected);
     assert_eq!(info["response"]["tracker"]["duplicates_suppressed"], 0);
     assert!(janus.stop().success());
 }
@@ -113,7 +117,8 @@ fn without_injection_sampleevh_sees_janus_1_1_2s_gap() {
         |evs| dropped.iter().all(|s| !destroyed_of(evs, *s).is_empty()),
         Duration::from_secs(10),
     );
-    // ...while the stock handler, fed by Janus alone, never hears of them.
+    // ...while the stock handler, fed by Janus alone, never hears of them
+    // from Janus 1.1.2 (Janus >= 1.3.2 tells it, once).
     assert!(receiver.wait_until(
         |evs| {
             evs.iter()
@@ -125,8 +130,13 @@ fn without_injection_sampleevh_sees_janus_1_1_2s_gap() {
     ));
     std::thread::sleep(Duration::from_millis(1500));
     let theirs = receiver.events();
+    let janus_says = if janus.ends_sessions_on_transport_gone() {
+        &["created", "destroyed"][..]
+    } else {
+        &["created"][..]
+    };
     for s in &dropped {
-        assert_eq!(session_events_of(&theirs, *s), ["created"], "session {s}");
+        assert_eq!(session_events_of(&theirs, *s), janus_says, "session {s}");
     }
     assert!(janus.stop().success());
 }
@@ -162,6 +172,11 @@ fn shutdown_with_live_sessions_reaches_file_and_stock_handler() {
         .expect("sampleevh posted the shutdown event");
     for s in &live {
         let d = destroyed_of(&theirs, *s);
+        // TODO(lifecycleevh: double `destroyed` at shutdown on Janus >= 1.3.2):
+        // fails there (2 for each WebSocket session): the handler injects its
+        // `shutdown` ending, then Janus sends its own as the WebSockets
+        // transport closes the connection. Left failing until the handler
+        // stops injecting what Janus >= 1.3.2 sends itself.
         assert_eq!(d.len(), 1, "sampleevh got {} destroyed for {s}", d.len());
         let at = theirs.iter().position(|e| std::ptr::eq(e, d[0])).unwrap();
         assert!(

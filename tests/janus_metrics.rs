@@ -458,14 +458,18 @@ fn info_agrees_with_exposition(info: &Value, s: &Samples) {
     let bulk: f64 = ["media", "plugins", "webrtc", "external"]
         .iter()
         .map(|t| {
-            let series = format!(r#"lifecycleevh_events_dropped_total{{where="channel",type="{t}"}}"#);
+            let series =
+                format!(r#"lifecycleevh_events_dropped_total{{where="channel",type="{t}"}}"#);
             assert_eq!(get(s, &series), n(&ev["dropped_by_type"][t]), "{series}");
             get(s, &series)
         })
         .sum();
     assert_eq!(bulk, n(&ev["dropped"]));
     assert_eq!(
-        get(s, r#"lifecycleevh_events_dropped_total{where="channel",type="lifecycle"}"#),
+        get(
+            s,
+            r#"lifecycleevh_events_dropped_total{where="channel",type="lifecycle"}"#
+        ),
         n(&ev["dropped_lifecycle"])
     );
     assert_eq!(

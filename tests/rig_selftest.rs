@@ -89,7 +89,7 @@ fn ws_session_lifecycle_and_clean_shutdown() {
 }
 
 #[test]
-fn ws_drop_leaves_no_session_destroyed() {
+fn ws_drop_ends_the_session_silently_before_1_3_2() {
     let receiver = Receiver::start();
     let janus = janus_for(&receiver, JanusOptions::default());
     let mut ws = janus.ws();
@@ -118,15 +118,31 @@ fn ws_drop_leaves_no_session_destroyed() {
         dump(&receiver.events())
     );
     // Janus 1.1.2 destroys the session silently: no session event follows.
+    // Janus >= 1.3.2 (the fix for issue 3533) sends one `destroyed`, after
+    // the `disconnected`.
     std::thread::sleep(Duration::from_secs(1));
     let events = receiver.events();
-    assert!(
-        !events
-            .iter()
-            .any(|e| e["type"] == 1 && e["session_id"] == s && e["event"]["name"] != "created"),
-        "a session event after the drop:\n{}",
-        dump(&events)
-    );
+    let after: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == 1 && e["session_id"] == s && e["event"]["name"] != "created")
+        .collect();
+    if janus.ends_sessions_on_transport_gone() {
+        assert_eq!(after.len(), 1, "after the drop:\n{}", dump(&events));
+        assert_eq!(after[0]["event"], json!({"name": "destroyed"}));
+        let at = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred).unwrap();
+        assert!(
+            at(&|e| e["event"]["data"]["event"] == "disconnected")
+                < at(&|e| std::ptr::eq(e, after[0])),
+            "destroyed after disconnected:\n{}",
+            dump(&events)
+        );
+    } else {
+        assert!(
+            after.is_empty(),
+            "a session event after the drop:\n{}",
+            dump(&events)
+        );
+    }
     assert!(!janus.admin().list_sessions().contains(&s));
 }
 
@@ -463,4 +479,32 @@ fn installs_the_handler_under_test() {
         "Janus did not load the handler: {}",
         info["events"]
     );
+}
+
+#[test]
+fn pid_version_and_exit_status_are_janus_own() {
+    use std::os::unix::process::ExitStatusExt;
+    let receiver = Receiver::start();
+    let mut janus = janus_for(&receiver, JanusOptions::default());
+    // Janus's own process on this machine, in a container too.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", janus.pid())).unwrap();
+    assert_eq!(
+        comm.trim(),
+        "janus",
+        "pid {} ({})",
+        janus.pid(),
+        janus.target()
+    );
+    // The version Janus logs when it starts.
+    let (major, minor, patch) = janus.janus_version();
+    let banner = format!("Starting Meetecho Janus (WebRTC Server) v{major}.{minor}.{patch}\n");
+    assert!(
+        janus.log().contains(&banner),
+        "{:?} is not in the log",
+        janus.janus_version()
+    );
+    // SIGKILL reaches Janus itself: it dies of it (not a client of it).
+    janus.kill();
+    let status = janus.exited().expect("exited");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
 }

@@ -1,4 +1,5 @@
-//! Configuring, starting and stopping a real Janus.
+//! Configuring, starting and stopping a real Janus, natively or in a
+//! container (see [`JanusTarget`]).
 //!
 //! An instance's folder holds:
 //! - `cfg/`: janus.jcfg and one .jcfg per module, generated on each start;
@@ -7,20 +8,73 @@
 //! - `janus.log`, `stdout.log`, `stderr.log`: this run's output (a restart
 //!   with [`Janus::start_in`] renames the previous run's to `*.log.1`, `.2`...).
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::symlink;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::admin::ADMIN_SECRET;
 use super::http::http_request_within;
 use super::{Admin, HttpApi, WsClient, free_port, lifecycleevh_so, wait_until};
 
-/// Debian's Janus.
+/// Debian's Janus (on this machine, or in the image).
 const JANUS_BIN: &str = "/usr/bin/janus";
-/// Debian's Janus modules.
+/// Debian's Janus modules (on this machine, or in the image).
 const MODULES: &str = "/usr/lib/x86_64-linux-gnu/janus";
+/// The label on every container the rig starts (`docker ps --filter label=...`).
+pub const CONTAINER_LABEL: &str = "lifecycleevh-rig";
+/// How long a container may take to go once killed.
+const CONTAINER_KILL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Which Janus the rig runs, from the environment variable `LCEVH_JANUS`:
+///
+/// - `native` (the default): Debian's `/usr/bin/janus` on this machine;
+/// - `docker:<image>`, e.g. `docker:lifecycleevh:sid`: `/usr/bin/janus` and
+///   the modules of that image (Debian's janus package), in a container
+///   started with `docker run --network host`, as the user running the tests,
+///   with the instance's folder and the temporary folder (where the tests
+///   keep their output files) mounted at the same paths. Everything else is
+///   the same: the generated configs, the ports on 127.0.0.1, the handler
+///   under test (copied into the instance's `events/`, so the host's build is
+///   what runs), the logs in the folder. SIGINT and SIGKILL go through
+///   `docker kill --signal`, and [`Janus::pid`] is Janus's process id on this
+///   machine. `DOCKER` names the docker client (default `docker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JanusTarget {
+    Native,
+    Docker { image: String },
+}
+
+impl JanusTarget {
+    /// The target of this test run (`LCEVH_JANUS`); panics on a bad value.
+    pub fn current() -> &'static JanusTarget {
+        static TARGET: OnceLock<JanusTarget> = OnceLock::new();
+        TARGET.get_or_init(|| match std::env::var("LCEVH_JANUS") {
+            Err(_) => JanusTarget::Native,
+            Ok(v) if v.is_empty() || v == "native" => JanusTarget::Native,
+            Ok(v) => match v.strip_prefix("docker:") {
+                Some(image) if !image.is_empty() => JanusTarget::Docker {
+                    image: image.to_string(),
+                },
+                _ => panic!("LCEVH_JANUS={v:?}: expected `native` or `docker:<image>`"),
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for JanusTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JanusTarget::Native => write!(f, "native"),
+            JanusTarget::Docker { image } => write!(f, "docker:{image}"),
+        }
+    }
+}
 /// How long Janus may take to serve its APIs after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long Janus may take to exit after SIGINT.
@@ -105,12 +159,19 @@ struct Ports {
 /// panic (a failing test) it prints the tails of Janus's log, stdout and
 /// stderr, and keeps its folder if `RIG_KEEP=1`.
 pub struct Janus {
+    /// Janus itself, or (in a container) the `docker run` that waits for it.
     child: Child,
+    /// The container's name, when Janus runs in one.
+    container: Option<String>,
+    /// Janus's process id on this machine, once it is known.
+    janus_pid: Option<u32>,
     status: Option<ExitStatus>,
     dir: PathBuf,
     /// The folder, when the rig made it (deleted on drop).
     tmp: Option<tempfile::TempDir>,
     ports: Ports,
+    /// What `GET /janus/info` said, once Janus answered.
+    version: Option<(u32, u32, u32)>,
 }
 
 impl Janus {
@@ -145,12 +206,17 @@ impl Janus {
             ws: free_port(),
         };
         write_configs(dir, ports, &opts);
+        let (child, container) = spawn(dir);
+        let janus_pid = container.is_none().then(|| child.id());
         Janus {
-            child: spawn(dir),
+            child,
+            container,
+            janus_pid,
             status: None,
             dir: dir.to_path_buf(),
             tmp: None,
             ports,
+            version: None,
         }
     }
 
@@ -165,16 +231,25 @@ impl Janus {
                 ws: free_port(),
             };
             write_configs(dir, ports, opts);
-            let child = spawn(dir);
+            let (child, container) = spawn(dir);
+            let janus_pid = container.is_none().then(|| child.id());
             let mut janus = Janus {
                 child,
+                container,
+                janus_pid,
                 status: None,
                 dir: dir.to_path_buf(),
                 tmp: tmp.take(),
                 ports,
+                version: None,
             };
             match janus.wait_ready() {
-                Ok(()) => return janus,
+                Ok(()) => {
+                    if let Some(name) = &janus.container {
+                        janus.janus_pid = Some(container_pid(name));
+                    }
+                    return janus;
+                }
                 Err(why) if attempt < START_ATTEMPTS && janus.port_clash() => {
                     eprintln!(
                         "rig: Janus could not bind its ports ({why}); retrying with new ones"
@@ -202,9 +277,15 @@ impl Janus {
                 return Err("a transport could not listen on its port".into());
             }
             // A short timeout: whoever else may hold the port need not answer.
-            let http_up = http_request_within("GET", &info, None, Duration::from_secs(1))
-                .is_ok_and(|r| r.status == 200);
-            if http_up && std::net::TcpStream::connect(("127.0.0.1", self.ports.ws)).is_ok() {
+            let version = http_request_within("GET", &info, None, Duration::from_secs(1))
+                .ok()
+                .filter(|r| r.status == 200)
+                .and_then(|r| r.json().ok())
+                .map(|info| parse_version(&info));
+            if let Some(version) = version
+                && std::net::TcpStream::connect(("127.0.0.1", self.ports.ws)).is_ok()
+            {
+                self.version = Some(version?);
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -257,8 +338,30 @@ impl Janus {
         format!("http://127.0.0.1:{}/admin", self.ports.admin)
     }
 
+    /// Janus's process id on this machine (in a container too: then it is
+    /// the container's main process, as `/proc/<pid>` on this machine sees it).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.janus_pid.unwrap_or_else(|| self.child.id())
+    }
+
+    /// The version of the running Janus, from its `info` request, e.g.
+    /// `(1, 1, 2)`: tests assert what differs between Janus versions with
+    /// `janus.janus_version() >= (1, 3, 2)`.
+    pub fn janus_version(&self) -> (u32, u32, u32) {
+        self.version
+            .expect("Janus answered its info request when it started")
+    }
+
+    /// Whether Janus itself sends a session `destroyed` when a transport
+    /// goes away (WebSocket closed, reclaim off): Janus >= 1.3.2, the
+    /// upstream fix for issue 3533. Before it, such sessions end silently.
+    pub fn ends_sessions_on_transport_gone(&self) -> bool {
+        self.janus_version() >= (1, 3, 2)
+    }
+
+    /// Where this Janus runs (see [`JanusTarget`]).
+    pub fn target(&self) -> &'static JanusTarget {
+        JanusTarget::current()
     }
 
     /// Janus's log of this run so far.
@@ -275,9 +378,39 @@ impl Janus {
     /// waiting.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
-            self.status = self.child.try_wait().expect("wait for Janus");
+            self.status = self
+                .child
+                .try_wait()
+                .expect("wait for Janus")
+                .map(|s| self.janus_status(s));
         }
         self.status
+    }
+
+    /// Janus's exit status from what the child said: `docker run` exits
+    /// with the container's exit code, 128 + n when Janus died of signal n.
+    fn janus_status(&self, status: ExitStatus) -> ExitStatus {
+        match (&self.container, status.code()) {
+            (Some(_), Some(code)) if (129..=128 + 64).contains(&code) => {
+                ExitStatus::from_raw(code - 128)
+            }
+            _ => status,
+        }
+    }
+
+    /// Sends `sig` to Janus: natively with kill(2), in a container with
+    /// `docker kill --signal`.
+    fn signal(&self, sig: libc::c_int) {
+        match &self.container {
+            None => signal(self.child.id(), sig),
+            Some(name) => {
+                let _ = docker()
+                    .args(["kill", "--signal", &sig.to_string(), name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
 
     /// Stops Janus as an operator would (SIGINT) and waits for it to exit;
@@ -286,7 +419,7 @@ impl Janus {
         if let Some(status) = self.exited() {
             return status;
         }
-        signal(self.pid(), libc::SIGINT);
+        self.signal(libc::SIGINT);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = self.exited() {
@@ -304,9 +437,23 @@ impl Janus {
 
     /// Kills Janus at once (SIGKILL), as a crash would, and waits for it.
     pub fn kill(&mut self) {
-        if self.exited().is_none() {
+        if self.exited().is_some() {
+            return;
+        }
+        if let Some(name) = self.container.clone() {
+            self.signal(libc::SIGKILL);
+            if !wait_until(|| self.exited().is_some(), CONTAINER_KILL_TIMEOUT) {
+                // The container never came up, or docker lost it: end the
+                // client and make sure the container is gone.
+                let _ = self.child.kill();
+                remove_container(&name);
+            }
+        } else {
             let _ = self.child.kill();
-            self.status = Some(self.child.wait().expect("wait for Janus"));
+        }
+        if self.status.is_none() {
+            let status = self.child.wait().expect("wait for Janus");
+            self.status = Some(self.janus_status(status));
         }
     }
 
@@ -328,9 +475,14 @@ impl Janus {
     /// What a failing test shows: exit status and the tails of the outputs.
     fn report(&self) -> String {
         let mut out = format!(
-            "==== rig: Janus pid {} in {}",
+            "==== rig: Janus pid {} in {} ({}{})",
             self.pid(),
-            self.dir.display()
+            self.dir.display(),
+            JanusTarget::current(),
+            self.container
+                .as_ref()
+                .map(|c| format!(", container {c}"))
+                .unwrap_or_default()
         );
         match self.status {
             Some(status) => out += &format!(", exited: {status}\n"),
@@ -353,9 +505,10 @@ impl Drop for Janus {
     fn drop(&mut self) {
         let failing = std::thread::panicking();
         let _ = self.exited(); // Record a crash before the kill hides it.
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let ran = self.status.is_none();
+        self.kill();
+        if ran {
+            self.status = None; // The report says "was still running".
         }
         if failing {
             eprint!("{}", self.report());
@@ -403,14 +556,74 @@ fn prepare_modules(dir: &Path, opts: &JanusOptions) {
     }
 }
 
+/// Links Janus's module `kind/name` into the instance: natively Debian's
+/// file; in a container the image's (as the container sees it: without
+/// janus-dev, only the versioned name `name.<version>` is there).
 fn link_module(dir: &Path, kind: &str, name: &str) {
-    let target = Path::new(MODULES).join(kind).join(name);
-    assert!(
-        target.exists(),
-        "{} is missing (apt-get install janus)",
-        target.display()
-    );
+    let target = match JanusTarget::current() {
+        JanusTarget::Native => {
+            let target = Path::new(MODULES).join(kind).join(name);
+            assert!(
+                target.exists(),
+                "{} is missing (apt-get install janus)",
+                target.display()
+            );
+            target
+        }
+        JanusTarget::Docker { image } => {
+            let dir = Path::new(MODULES).join(kind);
+            let versioned = format!("{name}.");
+            image_modules(image)
+                .iter()
+                .filter(|m| m.parent() == Some(dir.as_path()))
+                .find(|m| {
+                    let file = m.file_name().unwrap().to_string_lossy();
+                    file == name || file.starts_with(&versioned)
+                })
+                .unwrap_or_else(|| panic!("image {image} has no {kind}/{name} in {MODULES}"))
+                .clone()
+        }
+    };
     symlink(&target, dir.join(kind).join(name)).unwrap();
+}
+
+/// Janus's module files in `image` (listed once per image and process).
+fn image_modules(image: &str) -> Vec<PathBuf> {
+    static LISTED: Mutex<Option<HashMap<String, Vec<PathBuf>>>> = Mutex::new(None);
+    let mut listed = LISTED.lock().unwrap_or_else(|e| e.into_inner());
+    listed
+        .get_or_insert_with(|| {
+            remove_orphaned_containers();
+            HashMap::new()
+        })
+        .entry(image.to_string())
+        .or_insert_with(|| {
+            let out = docker()
+                .args(["run", "--rm", "--network", "none", "--log-driver", "none"])
+                .args([
+                    "--entrypoint",
+                    "find",
+                    image,
+                    MODULES,
+                    "-name",
+                    "libjanus_*.so*",
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("run the docker client ({}): {e}", docker_bin()));
+            assert!(
+                out.status.success(),
+                "listing Janus's modules in image {image} failed ({}): {} \
+                 (is the image built? `make docker`)",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(PathBuf::from)
+                .collect()
+        })
+        .clone()
 }
 
 /// Writes every config Janus reads (the handler configs only when asked).
@@ -486,25 +699,158 @@ admin: {{ admin_ws = false }}
     }
 }
 
-fn spawn(dir: &Path) -> Child {
+/// Starts Janus on the instance's configs: natively, or in a container
+/// (then also returns the container's name).
+fn spawn(dir: &Path) -> (Child, Option<String>) {
     let cfg = dir.join("cfg");
     let output = |name: &str| {
         fs::File::create(dir.join(name)).unwrap_or_else(|e| panic!("create {name}: {e}"))
     };
-    Command::new(JANUS_BIN)
-        .arg("-F")
-        .arg(&cfg)
-        .arg("-C")
-        .arg(cfg.join("janus.jcfg"))
-        .arg("-o")
-        .arg("-L")
-        .arg(dir.join("janus.log"))
+    let janus_args = |cmd: &mut Command| {
+        cmd.arg("-F")
+            .arg(&cfg)
+            .arg("-C")
+            .arg(cfg.join("janus.jcfg"))
+            .arg("-o")
+            .arg("-L")
+            .arg(dir.join("janus.log"));
+    };
+    let (mut cmd, container) = match JanusTarget::current() {
+        JanusTarget::Native => {
+            let mut cmd = Command::new(JANUS_BIN);
+            janus_args(&mut cmd);
+            (cmd, None)
+        }
+        JanusTarget::Docker { image } => {
+            static NEXT: AtomicU64 = AtomicU64::new(1);
+            let name = format!(
+                "lcevh-rig-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            // SAFETY: getuid(2) and getgid(2) cannot fail and touch no memory.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            let mut cmd = docker();
+            cmd.args(["run", "--rm", "--name", &name, "--label", CONTAINER_LABEL])
+                .args(["--network", "host", "--log-driver", "none"])
+                .args(["--user", &format!("{uid}:{gid}")])
+                .args(["--entrypoint", JANUS_BIN, "--workdir"])
+                .arg(dir);
+            for folder in shared_folders(dir) {
+                cmd.arg("--volume")
+                    .arg(format!("{0}:{0}", folder.display()));
+            }
+            cmd.arg(image);
+            janus_args(&mut cmd);
+            (cmd, Some(name))
+        }
+    };
+    let child = cmd
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(output("stdout.log"))
         .stderr(output("stderr.log"))
         .spawn()
-        .unwrap_or_else(|e| panic!("start {JANUS_BIN} (apt-get install janus): {e}"))
+        .unwrap_or_else(|e| match &container {
+            None => panic!("start {JANUS_BIN} (apt-get install janus): {e}"),
+            Some(_) => panic!("start the docker client ({}): {e}", docker_bin()),
+        });
+    (child, container)
+}
+
+/// The folders a container shares with the tests, at the same paths: the
+/// temporary folder (the tests' output files, spools, certificates) and the
+/// instance's folder, if it is elsewhere.
+fn shared_folders(dir: &Path) -> Vec<PathBuf> {
+    let tmp = std::env::temp_dir();
+    let tmp = tmp.canonicalize().unwrap_or(tmp);
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    if dir.starts_with(&tmp) {
+        vec![tmp]
+    } else {
+        vec![tmp, dir]
+    }
+}
+
+fn docker_bin() -> String {
+    std::env::var("DOCKER").unwrap_or_else(|_| "docker".into())
+}
+
+fn docker() -> Command {
+    Command::new(docker_bin())
+}
+
+/// The process id, on this machine, of the running container's main process.
+fn container_pid(name: &str) -> u32 {
+    let out = docker()
+        .args(["inspect", "--format", "{{.State.Pid}}", name])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run the docker client ({}): {e}", docker_bin()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|pid| *pid != 0)
+        .unwrap_or_else(|| {
+            panic!(
+                "docker inspect {name}: no process id ({}{})",
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
+}
+
+/// Removes the rig's containers whose test process is gone (killed hard:
+/// a test run stopped with Ctrl-C stops its containers itself, through
+/// `docker run`'s signal proxy).
+fn remove_orphaned_containers() {
+    let Ok(out) = docker()
+        .args([
+            "ps",
+            "--all",
+            "--filter",
+            &format!("label={CONTAINER_LABEL}"),
+        ])
+        .args(["--format", "{{.Names}}"])
+        .stdin(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    for name in String::from_utf8_lossy(&out.stdout).lines() {
+        let owner = name
+            .strip_prefix("lcevh-rig-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            eprintln!("rig: removing container {name}, left by test process {pid}");
+            remove_container(name);
+        }
+    }
+}
+
+fn remove_container(name: &str) {
+    let _ = docker()
+        .args(["rm", "--force", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// `(major, minor, patch)` from `GET /janus/info`'s `version_string`
+/// (e.g. `"1.1.2"`), or why not.
+fn parse_version(info: &serde_json::Value) -> Result<(u32, u32, u32), String> {
+    let text = info["version_string"]
+        .as_str()
+        .ok_or_else(|| format!("no version_string in Janus's info: {info}"))?;
+    let mut parts = text.split('.').map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(a)), Some(Ok(b)), Some(Ok(c))) => Ok((a, b, c)),
+        _ => Err(format!("Janus's version_string {text:?} is not x.y.z")),
+    }
 }
 
 /// Renames a previous run's logs to `<name>.<n>` (Janus appends to its log).

@@ -1,4 +1,6 @@
-//! A test rig around a real Janus WebRTC server (Debian bookworm's 1.1.2).
+//! A test rig around a real Janus WebRTC server: Debian's, on this machine
+//! (bookworm's 1.1.2) or in a container image (`LCEVH_JANUS=docker:<image>`,
+//! e.g. sid's 1.4.1; see [`JanusTarget`]).
 //!
 //! [`Janus::start`] runs `/usr/bin/janus` in a temporary folder of its own,
 //! with generated configs, free loopback ports, the EchoTest plugin, the HTTP
@@ -30,7 +32,7 @@ mod ws;
 
 pub use admin::Admin;
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
-pub use janus::{Janus, JanusOptions, SampleEvh};
+pub use janus::{CONTAINER_LABEL, Janus, JanusOptions, JanusTarget, SampleEvh};
 pub use prometheus::{Prometheus, ScrapeJob, promtool_check_metrics, unix_now};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
 pub use ws::WsClient;
