@@ -322,7 +322,7 @@ fn instruction_rows() -> String {
         rows.push(format!("| {name} | {per_call:.1} | {note} |"));
     }
     format!(
-        "Instructions per `incoming_event` call (callgrind, {N} calls each, inclusive of everything the call runs)\n\n         | scenario | instructions | notes |\n| --- | --- | --- |\n{}\n",
+        "Instructions per `incoming_event` call (callgrind, {N} calls each, inclusive of everything the call runs)\n\n| scenario | instructions | notes |\n| --- | --- | --- |\n{}\n",
         rows.join("\n")
     )
 }
@@ -422,7 +422,7 @@ fn overload(plugin: &Plugin) -> String {
         drop(lifecycle);
     }
     format!(
-        "Overload: events offered at 10x the worker's throughput for 2 s (worker alone: {:.0} k media events/s with the file sink), 1 in 20 a session event\n\n         | channel_capacity | offered at | offered | dropped (all media) | lifecycle dropped | peak depth | queue's peak buffers | process VmHWM growth |\n         | --- | --- | --- | --- | --- | --- | --- | --- |\n{}\n",
+        "Overload: events offered at 10x the worker's throughput for 2 s (worker alone: {:.0} k media events/s with the file sink), 1 in 20 a session event\n\n| channel_capacity | offered at | offered | dropped (all media) | lifecycle dropped | peak depth | queue's peak buffers | process VmHWM growth |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n{}\n",
         drain_rate / 1e3,
         rows.join("\n")
     )
