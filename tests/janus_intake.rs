@@ -259,13 +259,15 @@ fn a_flood_never_costs_a_session_its_ending() {
 
     let events = read_jsonl(&rig.out);
     let all = endings(&events);
+    // Janus >= 1.3.2 ends a transport-gone session itself (not synthetic).
+    let gone_synthetic = !rig.janus.ends_sessions_on_transport_gone();
     assert_eq!(all.len(), fates.len(), "one destroyed per session, no more");
     for (s, fate) in &fates {
         let mine: Vec<_> = all.iter().filter(|e| e.0 == *s).collect();
         assert_eq!(mine.len(), 1, "session {s} ({fate:?}): {mine:?}");
         let want = match fate {
             Fate::ApiDestroy | Fate::AdminDestroy => ("request", false),
-            Fate::WsClose | Fate::WsDrop => ("transport_gone", true),
+            Fate::WsClose | Fate::WsDrop => ("transport_gone", gone_synthetic),
             Fate::Timeout => ("timeout", true),
             Fate::AliveAtSigint => ("shutdown", true),
         };
@@ -316,20 +318,35 @@ fn the_largest_capacity_costs_no_memory_until_used() {
     let mut rss = Vec::new();
     for capacity in ["", "channel_capacity = 16777216"] {
         let mut rig = start(capacity);
-        let info = rig
-            .janus
-            .admin()
-            .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]
-            .clone();
-        assert_eq!(info["result"], 200, "{info}");
+        let admin = rig.janus.admin();
+        // Janus's start-up events drained, so only the capacity is left to
+        // cost anything.
+        let info =
+            || admin.query_eventhandler(HANDLER, json!({"request": "info"}))["response"].clone();
+        let drained = wait_until(|| info()["channel"]["depth"] == 0, Duration::from_secs(20));
+        let info = info();
+        assert!(drained && info["result"] == 200, "{info}");
         assert!(
             info["channel"]["buffer_bytes"].as_u64().unwrap() <= 8192,
             "{info}"
         );
-        rss.push(rss_kib(&rig.janus));
-        assert!(rig.janus.stop().success());
+        // The smallest of a few samples: what is resident, not a moment's peak.
+        let sample = (0..5)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                rss_kib(&rig.janus)
+            })
+            .min()
+            .unwrap();
+        rss.push(sample);
+        let status = rig.janus.stop();
+        assert!(
+            status.success(),
+            "Janus exited with {status:?} ({capacity})"
+        );
     }
     let (default, largest) = (rss[0], rss[1]);
+    eprintln!("VmRSS: {default} KiB by default, {largest} KiB at the largest capacity");
     // The old channel cost 256 MiB here (16-byte slots); allow noise.
     assert!(
         largest < default + 16 * 1024,
