@@ -45,15 +45,11 @@ fn ws_session_lifecycle_and_clean_shutdown() {
     let s = ws.create_session();
     let h = ws.attach(s, ECHOTEST);
     ws.destroy(s);
-    assert!(
-        receiver.wait_until(
-            |ev| session_event(ev, s, "destroyed").is_some(),
-            Duration::from_secs(5)
-        ),
-        "no destroyed for {s}:\n{}",
-        dump(&receiver.events())
+    let events = receiver.expect(
+        &format!("a destroyed for {s}"),
+        |ev| session_event(ev, s, "destroyed").is_some(),
+        Duration::from_secs(5),
     );
-    let events = receiver.events();
     let created = session_event(&events, s, "created").expect("created");
     let attached = handle_event(&events, s, "attached").expect("attached");
     let destroyed = session_event(&events, s, "destroyed").expect("destroyed");
@@ -72,13 +68,10 @@ fn ws_session_lifecycle_and_clean_shutdown() {
 
     let status = janus.stop();
     assert!(status.success(), "Janus exited with {status}");
-    assert!(
-        receiver.wait_until(
-            |ev| ev.iter().any(|e| e["type"] == 256 && e["subtype"] == 2),
-            Duration::from_secs(2)
-        ),
-        "no shutdown event:\n{}",
-        dump(&receiver.events())
+    receiver.expect(
+        "a shutdown event",
+        |ev| ev.iter().any(|e| e["type"] == 256 && e["subtype"] == 2),
+        Duration::from_secs(2),
     );
     // The instance's files are where the rig says.
     assert!(janus.cfg_dir().join("janus.jcfg").is_file());
@@ -109,13 +102,10 @@ fn ws_drop_ends_the_session_silently_before_1_3_2() {
                 && Some(&e["event"]["id"]) == id.as_ref()
         })
     };
-    assert!(
-        receiver.wait_until(
-            |ev| disconnected(ev) && handle_event(ev, s, "detached").is_some(),
-            Duration::from_secs(5)
-        ),
-        "no disconnected + detached for {s}:\n{}",
-        dump(&receiver.events())
+    receiver.expect(
+        &format!("disconnected + detached for {s}"),
+        |ev| disconnected(ev) && handle_event(ev, s, "detached").is_some(),
+        Duration::from_secs(5),
     );
     // Janus 1.1.2 destroys the session silently: no session event follows.
     // Janus >= 1.3.2 (the fix for issue 3533) sends one `destroyed`, after
@@ -165,13 +155,10 @@ fn idle_session_times_out() {
         pushed.expect("no timeout pushed on the WebSocket")["session_id"],
         s
     );
-    assert!(
-        receiver.wait_until(
-            |ev| session_event(ev, s, "timeout").is_some(),
-            Duration::from_secs(2)
-        ),
-        "no timeout event:\n{}",
-        dump(&receiver.events())
+    receiver.expect(
+        "a timeout event",
+        |ev| session_event(ev, s, "timeout").is_some(),
+        Duration::from_secs(2),
     );
 }
 
@@ -188,28 +175,26 @@ fn admin_api() {
     let reply = admin.destroy_session(s);
     assert_eq!(reply["session_id"], s, "{reply}");
     assert!(!admin.list_sessions().contains(&s));
-    assert!(
-        receiver.wait_until(
-            |ev| session_event(ev, s, "destroyed").is_some(),
-            Duration::from_secs(5)
-        ),
-        "no destroyed for {s}:\n{}",
-        dump(&receiver.events())
+    receiver.expect(
+        &format!("a destroyed for {s}"),
+        |ev| session_event(ev, s, "destroyed").is_some(),
+        Duration::from_secs(5),
     );
     // Once gone, it is an error.
     let again = admin.session_request(s, json!({"janus": "destroy_session"}));
     assert_eq!(again["error"]["code"], 458, "{again}");
 
     admin.custom_event("rig", json!({"hello": "world"}));
-    assert!(
-        receiver.wait_until(
-            |ev| ev.iter().any(|e| e["type"] == 4
-                && e["event"]["schema"] == "rig"
-                && e["event"]["data"]["hello"] == "world"),
-            Duration::from_secs(5)
-        ),
-        "no custom event:\n{}",
-        dump(&receiver.events())
+    receiver.expect(
+        "the custom event",
+        |ev| {
+            ev.iter().any(|e| {
+                e["type"] == 4
+                    && e["event"]["schema"] == "rig"
+                    && e["event"]["data"]["hello"] == "world"
+            })
+        },
+        Duration::from_secs(5),
     );
 
     // Wrong secret, unknown handler: Janus's errors come back as values.
@@ -248,15 +233,11 @@ fn two_instances_in_parallel() {
         (&rx_a, sa, sb, "janus.transport.websockets"),
         (&rx_b, sb, sa, "janus.transport.http"),
     ] {
-        assert!(
-            rx.wait_until(
-                |ev| session_event(ev, mine, "created").is_some(),
-                Duration::from_secs(5)
-            ),
-            "no created for {mine}:\n{}",
-            dump(&rx.events())
+        let events = rx.expect(
+            &format!("a created for {mine}"),
+            |ev| session_event(ev, mine, "created").is_some(),
+            Duration::from_secs(5),
         );
-        let events = rx.events();
         let created = &events[session_event(&events, mine, "created").unwrap()];
         assert_eq!(created["event"]["transport"]["transport"], transport);
         assert!(session_event(&events, theirs, "created").is_none());
@@ -286,16 +267,13 @@ fn http_api_grouping_and_restart_in_same_folder() {
     http.detach(s, h);
     http.destroy(s);
     // The handle's `detached` may come after the session's `destroyed`.
-    assert!(
-        receiver.wait_until(
-            |ev| session_event(ev, s, "destroyed").is_some()
-                && handle_event(ev, s, "detached").is_some(),
-            Duration::from_secs(5)
-        ),
-        "{}",
-        dump(&receiver.events())
+    let events = receiver.expect(
+        &format!("a destroyed and a detached for {s}"),
+        |ev| {
+            session_event(ev, s, "destroyed").is_some() && handle_event(ev, s, "detached").is_some()
+        },
+        Duration::from_secs(5),
     );
-    let events = receiver.events();
     assert!(
         events.iter().all(|e| e["type"] == 1 || e["type"] == 2),
         "{}",
@@ -325,13 +303,10 @@ fn http_api_grouping_and_restart_in_same_folder() {
     let s2 = ws.create_session();
     ws.attach(s2, ECHOTEST);
     ws.destroy(s2);
-    assert!(
-        receiver.wait_until(
-            |ev| session_event(ev, s2, "destroyed").is_some(),
-            Duration::from_secs(5)
-        ),
-        "{}",
-        dump(&receiver.events())
+    receiver.expect(
+        &format!("a destroyed for {s2}"),
+        |ev| session_event(ev, s2, "destroyed").is_some(),
+        Duration::from_secs(5),
     );
     let requests = receiver.requests();
     assert!(requests.iter().all(|r| r.path == "/events"));
@@ -370,13 +345,10 @@ fn receiver_failure_status() {
     assert!(session_event(&receiver.events(), s, "created").is_none());
     receiver.set_status(200);
     let s2 = janus.ws().create_session();
-    assert!(
-        receiver.wait_until(
-            |ev| session_event(ev, s2, "created").is_some(),
-            Duration::from_secs(10)
-        ),
-        "{}",
-        dump(&receiver.events())
+    receiver.expect(
+        &format!("a created for {s2}"),
+        |ev| session_event(ev, s2, "created").is_some(),
+        Duration::from_secs(10),
     );
     let request = receiver.requests().into_iter().find(posted(s2)).unwrap();
     assert_eq!(request.header("content-type"), Some("application/json"));

@@ -189,6 +189,24 @@ impl Receiver {
         wait_until(|| pred(&self.inbox().events), timeout)
     }
 
+    /// Waits until `pred` holds for the events so far and returns them; on
+    /// timeout, fails the test naming `what` and listing every event received:
+    /// `let events = receiver.expect("a destroyed for s", |ev| ..., secs(5));`
+    #[track_caller]
+    pub fn expect(
+        &self,
+        what: &str,
+        pred: impl Fn(&[Value]) -> bool,
+        timeout: Duration,
+    ) -> Vec<Value> {
+        if !self.wait_until(&pred, timeout) {
+            let events = self.events();
+            let listing: String = events.iter().map(|e| format!("  {e}\n")).collect();
+            panic!("waited {timeout:?} for {what}; received:\n{listing}");
+        }
+        self.events()
+    }
+
     /// The status code to answer with from now on (default 200).
     pub fn set_status(&self, code: u16) {
         self.status.store(code, Ordering::SeqCst);
