@@ -49,22 +49,32 @@ fn set_events_mask(mask: u32) {
 
 /// Runs `f`, turning a panic into `fallback` (and a log line) instead of
 /// unwinding into Janus.
-fn guard<R>(what: &str, fallback: impl FnOnce() -> R, f: impl FnOnce() -> R) -> R {
+#[inline(always)]
+fn guard<R>(what: &'static str, fallback: impl FnOnce() -> R, f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                crate::jlog!(Err, "internal error (panic) in {what}: {msg}");
-                drop(payload);
-            }));
+            report_panic(what, payload);
             catch_unwind(AssertUnwindSafe(fallback)).unwrap_or_else(|_| std::process::abort())
         }
     }
+}
+
+/// Logs a caught panic. Out of line, so that an entry point's own path
+/// carries nothing for it (Janus's events thread calls one per event).
+#[cold]
+#[inline(never)]
+fn report_panic(what: &'static str, payload: Box<dyn std::any::Any + Send>) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        crate::jlog!(Err, "internal error (panic) in {what}: {msg}");
+    }));
+    // A payload whose drop panics must not unwind into Janus either.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
 }
 
 const VERSION_STRING: &CStr =
