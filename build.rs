@@ -24,6 +24,7 @@ fn main() {
         .allowlist_type("janus_eventhandler")
         .allowlist_type("create_e")
         .allowlist_var("JANUS_.*")
+        .allowlist_var("LCEVH_.*")
         .allowlist_function("lcevh_.*")
         .allowlist_type("json_t")
         .opaque_type("json_t")

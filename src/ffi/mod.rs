@@ -25,6 +25,8 @@ pub mod sys {
 
 use std::ffi::CString;
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// Looks up Janus's logger and event bus in the running process (idempotent).
 /// Returns true when running inside Janus (its logger was found).
@@ -50,9 +52,26 @@ impl JsonRef {
     /// `ptr` must be null or point to a live jansson value.
     pub(crate) unsafe fn retain(ptr: *mut sys::json_t) -> Option<JsonRef> {
         let ptr = NonNull::new(ptr)?;
-        // SAFETY: the caller guarantees ptr is a live json_t; incref keeps it alive
-        // until our Drop.
-        unsafe { sys::lcevh_json_incref(ptr.as_ptr()) };
+        // jansson's `json_incref` (jansson.h), an inline function that every
+        // caller compiles in, Janus included: a value whose count is
+        // `(size_t)-1` is never counted; the others get an atomic increment
+        // (`__atomic_add_fetch(.., __ATOMIC_ACQUIRE)`). Here rather than in
+        // the shim: on the events thread the call into C cost as much again.
+        // SAFETY: the caller guarantees ptr is a live json_t; its public
+        // `refcount` is a size_t at LCEVH_JSON_REFCOUNT_OFFSET (shim.c checks
+        // both against jansson.h at compile time), aligned within the struct,
+        // and changed only atomically while references are held, as here.
+        let refcount = unsafe {
+            AtomicUsize::from_ptr(
+                ptr.as_ptr()
+                    .cast::<u8>()
+                    .add(sys::LCEVH_JSON_REFCOUNT_OFFSET as usize)
+                    .cast::<usize>(),
+            )
+        };
+        if refcount.load(Relaxed) != usize::MAX {
+            refcount.fetch_add(1, Acquire);
+        }
         Some(JsonRef(ptr))
     }
 

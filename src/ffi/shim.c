@@ -35,9 +35,13 @@ int lcevh_setup(void) {
 	return __atomic_load_n(&janus_printf_ptr, __ATOMIC_RELAXED) != NULL;
 }
 
-void lcevh_json_incref(json_t *json) {
-	json_incref(json);
-}
+_Static_assert(offsetof(json_t, refcount) == LCEVH_JSON_REFCOUNT_OFFSET,
+	"jansson's json_t.refcount moved: update LCEVH_JSON_REFCOUNT_OFFSET");
+_Static_assert(sizeof(((json_t *)0)->refcount) == sizeof(size_t),
+	"jansson's json_t.refcount is not a size_t");
+#if !JSON_HAVE_ATOMIC_BUILTINS
+#error "this jansson counts references without atomic builtins; JsonRef::retain assumes them"
+#endif
 
 void lcevh_json_decref(json_t *json) {
 	json_decref(json);

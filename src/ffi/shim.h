@@ -1,7 +1,8 @@
 /*
  * The C shim: what Rust cannot reach directly.
  *
- * - jansson's json_incref/json_decref are inline functions in jansson.h;
+ * - jansson's json_decref is an inline function in jansson.h (json_incref
+ *   too, but Rust does that one itself: see LCEVH_JSON_REFCOUNT_OFFSET);
  * - Janus's logger (janus_vprintf, janus_log_level, ...) and its event bus
  *   (janus_events_notify_handlers) are symbols of the janus binary, looked up
  *   at run time so that the same .so also runs in a test harness, where the
@@ -18,7 +19,12 @@ typedef struct json_t json_t;
 /* Looks the Janus symbols up; idempotent. Returns 1 when janus_vprintf was found. */
 int lcevh_setup(void);
 
-void lcevh_json_incref(json_t *json);
+/* Where jansson keeps a value's reference count (json_t's public
+ * `refcount`, a size_t), so that Rust can do what jansson's inline
+ * json_incref does without a call on Janus's events thread. shim.c fails to
+ * compile if jansson.h says otherwise, or counts without atomic builtins. */
+#define LCEVH_JSON_REFCOUNT_OFFSET 8
+
 void lcevh_json_decref(json_t *json);
 /* The integer "type" of an event object, or INT64_MIN when there is none. */
 int64_t lcevh_json_event_type(const json_t *json);
