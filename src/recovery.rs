@@ -53,13 +53,13 @@
 //! Snapshots are fsynced unless `never`. `last_seen` is as fresh as the last
 //! checkpoint.
 
-use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::durable::{self, Fsync, write_atomically_mode};
+use crate::janus::{IdMap, IdSet};
 
 /// A session found open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +112,8 @@ pub struct SessionStore {
     generation: u64,
     /// The current generation's journal (None only while opening).
     journal: Option<File>,
-    open: HashMap<u64, Entry>,
+    /// Keyed by session ids a client may choose.
+    open: IdMap<u64, Entry>,
     emitter: Option<String>,
     position: Option<FilePosition>,
     /// Something changed since the last checkpoint.
@@ -354,7 +355,7 @@ pub fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
     let mut clean = true;
     let mut emitter = None;
     let mut position = None;
-    let mut open: HashMap<u64, Entry> = HashMap::new();
+    let mut open: IdMap<u64, Entry> = IdMap::default();
     match File::open(dir.join(SNAPSHOT)) {
         Ok(f) => {
             let mut lines = BufReader::new(f).lines();
@@ -462,9 +463,9 @@ const ROTATED_SCAN_BYTES: u64 = 16 << 20;
 pub fn endings_in_file(
     path: &Path,
     from: Option<FilePosition>,
-    sessions: &HashSet<u64>,
-) -> io::Result<HashSet<u64>> {
-    let mut found = HashSet::new();
+    sessions: &IdSet<u64>,
+) -> io::Result<IdSet<u64>> {
+    let mut found = IdSet::default();
     if sessions.is_empty() {
         return Ok(found);
     }
@@ -760,7 +761,7 @@ mod tests {
         more += "{\"type\":1,\"session_id\":4,\"event\":{\"name\":\"destroyed\"";
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(more.as_bytes()).unwrap();
-        let wanted: HashSet<u64> = [1, 2, 3, 4].into();
+        let wanted: IdSet<u64> = [1, 2, 3, 4].into_iter().collect();
         // From the position: 1 is before it, 3 only timed out, 4 is cut short.
         assert_eq!(
             endings_in_file(&path, Some(pos), &wanted).unwrap(),

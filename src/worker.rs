@@ -5,7 +5,7 @@
 //! fed by the intake's queue and ticked by the wall clock when idle, so that
 //! settle windows close even when no further event arrives.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::bus::Bus;
 use crate::intake::{Inbound, Next, Outlet};
-use crate::janus::{self, Kind, types};
+use crate::janus::{self, IdSet, Kind, types};
 use crate::log::RateLimit;
 use crate::metrics::{Metrics, TrackerSnapshot};
 use crate::output::{self, OutEvent};
@@ -117,7 +117,7 @@ impl Pipeline {
         self.crash_state = Some(crash_state);
         // Opening the store wrote a new snapshot.
         self.metrics.checkpointed_at_us.store(now_us(), Relaxed);
-        let ids: HashSet<u64> = recovered.sessions.iter().map(|s| s.session_id).collect();
+        let ids: IdSet<u64> = recovered.sessions.iter().map(|s| s.session_id).collect();
         let written = match file {
             Some(path) => recovery::endings_in_file(path, recovered.file_position, &ids)
                 .unwrap_or_else(|e| {
@@ -126,9 +126,9 @@ impl Pipeline {
                         "crash recovery: cannot read {} to find endings already written ({e}); every session left open gets a gateway_restart ending",
                         path.display()
                     );
-                    HashSet::new()
+                    IdSet::default()
                 }),
-            None => HashSet::new(),
+            None => IdSet::default(),
         };
         let mut ended = 0u64;
         for s in &recovered.sessions {

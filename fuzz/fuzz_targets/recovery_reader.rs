@@ -4,9 +4,8 @@
 //! a store opened on it can be used, closed and read back.
 #![no_main]
 
-use std::collections::HashSet;
-
 use janus_lifecycleevh::durable::Fsync;
+use janus_lifecycleevh::janus::IdSet;
 use janus_lifecycleevh::recovery::{SessionStore, endings_in_file, read_state};
 use libfuzzer_sys::fuzz_target;
 
@@ -41,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok((_, recovered)) = read_state(dir.path()) else {
         return;
     };
-    let ids: HashSet<u64> = recovered.sessions.iter().map(|s| s.session_id).collect();
+    let ids: IdSet<u64> = recovered.sessions.iter().map(|s| s.session_id).collect();
     assert_eq!(ids.len(), recovered.sessions.len(), "one entry per session");
     assert!(!recovered.clean || recovered.sessions.is_empty());
     // The journal bytes as a JSON Lines file: only sessions asked for come back.

@@ -8,6 +8,19 @@ mod decode;
 
 pub use decode::{CoreCounts, DecodeError, Facts, Kind, Startup, TransportRef, Version, decode};
 
+/// Hashing for maps keyed by Janus's ids, which a client may choose (Janus's
+/// `create` accepts an `id`): randomly seeded, except in fuzzing builds
+/// (`cfg(fuzzing)`), where a fixed seed keeps a fuzz run with a fixed
+/// `-seed` reproducible.
+#[cfg(not(fuzzing))]
+pub type IdHashing = std::collections::hash_map::RandomState;
+#[cfg(fuzzing)]
+pub type IdHashing = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+/// A map keyed by Janus's ids (see [`IdHashing`]).
+pub type IdMap<K, V> = std::collections::HashMap<K, V, IdHashing>;
+/// A set of Janus's ids (see [`IdHashing`]).
+pub type IdSet<T> = std::collections::HashSet<T, IdHashing>;
+
 /// Janus's event types: the `type` of each event, one bit each, and the bits
 /// of an `events` mask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -34,22 +34,16 @@ mod session;
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
-use crate::janus::{CoreCounts, Facts, Kind, Startup, TransportRef, Version};
+use crate::janus::{CoreCounts, Facts, IdMap, Kind, Startup, TransportRef, Version};
 pub use crate::reason::Reason;
 pub use session::TransportKey;
 use session::{Bound, Session, State};
 
-/// The tracker's maps are keyed by session ids, which a client may choose
-/// (Janus's `create` accepts an `id`): hashing is randomly seeded, except in
-/// fuzzing builds (`cfg(fuzzing)`), where a fixed seed keeps a fuzz run with a
-/// fixed `-seed` reproducible.
-#[cfg(not(fuzzing))]
-type Hashing = std::collections::hash_map::RandomState;
-#[cfg(fuzzing)]
-type Hashing = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
-type Map<K, V> = HashMap<K, V, Hashing>;
+/// The tracker's maps are keyed by ids a client may choose (see
+/// [`IdMap`]: fixed hashing in fuzzing builds only).
+type Map<K, V> = IdMap<K, V>;
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
