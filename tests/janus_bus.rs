@@ -172,17 +172,75 @@ fn shutdown_with_live_sessions_reaches_file_and_stock_handler() {
         .expect("sampleevh posted the shutdown event");
     for s in &live {
         let d = destroyed_of(&theirs, *s);
-        // TODO(lifecycleevh: double `destroyed` at shutdown on Janus >= 1.3.2):
-        // fails there (2 for each WebSocket session): the handler injects its
-        // `shutdown` ending, then Janus sends its own as the WebSockets
-        // transport closes the connection. Left failing until the handler
-        // stops injecting what Janus >= 1.3.2 sends itself.
+        // One each on every Janus: on >= 1.3.2 Janus sends its own as the
+        // WebSockets transport closes the connection, and the handler, seeing
+        // the session bound to that open connection, injects nothing.
         assert_eq!(d.len(), 1, "sampleevh got {} destroyed for {s}", d.len());
         let at = theirs.iter().position(|e| std::ptr::eq(e, d[0])).unwrap();
         assert!(
             at > shutdown_at,
             "after the shutdown event, as Janus queued them"
         );
+    }
+}
+
+/// With the WebSockets transport's events off, no `connected` tells the
+/// handler which sessions are bound to an open connection. Sessions alive at
+/// SIGINT still end exactly once for a stock handler: on Janus >= 1.3.2
+/// (reclaim off) an open WebSocket session is necessarily on an open
+/// connection, since Janus would have ended it when the connection closed,
+/// so Janus's own ending at shutdown is left to it; on 1.1.2 the handler's
+/// injected ending is the only one.
+#[test]
+fn invisible_connections_still_end_once_at_shutdown() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let mut janus = Janus::start(JanusOptions {
+        ws_events: false,
+        ..with_defaults(&out, &receiver)
+    });
+    let mut connections = Vec::new();
+    let mut live = Vec::new();
+    for _ in 0..6 {
+        let mut ws = janus.ws();
+        live.push(ws.create_session());
+        live.push(ws.create_session());
+        connections.push(ws);
+    }
+    assert!(janus.wait_log("has events = false", Duration::from_secs(5)));
+    receiver.expect(
+        "every created",
+        |evs| {
+            live.iter()
+                .all(|s| session_events_of(evs, *s) == ["created"])
+        },
+        Duration::from_secs(10),
+    );
+    assert!(janus.stop().success());
+    drop(connections);
+    let theirs = receiver.events();
+    let mine = read_jsonl(&out);
+    assert_one_each("sampleevh", &theirs);
+    assert_one_each("file", &mine);
+    let native = janus.ends_sessions_on_transport_gone();
+    for s in &live {
+        let d = destroyed_of(&mine, *s);
+        assert_eq!(d[0]["event"]["reason"], "shutdown", "{}", d[0]);
+        assert_eq!(destroyed_of(&theirs, *s).len(), 1, "sampleevh, session {s}");
+    }
+    // What the handler said at destroy() about its injections: none on
+    // Janus >= 1.3.2 (Janus ended them all), one per session before.
+    let said = janus
+        .log()
+        .lines()
+        .find(|l| l.contains("injected in all"))
+        .map(str::to_string);
+    if native {
+        assert_eq!(said, None, "nothing injected on Janus >= 1.3.2");
+    } else {
+        let said = said.expect("the handler logged its injections");
+        assert!(said.contains("(12 injected in all)"), "{said}");
     }
 }
 

@@ -549,7 +549,10 @@ impl Tracker {
     /// Whether Janus will end this open session itself when its connection
     /// closes at shutdown: Janus >= 1.3.2, reclaim off, and the session is
     /// bound to an open connection of a transport that ends its connections'
-    /// sessions through the core.
+    /// sessions through the core. With the WebSockets transport's events off
+    /// no connection is seen, but there a live WebSocket session is bound to
+    /// an open connection all the same: had its connection closed, Janus
+    /// would have ended it then.
     fn janus_ends_at_close(&self, sid: u64) -> bool {
         if !self.janus.ends_transport_gone || self.config.reclaim_session_timeout > 0 {
             return false;
@@ -559,10 +562,19 @@ impl Tracker {
         };
         match (s.state, s.transport) {
             (State::Live, Some(key)) => {
-                self.connections.contains_key(&key) && self.closes_sessions(key.module)
+                self.closes_sessions(key.module)
+                    && (self.connections.contains_key(&key)
+                        || (!self.janus.disconnects_visible
+                            && self.is_module(key.module, WEBSOCKETS)))
             }
             _ => false,
         }
+    }
+
+    fn is_module(&self, module: u16, name: &str) -> bool {
+        self.modules
+            .get(module as usize)
+            .is_some_and(|m| &**m == name)
     }
 
     fn closes_sessions(&self, module: u16) -> bool {
