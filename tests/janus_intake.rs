@@ -19,6 +19,14 @@ use serde_json::{Value, json};
 
 const HANDLER: &str = "janus.eventhandler.lifecycleevh";
 
+/// One test at a time: the flood takes both cores, and the memory test's
+/// Janus then starts and answers slowly enough to fail for that alone.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Rig {
     janus: Janus,
     out: PathBuf,
@@ -153,6 +161,7 @@ const FATES: [Fate; 6] = [
 /// is right, and what was dropped is external events only, counted exactly.
 #[test]
 fn a_flood_never_costs_a_session_its_ending() {
+    let _turn = one_at_a_time();
     // Crash state fsynced on every lifecycle event: the worker stalls on
     // the disk while sessions come and go, so the small queue overflows.
     let state = tempfile::tempdir().unwrap();
@@ -315,6 +324,7 @@ fn rss_kib(janus: &Janus) -> u64 {
 /// queue now allocates as events wait, so the capacity itself costs nothing.
 #[test]
 fn the_largest_capacity_costs_no_memory_until_used() {
+    let _turn = one_at_a_time();
     let mut rss = Vec::new();
     for capacity in ["", "channel_capacity = 16777216"] {
         let mut rig = start(capacity);
