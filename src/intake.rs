@@ -265,6 +265,13 @@ impl<T: Inbound> Intake<T> {
         if let Err(PushError::Full(event)) = self.ring.push(event) {
             return self.grow(event);
         }
+        self.pushed();
+    }
+
+    /// One more event is in a ring: counts it, and wakes the worker if it
+    /// sleeps.
+    #[inline(always)]
+    fn pushed(&mut self) {
         self.queued += 1;
         // Pairs with the fence in Outlet::wait: either the worker sees the
         // event before it sleeps, or this sees that it sleeps.
@@ -299,11 +306,7 @@ impl<T: Inbound> Intake<T> {
         self.ring = producer;
         let rings = self.shared.rings.fetch_add(1, Relaxed) + 1;
         self.shared.peak_rings.fetch_max(rings, Relaxed);
-        self.queued += 1;
-        fence(SeqCst);
-        if self.shared.asleep.load(Relaxed) {
-            self.wake();
-        }
+        self.pushed();
     }
 
     /// At or above capacity: the only place an event is classified.

@@ -13,11 +13,20 @@ use serde_json::{Value, json};
 
 /// lifecycleevh (file to `out`, re-injecting `inject`) next to Janus's sampleevh.
 fn options(inject: &str, out: &std::path::Path, receiver: &Receiver) -> JanusOptions {
-    JanusOptions {
-        lifecycleevh_config: Some(format!(
+    beside_sampleevh(
+        format!(
             "general: {{ enabled = true, inject = \"{inject}\" }}\nfile: {{ path = \"{}\", flush_ms = 50 }}\n",
             out.display()
-        )),
+        ),
+        receiver,
+    )
+}
+
+/// lifecycleevh with `config` next to Janus's sampleevh posting every event
+/// to `receiver`.
+fn beside_sampleevh(config: String, receiver: &Receiver) -> JanusOptions {
+    JanusOptions {
+        lifecycleevh_config: Some(config),
         sampleevh: Some(SampleEvh {
             backend: receiver.url(),
             grouping: true,
@@ -247,18 +256,13 @@ fn invisible_connections_still_end_once_at_shutdown() {
 /// lifecycleevh with its default config (and its file at `out`) next to
 /// Janus's sampleevh.
 fn with_defaults(out: &std::path::Path, receiver: &Receiver) -> JanusOptions {
-    JanusOptions {
-        lifecycleevh_config: Some(format!(
+    beside_sampleevh(
+        format!(
             "general: {{ enabled = true }}\nfile: {{ path = \"{}\" }}\n",
             out.display()
-        )),
-        sampleevh: Some(SampleEvh {
-            backend: receiver.url(),
-            grouping: true,
-            events: "all".into(),
-        }),
-        ..JanusOptions::default()
-    }
+        ),
+        receiver,
+    )
 }
 
 /// Janus's version, as the handler learned it from the core `started` event.
