@@ -322,23 +322,44 @@ fn a_backend_outage_loses_no_lifecycle_event() {
     assert!(janus.stop().success());
 }
 
-#[test]
-fn spooled_events_survive_a_janus_restart() {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("events.jsonl");
+/// A handler with a file sink and an HTTP sink spooling in `dir` to a
+/// backend on `port`, and a Janus folder that survives restarts.
+struct Spooled {
+    out: std::path::PathBuf,
+    janus_dir: std::path::PathBuf,
+    opts: JanusOptions,
+}
+
+fn spooled(dir: &std::path::Path, port: u16) -> Spooled {
+    let out = dir.join("events.jsonl");
     let config = format!(
         "general: {{ enabled = true, shutdown_timeout_ms = 1000 }}\n{}http: {{ backend = \"http://127.0.0.1:{port}/events\", \
          spool_dir = \"{}\", backoff_max_ms = 500 }}\n",
         file_section(&out),
-        dir.path().join("spool").display()
+        dir.join("spool").display()
     );
-    let opts = || JanusOptions {
-        lifecycleevh_config: Some(config.clone()),
-        ..JanusOptions::default()
-    };
-    let janus_dir = dir.path().join("janus");
+    let janus_dir = dir.join("janus");
     std::fs::create_dir_all(&janus_dir).unwrap();
+    Spooled {
+        out,
+        janus_dir,
+        opts: JanusOptions {
+            lifecycleevh_config: Some(config),
+            ..JanusOptions::default()
+        },
+    }
+}
+
+#[test]
+fn spooled_events_survive_a_janus_restart() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let Spooled {
+        out,
+        janus_dir,
+        opts,
+    } = spooled(dir.path(), port);
+    let opts = || opts.clone();
     let mut janus = Janus::start_in(&janus_dir, opts());
     let sessions = churn(&janus, 4);
     let mut ws = janus.ws();
@@ -412,19 +433,12 @@ fn spool_records(dir: &Path) -> Vec<(PathBuf, u64, String)> {
 fn a_corrupt_spool_record_costs_only_that_record() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("events.jsonl");
-    let config = format!(
-        "general: {{ enabled = true, shutdown_timeout_ms = 1000 }}\n{}http: {{ backend = \"http://127.0.0.1:{port}/events\", \
-         spool_dir = \"{}\", backoff_max_ms = 500 }}\n",
-        file_section(&out),
-        dir.path().join("spool").display()
-    );
-    let opts = || JanusOptions {
-        lifecycleevh_config: Some(config.clone()),
-        ..JanusOptions::default()
-    };
-    let janus_dir = dir.path().join("janus");
-    std::fs::create_dir_all(&janus_dir).unwrap();
+    let Spooled {
+        out,
+        janus_dir,
+        opts,
+    } = spooled(dir.path(), port);
+    let opts = || opts.clone();
     // The backend is down: every lifecycle event stays in the spool.
     let mut janus = Janus::start_in(&janus_dir, opts());
     let sessions = churn(&janus, 6);
