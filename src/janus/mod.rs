@@ -10,8 +10,9 @@ pub use decode::{CoreCounts, DecodeError, Facts, Kind, Startup, TransportRef, Ve
 
 /// Hashing for maps keyed by Janus's ids, which a client may choose (Janus's
 /// `create` accepts an `id`): randomly seeded, except in fuzzing builds
-/// (`cfg(fuzzing)`), where a fixed seed keeps a fuzz run with a fixed
-/// `-seed` reproducible.
+/// (`cfg(fuzzing)`), where a fixed seed takes the hash order out of what
+/// makes two runs of one fuzz target differ (libFuzzer varies a little on
+/// its own; see the README's Tests section).
 #[cfg(not(fuzzing))]
 pub type IdHashing = std::collections::hash_map::RandomState;
 #[cfg(fuzzing)]
