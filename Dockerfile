@@ -17,7 +17,7 @@ ARG DEBIAN_RELEASE=bookworm
 # vendor/ is made empty when missing.
 FROM debian:${DEBIAN_RELEASE}-slim AS source
 COPY . /src
-RUN cd /src && rm -rf tests examples fuzz docker .ci ./*.md compose.yaml Dockerfile .dockerignore && mkdir -p vendor
+RUN cd /src && rm -rf tests examples fuzz docker .ci docs ./*.md compose.yaml Dockerfile .dockerignore && mkdir -p vendor
 
 FROM debian:${DEBIAN_RELEASE}-slim AS builder
 # bookworm's own rustc (1.63) is too old for this crate; its rustc-web is

@@ -33,7 +33,7 @@ JANUS_TARGETS ?= native $(DOCKER_RELEASES)
 JANUS_TESTS := $(sort $(basename $(notdir $(shell grep -l '^mod common;' tests/*.rs))))
 
 .PHONY: all deps build install demo test lint bench fuzz fuzz-build fuzz-ci valgrind clean \
-	deb docker docker-deps deb-check compose-check readme-docker-check
+	deb docker docker-deps deb-check compose-check docs-docker-check readme-docker-check
 
 all: build
 
@@ -134,10 +134,13 @@ compose-check: docker-deps
 	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
 	docker/compose-check.sh
 
-# The README's Docker example (lifecycleevh into a Janus image built from source).
-readme-docker-check: docker-deps
+# The Docker commands of README.md and docs/docker.md, as written (and the
+# example of lifecycleevh in a Janus image built from source).
+docs-docker-check: docker-deps
 	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
-	docker/readme-check.sh
+	docker/docs-check.sh
+# Its name before the docs left the README.
+readme-docker-check: docs-docker-check
 
 # rustfmt and clippy come with the rustup toolchain; a machine without them
 # says so and skips that check rather than failing the build.

@@ -410,18 +410,19 @@ fn the_sample_config_agrees_with_the_table_of_keys() {
     }
 }
 
-/// The README's tables under `### \`general\``, `### \`file\`` and
-/// `### \`http\``: (category, key, default cell, values cell) per row.
-fn readme_rows() -> Vec<(String, String, String, String)> {
-    let readme = include_str!("../../README.md");
+/// The tables of docs/configuration.md under `## \`general\``, `## \`file\``,
+/// `## \`http\`` and `## \`metrics\``: (category, key, default cell, values
+/// cell) per row.
+fn documented_rows() -> Vec<(String, String, String, String)> {
+    let doc = include_str!("../../docs/configuration.md");
     let mut rows = Vec::new();
     for (category, _) in keys::CATEGORIES {
-        let heading = format!("### `{category}`");
-        let at = readme
+        let heading = format!("## `{category}`");
+        let at = doc
             .lines()
             .position(|l| l.starts_with(&heading))
-            .unwrap_or_else(|| panic!("README: no heading {heading}"));
-        let table: Vec<&str> = readme
+            .unwrap_or_else(|| panic!("docs/configuration.md: no heading {heading}"));
+        let table: Vec<&str> = doc
             .lines()
             .skip(at + 1)
             .skip_while(|l| !l.starts_with('|'))
@@ -436,7 +437,7 @@ fn readme_rows() -> Vec<(String, String, String, String)> {
         assert_eq!(
             cells(table[0])[..3],
             ["key", "default", "values"],
-            "README {heading}: the table's columns"
+            "docs/configuration.md {heading}: the table's columns"
         );
         for line in &table[2..] {
             let c = cells(line);
@@ -447,27 +448,27 @@ fn readme_rows() -> Vec<(String, String, String, String)> {
     rows
 }
 
-/// The README's configuration tables list every key of the table and no
+/// docs/configuration.md's tables list every key of the table and no
 /// other, each with the default and the values keys.rs gives it.
 #[test]
-fn the_readme_agrees_with_the_table_of_keys() {
-    let rows = readme_rows();
-    let mut readme: Vec<String> = rows.iter().map(|(c, k, _, _)| format!("{c}.{k}")).collect();
+fn the_docs_agree_with_the_table_of_keys() {
+    let rows = documented_rows();
+    let mut documented: Vec<String> = rows.iter().map(|(c, k, _, _)| format!("{c}.{k}")).collect();
     let mut table = table_keys();
-    readme.sort();
+    documented.sort();
     table.sort();
-    assert_eq!(readme, table, "the README and keys.rs list different keys");
+    assert_eq!(documented, table, "the docs and keys.rs differ");
     for (category, name, default, values) in &rows {
         let key = table_key(category, name);
         assert_eq!(
             *default,
             key.default.describe(),
-            "README: the default of {category}.{name}"
+            "docs/configuration.md: the default of {category}.{name}"
         );
         assert_eq!(
             *values,
             key.kind.describe(),
-            "README: the values of {category}.{name}"
+            "docs/configuration.md: the values of {category}.{name}"
         );
     }
 }

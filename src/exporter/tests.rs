@@ -1,4 +1,4 @@
-//! The exposition against the catalogue, the README and the Grafana
+//! The exposition against the catalogue, docs/metrics.md and the Grafana
 //! dashboard; the HTTP side: content negotiation, errors, basic
 //! authentication, a port in use, a bounded stop.
 
@@ -480,25 +480,20 @@ fn the_dashboard_names_only_existing_series() {
     }
 }
 
-/// The README's metrics section lists every series.
+/// docs/metrics.md lists every series.
 #[test]
-fn the_readme_lists_every_series() {
-    let readme = include_str!("../../README.md");
-    let section = readme
-        .split("\n## Metrics")
-        .nth(1)
-        .expect("README has a Metrics section");
-    let section = section.split("\n## ").next().unwrap();
+fn the_docs_list_every_series() {
+    let section = include_str!("../../docs/metrics.md");
     for s in SERIES {
         assert!(
             section.contains(&format!("`{}", s.name)),
-            "README's Metrics section does not list {}",
+            "docs/metrics.md does not list {}",
             s.name
         );
         for l in s.labels {
             assert!(
                 section.contains(&format!("`{l}`")) || section.contains(&format!("{l}=")),
-                "README's Metrics section does not explain label {l} of {}",
+                "docs/metrics.md does not explain label {l} of {}",
                 s.name
             );
         }
