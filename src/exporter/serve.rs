@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -152,10 +152,21 @@ impl Serve {
     }
 }
 
+/// Connections the kernel may hold for accept: a burst (a client opening
+/// hundreds at once) is taken in whole and sorted out by [`Slots`], rather
+/// than left in SYN retries, where a scrape would wait behind it.
+const BACKLOG: u32 = 1024;
+
 fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
-    let listener = std::net::TcpListener::bind(listen)?;
-    listener.set_nonblocking(true)?;
-    TcpListener::from_std(listener)
+    let socket = match listen {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As std's TcpListener::bind: a port in TIME_WAIT is free, one in use
+    // (LISTEN) is not.
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(BACKLOG)
 }
 
 impl Context {

@@ -848,7 +848,8 @@ fn stops_in_bounded_time_with_silent_clients_connected() {
     wait_info(&e, "/connections/open", json!(2));
     let t = Instant::now();
     assert!(e.stop(Duration::from_secs(5)));
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // Nothing waits for the clients (the old endpoint waited up to 1 s).
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     // The port is free again.
     TcpListener::bind(addr).unwrap();
 }
@@ -894,12 +895,17 @@ fn idle_connections_never_delay_a_scrape() {
         assert_eq!(c["refused"], 0, "{info}");
         drop(idle);
     }
-    // 200 idle connections and a scrape on 64 places: at least 137 made room.
-    let c = e.info()["connections"].clone();
-    assert!(
-        c["evicted"].as_u64().unwrap() + c["timed_out"].as_u64().unwrap() >= 137,
-        "{c}"
-    );
+    // 200 idle connections and a scrape on 64 places: at least 137 made
+    // room, by now or once every connection has been accepted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = e.info()["connections"].clone();
+        if c["evicted"].as_u64().unwrap() + c["timed_out"].as_u64().unwrap() >= 137 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{c}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(e.info()["scrapes"], 2);
 }
 
@@ -907,15 +913,16 @@ fn idle_connections_never_delay_a_scrape() {
 fn an_idle_connection_is_closed_at_the_head_deadline() {
     let (_w, e) = endpoint(loopback());
     let addr = e.local_addr().unwrap();
+    // Before connecting: the deadline runs from the accept, later.
+    let t = Instant::now();
     let mut silent = TcpStream::connect(addr).unwrap();
     silent
         .set_read_timeout(Some(HEAD_DEADLINE + Duration::from_secs(10)))
         .unwrap();
-    let t = Instant::now();
     let mut buf = [0u8; 16];
     // Closed by the endpoint: end of file, nothing sent.
     assert_eq!(silent.read(&mut buf).unwrap(), 0);
-    assert!(t.elapsed() >= HEAD_DEADLINE - Duration::from_millis(50));
+    assert!(t.elapsed() >= HEAD_DEADLINE, "{:?}", t.elapsed());
     wait_info(&e, "/connections/timed_out", json!(1));
     wait_info(&e, "/connections/open", json!(0));
 }
