@@ -116,14 +116,14 @@ fn scrape(port: u16, auth: Option<(&str, &str)>, accept: Option<&str>) -> (u16, 
     )
 }
 
-/// Waits until the endpoint has left `waiting for Janus to start` (it
+/// Waits until the endpoint has left the state `waiting` (it
 /// binds once the worker has seen Janus's `started`); returns `info`.
 fn wait_endpoint(janus: &Janus) -> Value {
     let mut last = Value::Null;
     let settled = wait_until(
         || {
             last = info(janus);
-            last["metrics"]["state"] != "waiting for Janus to start"
+            last["metrics"]["state"] != "waiting"
         },
         Duration::from_secs(20),
     );

@@ -152,6 +152,11 @@ impl Endpoint {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(collect::Exposition(Arc::new(sources))));
         let credentials = config.user.as_deref().zip(config.password.as_deref());
+        crate::jlog!(
+            Info,
+            "metrics: the Prometheus endpoint listens on {} once Janus has started",
+            config.listen
+        );
         let (open, on_open) = oneshot::channel();
         let (stop, on_stop) = oneshot::channel();
         let serve = serve::Serve {
@@ -221,7 +226,7 @@ impl Endpoint {
             "listen": self.config.listen.to_string(),
             "address": self.local_addr().map(|a| a.to_string()),
             "state": match state {
-                State::Waiting => "waiting for Janus to start",
+                State::Waiting => "waiting",
                 State::Listening(_) => "listening",
                 State::Failed(_) => "failed",
                 State::Stopped => "stopped",

@@ -783,7 +783,7 @@ fn binds_only_when_opened() {
     };
     let mut e = Endpoint::start(&config, sources(&w));
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(e.info()["state"], "waiting for Janus to start");
+    assert_eq!(e.info()["state"], "waiting");
     assert_eq!(e.info()["address"], Value::Null);
     // The port is free: a transport could take it now.
     let transport = TcpListener::bind(config.listen).expect("the port is still free");
