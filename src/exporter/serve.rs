@@ -215,8 +215,19 @@ async fn connection(context: Arc<Context>, stream: TcpStream, mut slot: Slot) {
             context.shared.stats.timed_out.fetch_add(1, Relaxed);
         }
         // Counted where it was decided.
-        _ = async { if let Some(e) = evicted { let _ = e.await; } } => {}
+        _ = until_evicted(evicted) => {}
     }
+}
+
+/// Completes when the connection's place goes to a newer one; never once
+/// its request is in (its sender is then dropped, not fired).
+pub(super) async fn until_evicted(evicted: Option<oneshot::Receiver<()>>) {
+    if let Some(evicted) = evicted
+        && evicted.await.is_ok()
+    {
+        return;
+    }
+    std::future::pending::<()>().await
 }
 
 /// The TLS handshake, if any, then one HTTP/1.1 request and its answer.

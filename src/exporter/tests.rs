@@ -961,6 +961,24 @@ fn places_evict_the_oldest_waiting_and_refuse_when_all_are_answered() {
     assert!(a.evicted.as_mut().unwrap().try_recv().is_ok());
     assert!(!a.is_waiting());
     c.answering();
+    // Being answered is not being evicted: c's eviction never comes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut c = c;
+    let evicted = c.evicted.take();
+    let waits = runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_millis(50),
+            super::serve::until_evicted(evicted),
+        )
+        .await
+    });
+    assert!(
+        waits.is_err(),
+        "a connection being answered counts as evicted"
+    );
     // b and c are being answered: refused.
     assert!(matches!(slots.admit(), Admission::Refused));
     drop(b);
