@@ -160,6 +160,7 @@ bench: deps
 	$(CARGO) bench --locked --bench hot_path
 	$(CARGO) bench --locked --bench tracker
 	$(CARGO) bench --locked --bench janus_e2e
+	$(CARGO) bench --locked --bench metrics_endpoint
 
 # Fuzzing with cargo fuzz (libFuzzer + AddressSanitizer). cargo fuzz wants
 # nightly features: RUSTC_BOOTSTRAP enables them on the stable toolchain.

@@ -31,7 +31,7 @@ fn main() {
         job: "janus".into(),
         target: format!("127.0.0.1:{port}"),
         path: "/metrics".into(),
-        basic_auth: None,
+        ..ScrapeJob::default()
     }]);
     let mut janus = Janus::start(JanusOptions {
         lifecycleevh_config: Some(config),

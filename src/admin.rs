@@ -414,19 +414,17 @@ fn info(r: &Status<'_>) -> Value {
         "sinks": sinks,
         "janus_bus": Bus::info(r.bus_reasons, r.bus_available, r.bus_stats),
         "metrics": r.endpoint.map_or_else(|| json!({"enabled": false}), |e| e.info()),
-        "warnings": warnings(&t, r.endpoint.and_then(|e| e.error())),
+        "warnings": warnings(&t, r.endpoint.map(|e| e.warnings()).unwrap_or_default()),
     })
 }
 
 /// What an operator should fix, in words.
-fn warnings(t: &crate::metrics::TrackerSnapshot, endpoint_error: Option<&str>) -> Vec<String> {
+fn warnings(t: &crate::metrics::TrackerSnapshot, endpoint: Vec<String>) -> Vec<String> {
     let mut w = Vec::new();
     if !t.janus.disconnects_visible {
         w.push("the WebSockets transport has events = false: closed connections are invisible to event handlers".to_string());
     }
-    if let Some(e) = endpoint_error {
-        w.push(format!("the Prometheus endpoint is off: {e}"));
-    }
+    w.extend(endpoint);
     w
 }
 

@@ -129,18 +129,7 @@ impl Running {
         }
         let (intake, outlet, gauge) =
             intake::queue(config.general.channel_capacity, metrics.clone());
-        let (control, control_rx) = bounded(64);
-        let worker = worker::spawn(
-            outlet,
-            control_rx,
-            pipeline,
-            config.general.shutdown_timeout,
-        )
-        .map_err(|source| InitError::Thread {
-            name: "worker".into(),
-            source,
-        })?;
-        let endpoint = config.metrics.enabled.then(|| {
+        let mut endpoint = config.metrics.enabled.then(|| {
             let gauge = gauge.clone();
             Endpoint::start(
                 &config.metrics,
@@ -155,6 +144,26 @@ impl Running {
                 },
             )
         });
+        // Janus's transports bind their ports after `init`: the endpoint
+        // binds once Janus says it has started (outside Janus, at once).
+        if let Some(opener) = endpoint.as_mut().and_then(Endpoint::opener) {
+            if inside_janus {
+                pipeline.on_janus_started(Box::new(move || opener.open()));
+            } else {
+                opener.open();
+            }
+        }
+        let (control, control_rx) = bounded(64);
+        let worker = worker::spawn(
+            outlet,
+            control_rx,
+            pipeline,
+            config.general.shutdown_timeout,
+        )
+        .map_err(|source| InitError::Thread {
+            name: "worker".into(),
+            source,
+        })?;
         let running = Running {
             gauge,
             worker,

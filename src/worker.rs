@@ -47,6 +47,9 @@ pub struct Pipeline {
     crash_state: Option<Checkpoints>,
     /// Said once in the log: WebSocket disconnects are invisible.
     warned_invisible: bool,
+    /// Called at Janus's core `started` event (once its transports hold
+    /// their ports): binds the Prometheus endpoint.
+    on_janus_started: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// The crash-recovery store, when it is next checkpointed, and the endings
@@ -97,9 +100,15 @@ impl Pipeline {
             bad_events: RateLimit::new(Duration::from_secs(10)),
             crash_state: None,
             warned_invisible: false,
+            on_janus_started: None,
         };
         p.publish();
         p
+    }
+
+    /// Calls `f` when Janus's core `started` event comes.
+    pub fn on_janus_started(&mut self, f: Box<dyn FnOnce() + Send>) {
+        self.on_janus_started = Some(f);
     }
 
     pub fn tracker(&self) -> &Tracker {
@@ -222,6 +231,11 @@ impl Pipeline {
             }
         };
         self.metrics.count_type(facts.ty);
+        if matches!(facts.kind, Kind::CoreStartup(_))
+            && let Some(started) = self.on_janus_started.take()
+        {
+            started();
+        }
         if let Some(e) = facts.emitter.as_deref()
             && self.emitter.as_deref() != Some(e)
         {

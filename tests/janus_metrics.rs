@@ -5,6 +5,12 @@
 //! `promtool check metrics` and agrees with the Admin API `info`; a port in
 //! use and wrong credentials are reported, and tracking runs on.
 //!
+//! The endpoint's edges, inside Janus: it binds only after Janus's
+//! `started`, so `metrics.listen` on Janus's own HTTP or Admin port leaves
+//! Janus its API; idle connections held open never delay a scrape; Prometheus
+//! scrapes it over HTTPS; `info` shows the port chosen for port 0 and warns
+//! about an open `listen` without credentials.
+//!
 //! What differs by Janus version is asserted by the version the handler
 //! reports (`info.tracker.janus_version`): `janus_core_*` only on >= 1.2,
 //! native `transport_gone` endings on >= 1.3.2.
@@ -12,9 +18,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -68,14 +74,23 @@ fn version(info: &Value) -> (u32, u32, u32) {
     (n[0], n[1], n[2])
 }
 
-/// GET on the endpoint; (status, Content-Type, body).
-fn scrape(port: u16, auth: Option<(&str, &str)>, accept: Option<&str>) -> (u16, String, String) {
+/// `Basic <base64(user:password)>`, with the scheme's name as given.
+fn basic(scheme: &str, user: &str, password: &str) -> String {
     use base64::Engine;
-    let mut req =
-        ureq::get(&format!("http://127.0.0.1:{port}/metrics")).timeout(Duration::from_secs(5));
-    if let Some((u, p)) = auth {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        req = req.set("Authorization", &format!("Basic {token}"));
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("{scheme} {token}")
+}
+
+/// GET on the endpoint within `timeout`; (status, Content-Type, body).
+fn scrape_within(
+    port: u16,
+    authorization: Option<&str>,
+    accept: Option<&str>,
+    timeout: Duration,
+) -> (u16, String, String) {
+    let mut req = ureq::get(&format!("http://127.0.0.1:{port}/metrics")).timeout(timeout);
+    if let Some(a) = authorization {
+        req = req.set("Authorization", a);
     }
     if let Some(a) = accept {
         req = req.set("Accept", a);
@@ -83,11 +98,37 @@ fn scrape(port: u16, auth: Option<(&str, &str)>, accept: Option<&str>) -> (u16, 
     let resp = match req.call() {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("scrape: {e}"),
+        Err(e) => panic!("scrape within {timeout:?}: {e}"),
     };
     let status = resp.status();
     let ct = resp.header("Content-Type").unwrap_or("").to_string();
     (status, ct, resp.into_string().unwrap())
+}
+
+/// GET on the endpoint; (status, Content-Type, body).
+fn scrape(port: u16, auth: Option<(&str, &str)>, accept: Option<&str>) -> (u16, String, String) {
+    let authorization = auth.map(|(u, p)| basic("Basic", u, p));
+    scrape_within(
+        port,
+        authorization.as_deref(),
+        accept,
+        Duration::from_secs(5),
+    )
+}
+
+/// Waits until the endpoint has left the state `waiting` (it
+/// binds once the worker has seen Janus's `started`); returns `info`.
+fn wait_endpoint(janus: &Janus) -> Value {
+    let mut last = Value::Null;
+    let settled = wait_until(
+        || {
+            last = info(janus);
+            last["metrics"]["state"] != "waiting"
+        },
+        Duration::from_secs(20),
+    );
+    assert!(settled, "the endpoint still waits: {last}");
+    last
 }
 
 type Samples = BTreeMap<String, f64>;
@@ -171,6 +212,7 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
         target: target.clone(),
         path: "/metrics".into(),
         basic_auth: Some((USER.into(), password.into())),
+        tls_ca: None,
     };
     let prom = Prometheus::start(&[job("janus", PASSWORD), job("wrong", "scrape-mE")]);
     let opts = JanusOptions {
@@ -183,7 +225,7 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
 
     // Run 1: request (API and Admin), timeout, transport_gone; 3 left open.
     let mut janus = Janus::start_in(&janus_dir, opts.clone());
-    let i = info(&janus);
+    let i = wait_endpoint(&janus);
     let v = version(&i);
     assert_eq!(i["metrics"]["listening"], true, "{i}");
     let mut ws1 = janus.ws();
@@ -316,6 +358,13 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
     assert_eq!(status, 401);
     let (status, _, _) = scrape(port, Some((USER, "scrape-mE")), None);
     assert_eq!(status, 401);
+    // The scheme's name in any case (RFC 7617).
+    for scheme in ["basic", "BASIC"] {
+        let authorization = basic(scheme, USER, PASSWORD);
+        let (status, _, text) =
+            scrape_within(port, Some(&authorization), None, Duration::from_secs(5));
+        assert_eq!(status, 200, "{scheme}: {text}");
+    }
     let (status, ct, om) = scrape(
         port,
         Some((USER, PASSWORD)),
@@ -566,4 +615,252 @@ fn a_metrics_port_in_use_is_reported_and_tracking_runs_on() {
     assert_eq!(endings(&out)[&s], vec![("request".to_string(), false)]);
     assert!(janus.stop().success());
     drop(taken);
+}
+
+/// The port of a Janus API URL (`http://127.0.0.1:<port>/...`).
+fn port_of(url: &str) -> u16 {
+    let rest = url.strip_prefix("http://127.0.0.1:").unwrap();
+    rest.split('/').next().unwrap().parse().unwrap()
+}
+
+/// Janus initialises its event handlers before its transports: an endpoint
+/// bound in `init` took Janus's port, and Janus ran without that API
+/// (`[FATAL] Couldn't start webserver`). Bound after Janus's `started`,
+/// the endpoint is what goes without, and says so.
+#[test]
+fn janus_keeps_its_http_and_admin_ports_when_metrics_listen_names_them() {
+    for (api, placeholder) in [("HTTP", JANUS_HTTP_PORT), ("Admin", JANUS_ADMIN_PORT)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("events.jsonl");
+        // The rig waits for Janus's HTTP API and WebSocket port; it gives up
+        // when a transport logs that it could not bind.
+        let janus = Janus::start(JanusOptions {
+            lifecycleevh_config: Some(config(
+                &out,
+                &dir.path().join("state"),
+                &format!("enabled = true\n    listen = \"127.0.0.1:{placeholder}\""),
+            )),
+            ..JanusOptions::default()
+        });
+        let port = match api {
+            "HTTP" => port_of(&janus.http_url()),
+            _ => port_of(&janus.admin_url()),
+        };
+        // The Admin API answers, and the handler reports the conflict.
+        let i = wait_endpoint(&janus);
+        let m = &i["metrics"];
+        assert_eq!(m["state"], "failed", "{api}: {i}");
+        assert_eq!(m["listening"], false);
+        assert_eq!(m["address"], Value::Null);
+        let why = m["error"].as_str().unwrap();
+        assert!(
+            why.starts_with(&format!("cannot listen on 127.0.0.1:{port}: "))
+                && why.contains("in use"),
+            "{api}: {why}"
+        );
+        assert!(
+            i["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w == &json!(format!("the Prometheus endpoint is off: {why}"))),
+            "{i}"
+        );
+        let log = janus.log();
+        assert!(
+            log.contains(&format!(
+                "[lifecycleevh] metrics: cannot listen on 127.0.0.1:{port}"
+            )),
+            "{api}: no log line about the port"
+        );
+        assert!(!log.contains("Couldn't start"), "{api}: {log}");
+        // Both APIs serve: a session made over HTTP, destroyed over Admin.
+        let s = janus.http().create_session();
+        janus.admin().destroy_session(s);
+        wait_endings(&out, &[s]);
+        assert_eq!(endings(&out)[&s], vec![("request".to_string(), false)]);
+        let mut janus = janus;
+        assert!(janus.stop().success());
+    }
+}
+
+/// A client holding connections open without a word never delays a
+/// scrape. The endpoint before served one connection at a time, each for
+/// up to 1 s: 12 idle connections cost a scrape 12 s (Prometheus's default
+/// timeout is 10 s), 200 cost it 135 s. The figures are in BENCHMARKS.md.
+#[test]
+fn idle_connections_never_delay_a_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(config(
+            &dir.path().join("events.jsonl"),
+            &dir.path().join("state"),
+            &metrics_on(port),
+        )),
+        ..JanusOptions::default()
+    });
+    let i = wait_endpoint(&janus);
+    assert_eq!(i["metrics"]["listening"], true, "{i}");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let authorization = basic("Basic", USER, PASSWORD);
+    for n in [12, 200] {
+        let idle: Vec<TcpStream> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let t = Instant::now();
+        // Generous for a loaded machine; the old endpoint took 12 s.
+        let (status, _, text) =
+            scrape_within(port, Some(&authorization), None, Duration::from_secs(3));
+        let took = t.elapsed();
+        eprintln!("janus_metrics: a scrape beside {n} idle connections took {took:?}");
+        assert_eq!(status, 200);
+        assert!(text.contains("\njanus_sessions_open 0\n"), "{text}");
+        drop(idle);
+    }
+    // 200 idle connections and the scrape on 64 places: 137 made room (by
+    // now, or once every connection has been accepted); none was refused.
+    let mut c = Value::Null;
+    let made_room = wait_until(
+        || {
+            c = info(&janus)["metrics"]["connections"].clone();
+            c["evicted"].as_u64().unwrap() + c["timed_out"].as_u64().unwrap() >= 137
+        },
+        Duration::from_secs(10),
+    );
+    assert!(made_room, "{c}");
+    assert_eq!(c["refused"], 0, "{c}");
+    assert!(
+        c["peak"].as_u64().unwrap() <= c["max"].as_u64().unwrap(),
+        "{c}"
+    );
+}
+
+/// `listen` on every interface, port 0, no credentials: `info` shows the
+/// port the system chose, and the log and `info.warnings` say that anyone
+/// who reaches it reads the metrics.
+#[test]
+fn an_open_listen_on_port_0_shows_its_port_and_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(config(
+            &dir.path().join("events.jsonl"),
+            &dir.path().join("state"),
+            "enabled = true\n    listen = \"0.0.0.0:0\"",
+        )),
+        ..JanusOptions::default()
+    });
+    let i = wait_endpoint(&janus);
+    let m = &i["metrics"];
+    assert_eq!(m["listen"], "0.0.0.0:0", "{i}");
+    let addr: SocketAddr = m["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no address in {i}"))
+        .parse()
+        .unwrap();
+    assert!(addr.ip().is_unspecified() && addr.port() != 0, "{addr}");
+    let (status, _, _) = scrape(addr.port(), None, None);
+    assert_eq!(status, 200);
+    let warning = "metrics.listen = 0.0.0.0:0 is every interface and metrics.user and metrics.password are not set";
+    assert!(
+        i["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with(warning)),
+        "{i}"
+    );
+    assert!(
+        janus.log().contains(&format!("[lifecycleevh] {warning}")),
+        "not in the log"
+    );
+}
+
+/// Threads of the process named `name` (as /proc shows it, 15 bytes at most).
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|comm| comm.trim_end().starts_with(name))
+        .count()
+}
+
+/// Prometheus scrapes over HTTPS (`tls_config` with the CA), with basic
+/// authentication; a job that does not trust the certificate is down. The
+/// endpoint is one thread of Janus's, HTTPS or not.
+#[test]
+fn prometheus_scrapes_over_https() {
+    let pki = TestPki::new("lifecycleevh test CA");
+    let other = TestPki::new("another CA");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let port = free_port();
+    let job = |name: &str, ca: &Path| ScrapeJob {
+        job: name.into(),
+        target: format!("127.0.0.1:{port}"),
+        path: "/metrics".into(),
+        basic_auth: Some((USER.into(), PASSWORD.into())),
+        tls_ca: Some(ca.to_path_buf()),
+    };
+    let prom = Prometheus::start(&[job("janus", &pki.ca), job("untrusted", &other.ca)]);
+    let mut janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(config(
+            &out,
+            &dir.path().join("state"),
+            &format!(
+                "{}\n    tls_cert = \"{}\"\n    tls_key = \"{}\"",
+                metrics_on(port),
+                pki.cert.display(),
+                pki.key.display()
+            ),
+        )),
+        http_events: false,
+        ..JanusOptions::default()
+    });
+    let i = wait_endpoint(&janus);
+    assert_eq!(i["metrics"]["listening"], true, "{i}");
+    assert_eq!(i["metrics"]["tls"], true, "{i}");
+    assert!(janus.log().contains(&format!(
+        "[lifecycleevh] metrics: Prometheus endpoint on https://127.0.0.1:{port}/metrics (basic authentication)"
+    )));
+    let mut ws = janus.ws();
+    let s = ws.create_session();
+    ws.destroy(s);
+    wait_endings(&out, &[s]);
+    wait_info_endings(&janus, 1);
+    let since = unix_now();
+    prom.wait_scraped_after(
+        r#"janus_sessions_created_total{job="janus"}"#,
+        since,
+        Duration::from_secs(20),
+    );
+    prom.wait_scraped_after(r#"up{job="untrusted"}"#, since, Duration::from_secs(20));
+    assert_eq!(prom.value(r#"up{job="janus"}"#), 1.0);
+    assert_eq!(prom.value(r#"up{job="untrusted"}"#), 0.0);
+    assert_eq!(
+        prom.value(r#"janus_sessions_created_total{job="janus"}"#),
+        1.0
+    );
+    assert_eq!(
+        prom.value(r#"janus_sessions_ended_total{job="janus",reason="request",synthetic="false"}"#),
+        1.0
+    );
+    // The untrusting job's handshakes failed (counted as the endpoint
+    // reads the client's alert).
+    let mut i = Value::Null;
+    let counted = wait_until(
+        || {
+            i = info(&janus);
+            i["metrics"]["connections"]["tls_failed"].as_u64().unwrap() >= 1
+        },
+        Duration::from_secs(10),
+    );
+    assert!(counted, "{i}");
+    // Plain HTTP to the HTTPS port gets no exposition.
+    let plain = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .call();
+    assert!(plain.is_err(), "plain HTTP was answered");
+    // One thread for the endpoint, and no runtime threads besides it.
+    assert_eq!(threads_named(janus.pid(), "lcevh metrics"), 1);
+    assert_eq!(threads_named(janus.pid(), "tokio"), 0);
+    assert!(janus.stop().success());
 }

@@ -377,6 +377,10 @@ pub const METRICS: &[Key] = &[
     key("path", Kind::Text, Default::Is("/metrics")),
     key("user", Kind::Text, Default::Unset),
     key("password", Kind::Text, Default::Unset),
+    // HTTPS, as the Prometheus exporter-toolkit's `tls_server_config`
+    // (`cert_file`, `key_file`): both or neither.
+    key("tls_cert", Kind::Path, Default::Unset),
+    key("tls_key", Kind::Path, Default::Unset),
 ];
 
 pub const CATEGORIES: [(&str, &[Key]); 4] = [

@@ -4,7 +4,12 @@
 //! [`super::Config::parse`].
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 
 use super::ConfigError;
 use super::jcfg::{Setting, Value};
@@ -29,6 +34,106 @@ pub struct MetricsConfig {
     /// Basic authentication: both set, or neither.
     pub user: Option<String>,
     pub password: Option<String>,
+    /// HTTPS instead of plain HTTP (`tls_cert` and `tls_key`).
+    pub tls: Option<TlsFiles>,
+}
+
+impl MetricsConfig {
+    /// Why `listen` exposes the metrics beyond this host to anyone, if it
+    /// does: an address other than loopback (`0.0.0.0`, `[::]`, an
+    /// interface's) and no `user`/`password`.
+    pub fn exposure_warning(&self) -> Option<String> {
+        let ip = self.listen.ip().to_canonical();
+        if ip.is_loopback() || self.user.is_some() {
+            return None;
+        }
+        let reach = if ip.is_unspecified() {
+            "every interface"
+        } else {
+            "a non-loopback address"
+        };
+        Some(format!(
+            "metrics.listen = {} is {reach} and metrics.user and metrics.password are not set: anyone who can reach this port reads the metrics (set user and password, with tls_cert and tls_key off this host, or listen on 127.0.0.1)",
+            self.listen
+        ))
+    }
+}
+
+/// The endpoint's certificate chain and private key, PEM files as the
+/// Prometheus exporter-toolkit takes them (`cert_file`, `key_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Why a certificate or key file cannot be used: the key (`tls_cert` or
+/// `tls_key`) and the problem, naming the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFileError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+impl TlsFiles {
+    /// Reads both files: the first is a chain of one or more certificates
+    /// (the server's first), the second its private key (PKCS#8, PKCS#1 or
+    /// SEC1), which must belong to the first certificate.
+    pub fn load(&self) -> Result<Arc<CertifiedKey>, TlsFileError> {
+        let cert_error = |problem: String| TlsFileError {
+            key: "tls_cert",
+            problem,
+        };
+        let key_error = |problem: String| TlsFileError {
+            key: "tls_key",
+            problem,
+        };
+        let chain = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| cert_error(pem_problem(&self.cert, e)))?;
+        if chain.is_empty() {
+            return Err(cert_error(format!(
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) in {}",
+                self.cert.display()
+            )));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| match e {
+            pem::Error::NoItemsFound => key_error(format!(
+                "no PEM private key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY) in {}",
+                self.key.display()
+            )),
+            e => key_error(pem_problem(&self.key, e)),
+        })?;
+        let signing = rustls::crypto::ring::default_provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| {
+                key_error(format!(
+                    "the private key in {} cannot be used: {e}",
+                    self.key.display()
+                ))
+            })?;
+        let certified = CertifiedKey::new(chain, signing);
+        match certified.keys_match() {
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                Err(key_error(format!(
+                    "the private key in {} does not belong to the certificate in {}",
+                    self.key.display(),
+                    self.cert.display()
+                )))
+            }
+            // Ok, or a key whose public half cannot be compared: rustls
+            // then finds out at the first handshake.
+            _ => Ok(Arc::new(certified)),
+        }
+    }
+}
+
+fn pem_problem(file: &Path, e: pem::Error) -> String {
+    match e {
+        pem::Error::Io(e) => format!("cannot read {}: {e}", file.display()),
+        e => format!("{} is not a usable PEM file: {e:?}", file.display()),
+    }
 }
 
 impl Default for MetricsConfig {
@@ -42,6 +147,7 @@ impl Default for MetricsConfig {
             path: default_of("path").unwrap_or("/metrics").into(),
             user: default_of("user").map(String::from),
             password: default_of("password").map(String::from),
+            tls: None,
         }
     }
 }
@@ -141,12 +247,41 @@ pub fn read_metrics(file: &Path, items: &[Setting]) -> Result<MetricsConfig, Con
         }
         _ => {}
     }
+    let path_of = |key: &str| -> Result<Option<PathBuf>, ConfigError> {
+        match string(key)? {
+            Some(p) if p.is_empty() => Err(error(key, "expected a path, found \"\"".into())),
+            p => Ok(p.map(PathBuf::from)),
+        }
+    };
+    let tls = match (path_of("tls_cert")?, path_of("tls_key")?) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(error(
+                "tls_key",
+                "missing: tls_cert and tls_key go together".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(error(
+                "tls_cert",
+                "missing: tls_cert and tls_key go together".into(),
+            ));
+        }
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles { cert, key };
+            // Read now, so that a bad file is a config error; the endpoint
+            // reads them again when it starts, and whenever they change.
+            files.load().map_err(|e| error(e.key, e.problem))?;
+            Some(files)
+        }
+    };
     Ok(MetricsConfig {
         enabled,
         listen,
         path,
         user,
         password,
+        tls,
     })
 }
 
@@ -191,9 +326,120 @@ mod tests {
             ("password = \"\", user = \"a\"", "metrics.password"),
             ("enabled = \"maybe\"", "metrics.enabled"),
             ("port = 1", "metrics.port"),
+            ("tls_cert = \"/x.pem\"", "metrics.tls_key"),
+            ("tls_key = \"/x.pem\"", "metrics.tls_cert"),
+            ("tls_cert = \"\", tls_key = \"/x.pem\"", "metrics.tls_cert"),
         ] {
             let e = read(text).expect_err(text);
             assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+
+    /// A certificate for 127.0.0.1 and its key, as PEM.
+    fn certificate() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn tls_files_are_read_as_the_config_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let (cert, key) = certificate();
+        let (_, other_key) = certificate();
+        let cert_file = file("cert.pem", &cert);
+        let key_file = file("key.pem", &key);
+        let pair = |c: &str, k: &str| read(&format!("tls_cert = \"{c}\", tls_key = \"{k}\""));
+        let c = pair(&cert_file, &key_file).unwrap();
+        let files = c.tls.unwrap();
+        assert_eq!(files.cert.display().to_string(), cert_file);
+        assert_eq!(files.key.display().to_string(), key_file);
+        assert_eq!(files.load().unwrap().cert.len(), 1);
+        // Each bad file is named with its key.
+        let missing = dir.path().join("missing.pem").display().to_string();
+        for (c, k, key, says) in [
+            (
+                missing.as_str(),
+                key_file.as_str(),
+                "metrics.tls_cert",
+                "cannot read",
+            ),
+            (
+                cert_file.as_str(),
+                missing.as_str(),
+                "metrics.tls_key",
+                "cannot read",
+            ),
+            (
+                key_file.as_str(),
+                key_file.as_str(),
+                "metrics.tls_cert",
+                "no PEM certificate",
+            ),
+            (
+                cert_file.as_str(),
+                cert_file.as_str(),
+                "metrics.tls_key",
+                "no PEM private key",
+            ),
+            (
+                cert_file.as_str(),
+                &file("other.pem", &other_key),
+                "metrics.tls_key",
+                "does not belong to the certificate",
+            ),
+            (
+                &file("junk.pem", "junk"),
+                key_file.as_str(),
+                "metrics.tls_cert",
+                "no PEM certificate",
+            ),
+        ] {
+            let e = pair(c, k).expect_err(says);
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.problem.contains(says), "{e}");
+            let named = if key == "metrics.tls_cert" { c } else { k };
+            assert!(e.problem.contains(named), "{e}");
+            assert!(e.to_string().starts_with("/x.jcfg: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_open_listen_without_credentials_is_a_warning() {
+        let warning = |listen: &str, user: bool| {
+            MetricsConfig {
+                listen: listen.parse().unwrap(),
+                user: user.then(|| "u".into()),
+                password: user.then(|| "p".into()),
+                ..MetricsConfig::default()
+            }
+            .exposure_warning()
+        };
+        for open in ["0.0.0.0:7090", "[::]:7090"] {
+            let w = warning(open, false).expect(open);
+            assert!(
+                w.contains(&format!("metrics.listen = {open} is every interface")),
+                "{w}"
+            );
+            assert_eq!(warning(open, true), None);
+        }
+        let w = warning("192.0.2.7:7090", false).unwrap();
+        assert!(w.contains("is a non-loopback address"), "{w}");
+        for closed in [
+            "127.0.0.1:7090",
+            "127.0.0.2:7090",
+            "[::1]:7090",
+            "[::ffff:127.0.0.1]:7090",
+        ] {
+            assert_eq!(warning(closed, false), None, "{closed}");
         }
     }
 }

@@ -685,6 +685,8 @@ fn every_key_refuses_a_wrong_type_and_a_wrong_value() {
         ("metrics.path", "5", "\"metrics\""),
         ("metrics.user", "5", "\"a:b\""),
         ("metrics.password", "5", "\"\""),
+        ("metrics.tls_cert", "5", "\"\""),
+        ("metrics.tls_key", "5", "\"\""),
     ];
     let documented = sample_keys();
     for key in &documented {

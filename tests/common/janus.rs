@@ -75,6 +75,10 @@ impl std::fmt::Display for JanusTarget {
         }
     }
 }
+/// In [`JanusOptions::lifecycleevh_config`]: the port of Janus's HTTP API.
+pub const JANUS_HTTP_PORT: &str = "@JANUS_HTTP_PORT@";
+/// In [`JanusOptions::lifecycleevh_config`]: the port of Janus's Admin API.
+pub const JANUS_ADMIN_PORT: &str = "@JANUS_ADMIN_PORT@";
 /// How long Janus may take to serve its APIs after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long Janus may take to exit after SIGINT.
@@ -88,7 +92,8 @@ const TAIL_LINES: usize = 200;
 #[derive(Debug, Clone)]
 pub struct JanusOptions {
     /// Full text of janus.eventhandler.lifecycleevh.jcfg; `Some` installs the
-    /// handler under test (`plugin_so`) with this config.
+    /// handler under test (`plugin_so`) with this config. [`JANUS_HTTP_PORT`]
+    /// and [`JANUS_ADMIN_PORT`] in it stand for the ports this Janus gets.
     pub lifecycleevh_config: Option<String>,
     /// The handler to install (default: [`lifecycleevh_so`]); it is copied
     /// into the instance as `events/libjanus_lifecycleevh.so`.
@@ -694,7 +699,12 @@ admin: {{ admin_ws = false }}
     }
     let lifecycleevh = cfg.join("janus.eventhandler.lifecycleevh.jcfg");
     match &opts.lifecycleevh_config {
-        Some(text) => write(&lifecycleevh, text),
+        Some(text) => write(
+            &lifecycleevh,
+            &text
+                .replace(JANUS_HTTP_PORT, &ports.http.to_string())
+                .replace(JANUS_ADMIN_PORT, &ports.admin.to_string()),
+        ),
         None => remove_if_there(&lifecycleevh),
     }
 }

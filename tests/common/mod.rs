@@ -32,8 +32,10 @@ mod ws;
 
 pub use admin::Admin;
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
-pub use janus::{CONTAINER_LABEL, Janus, JanusOptions, JanusTarget, SampleEvh};
-pub use prometheus::{Prometheus, ScrapeJob, promtool_check_metrics, unix_now};
+pub use janus::{
+    CONTAINER_LABEL, JANUS_ADMIN_PORT, JANUS_HTTP_PORT, Janus, JanusOptions, JanusTarget, SampleEvh,
+};
+pub use prometheus::{Prometheus, ScrapeJob, TestPki, promtool_check_metrics, unix_now};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
 pub use ws::WsClient;
 

@@ -1,8 +1,9 @@
 //! A real Prometheus server (Debian's `prometheus` package) for the metrics
 //! tests: started on a free loopback port with its own config and storage
-//! in a temporary folder, scraping the given targets every second, queried
-//! through its HTTP API. Killed (and its folder removed) on drop; its log is
-//! printed when a test fails.
+//! in a temporary folder, scraping the given targets every second (over
+//! HTTPS when a job trusts a CA: see [`TestPki`]), queried through its HTTP
+//! API. Killed (and its folder removed) on drop; its log is printed when a
+//! test fails.
 
 use std::fs;
 use std::path::PathBuf;
@@ -17,13 +18,53 @@ const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 const PROMTOOL_BIN: &str = "/usr/bin/promtool";
 
 /// One scrape job: Prometheus's `job_name`, the target `host:port`, the
-/// path, and basic-auth credentials if any.
-#[derive(Debug, Clone)]
+/// path, basic-auth credentials if any, and, for HTTPS, the CA it trusts.
+#[derive(Debug, Clone, Default)]
 pub struct ScrapeJob {
     pub job: String,
     pub target: String,
     pub path: String,
     pub basic_auth: Option<(String, String)>,
+    /// `scheme: https`, trusting only this CA (PEM file).
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, as PEM files in a
+/// temporary folder: what `metrics.tls_cert`/`tls_key` and a scraper's
+/// `ca_file` take.
+pub struct TestPki {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    /// A new CA called `name` and its certificate for 127.0.0.1.
+    pub fn new(name: &str) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name.push(DnType::CommonName, name);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        let dir = tempfile::Builder::new().prefix("pki-").tempdir().unwrap();
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            fs::write(&path, pem).unwrap();
+            path
+        };
+        TestPki {
+            ca: write("ca.pem", ca.pem()),
+            cert: write("cert.pem", cert.pem()),
+            key: write("key.pem", key.serialize_pem()),
+            _dir: dir,
+        }
+    }
 }
 
 /// A running Prometheus.
@@ -60,6 +101,12 @@ impl Prometheus {
                 "  - job_name: {}\n    metrics_path: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
                 j.job, j.path, j.target
             );
+            if let Some(ca) = &j.tls_ca {
+                config += &format!(
+                    "    scheme: https\n    tls_config:\n      ca_file: {:?}\n",
+                    ca.display().to_string()
+                );
+            }
             if let Some((user, password)) = &j.basic_auth {
                 config += &format!(
                     "    basic_auth:\n      username: {user:?}\n      password: {password:?}\n"
