@@ -79,16 +79,50 @@ fn stock_sampleevh_gets_one_destroyed_per_dropped_session() {
     let receiver = Receiver::start();
     let (mut janus, out, _dir) = start("transport_gone,shutdown", &receiver);
     let dropped = drop_sessions(&janus, 5);
-    assert!(receiver.wait_until(
+    receiver.expect(
+        "a destroyed for every dropped session",
         |evs| dropped.iter().all(|s| !destroyed_of(evs, *s).is_empty()),
-        Duration::from_secs(10)
-    ));
-    // Long enough for a second one to show up, if there were one.
-    std::thread::sleep(Duration::from_millis(1500));
-    let theirs = receiver.events();
-    let mine = read_jsonl(&out);
+        Duration::from_secs(10),
+    );
+    expect_jsonl(
+        &out,
+        "an ending for every dropped session",
+        |evs| dropped.iter().all(|s| !destroyed_of(evs, *s).is_empty()),
+        Duration::from_secs(10),
+    );
     // Janus >= 1.3.2 sends these endings itself (first): nothing is injected.
     let native = janus.ends_sessions_on_transport_gone();
+    let injected = if native { 0 } else { dropped.len() };
+    // The handler is done with them: none is open any more, and every
+    // injected ending came back to it from Janus's bus.
+    let info = expect_info(
+        &janus,
+        "no session open, every injected ending echoed",
+        |i| {
+            i["tracker"]["live_sessions"] == 0
+                && i["janus_bus"]["injected"] == injected
+                && i["tracker"]["echoes"] == injected
+        },
+        Duration::from_secs(10),
+    );
+    let bus = &info["janus_bus"];
+    assert_eq!(bus["available"], true, "{info}");
+    assert_eq!(bus["enabled"], true);
+    assert_eq!(info["tracker"]["duplicates_suppressed"], 0);
+    // Whatever the handler put on the bus by now, a second ending included,
+    // reached sampleevh's backend and the file before the marker.
+    let marker = send_marker(&janus);
+    let theirs = receiver.expect(
+        "the marker",
+        |e| has_marker(e, &marker),
+        Duration::from_secs(10),
+    );
+    let mine = expect_jsonl(
+        &out,
+        "the marker",
+        |e| has_marker(e, &marker),
+        Duration::from_secs(10),
+    );
     for s in &dropped {
         // Exactly as Janus 1.3.2+ sends it: name only, no transport, no extra fields.
         let d = destroyed_of(&theirs, *s);
@@ -101,17 +135,6 @@ fn stock_sampleevh_gets_one_destroyed_per_dropped_session() {
         assert_eq!(d[0]["event"]["reason"], "transport_gone");
         assert_eq!(d[0]["event"]["synthetic"], !native);
     }
-    let info = janus.admin().query_eventhandler(
-        "janus.eventhandler.lifecycleevh",
-        json!({"request": "info"}),
-    );
-    let bus = &info["response"]["janus_bus"];
-    assert_eq!(bus["available"], true, "{info}");
-    assert_eq!(bus["enabled"], true);
-    let injected = if native { 0 } else { dropped.len() };
-    assert_eq!(bus["injected"], injected, "{info}");
-    assert_eq!(info["response"]["tracker"]["echoes"], injected);
-    assert_eq!(info["response"]["tracker"]["duplicates_suppressed"], 0);
     assert!(janus.stop().success());
 }
 
@@ -121,23 +144,27 @@ fn without_injection_sampleevh_sees_janus_1_1_2s_gap() {
     let (mut janus, out, _dir) = start("none", &receiver);
     let dropped = drop_sessions(&janus, 3);
     // The file gets the endings...
-    wait_jsonl(
+    expect_jsonl(
         &out,
+        "an ending for every dropped session",
         |evs| dropped.iter().all(|s| !destroyed_of(evs, *s).is_empty()),
         Duration::from_secs(10),
     );
     // ...while the stock handler, fed by Janus alone, never hears of them
-    // from Janus 1.1.2 (Janus >= 1.3.2 tells it, once).
-    assert!(receiver.wait_until(
+    // from Janus 1.1.2 (Janus >= 1.3.2 tells it, once). The handler made
+    // its endings (and would have injected them) before the marker.
+    let marker = send_marker(&janus);
+    receiver.expect(
+        "every disconnect, and the marker",
         |evs| {
             evs.iter()
                 .filter(|e| e["event"]["data"]["event"] == "disconnected")
                 .count()
                 >= 3
+                && has_marker(evs, &marker)
         },
-        Duration::from_secs(10)
-    ));
-    std::thread::sleep(Duration::from_millis(1500));
+        Duration::from_secs(10),
+    );
     let theirs = receiver.events();
     let janus_says = if janus.ends_sessions_on_transport_gone() {
         &["created", "destroyed"][..]
@@ -267,11 +294,8 @@ fn with_defaults(out: &std::path::Path, receiver: &Receiver) -> JanusOptions {
 
 /// Janus's version, as the handler learned it from the core `started` event.
 fn janus_version(janus: &Janus) -> (u32, u32, u32) {
-    let info = janus.admin().query_eventhandler(
-        "janus.eventhandler.lifecycleevh",
-        json!({"request": "info"}),
-    );
-    let v = info["response"]["tracker"]["janus_version"]
+    let info = info(janus);
+    let v = info["tracker"]["janus_version"]
         .as_str()
         .unwrap_or_else(|| panic!("no janus_version in {info}"))
         .to_string();
@@ -373,8 +397,9 @@ fn stock_handlers_see_exactly_one_destroyed_on_every_path() {
         .filter(|e| e.1 == "timeout")
         .map(|e| e.0)
         .collect();
-    wait_jsonl(
+    expect_jsonl(
         &out,
+        "an ending for every idle session",
         |evs| {
             let per = endings_per_session(evs);
             timeouts
@@ -431,8 +456,9 @@ fn stock_handlers_see_exactly_one_destroyed_after_reclaim_expired() {
     let dropped = drop_sessions(&janus, 10);
     let mut ws = janus.ws();
     let live: Vec<u64> = (0..5).map(|_| ws.create_session()).collect();
-    wait_jsonl(
+    expect_jsonl(
         &out,
+        "an ending for every dropped session",
         |evs| {
             let per = endings_per_session(evs);
             dropped

@@ -12,15 +12,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-const HANDLER: &str = "janus.eventhandler.lifecycleevh";
-
-fn info(janus: &Janus) -> Value {
-    janus
-        .admin()
-        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]
-        .clone()
-}
-
 fn counter(i: &Value, name: &str) -> u64 {
     i["sinks"]["file"][name].as_u64().unwrap()
 }
@@ -153,8 +144,13 @@ fn a_full_disk_keeps_the_file_whole_and_every_ending_once_space_returns() {
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let i = info(&janus);
+    // The handler has them all (and so has offered them to the sink).
+    let i = expect_info(
+        &janus,
+        "the 10 sessions created and ended",
+        |i| i["tracker"]["created"] == 10 && i["tracker"]["endings"]["request"] == 10,
+        Duration::from_secs(10),
+    );
     assert_eq!(counter(&i, "dropped_lifecycle"), 0, "{i}");
     assert!(
         sessions

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-const HANDLER: &str = "janus.eventhandler.lifecycleevh";
 const ECHOTEST: &str = "janus.plugin.echotest";
 const USER: &str = "prometheus";
 const PASSWORD: &str = "scrape-me";
@@ -57,13 +56,6 @@ fn metrics_on(port: u16) -> String {
     user = "{USER}"
     password = "{PASSWORD}""#
     )
-}
-
-fn info(janus: &Janus) -> Value {
-    let reply = janus
-        .admin()
-        .query_eventhandler(HANDLER, json!({"request": "info"}));
-    reply["response"].clone()
 }
 
 fn version(info: &Value) -> (u32, u32, u32) {

@@ -375,6 +375,7 @@ impl Janus {
     }
 
     /// Polls the log until it contains `needle` (true) or `timeout` passes.
+    #[must_use = "a wait that timed out must fail the test: assert the result"]
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(|| self.log().contains(needle), timeout)
     }
