@@ -64,7 +64,22 @@ fn ws_session_lifecycle_and_clean_shutdown() {
     );
     assert_eq!(events[attached]["handle_id"], h);
     assert_eq!(events[attached]["event"]["plugin"], ECHOTEST);
+    let connection = events[created]["event"]["transport"]["id"].clone();
     ws.close();
+    // sampleevh posted all there was and waits for more: it then posts the
+    // shutdown event (Janus stops it at its next turn after that, without
+    // posting what is still queued).
+    receiver.expect(
+        "the connection's disconnect",
+        |ev| {
+            ev.iter().any(|e| {
+                e["type"] == 128
+                    && e["event"]["data"]["event"] == "disconnected"
+                    && e["event"]["id"] == connection
+            })
+        },
+        Duration::from_secs(10),
+    );
 
     let status = janus.stop();
     assert!(status.success(), "Janus exited with {status}");
