@@ -19,10 +19,11 @@
 //! Every wait either fails the test itself when its state does not come
 //! (`expect_*`, [`Receiver::expect`]) or returns whether it came, marked
 //! `#[must_use]` ([`wait_until`], [`Receiver::wait_until`],
-//! [`Janus::wait_log`]): clippy (`-D warnings`, `make lint`) refuses a
-//! result thrown away. A test waits for the very state it asserts: a
-//! counter is read from the `info` that showed it, not after waiting for
-//! something else (the counter may move after the event it counts).
+//! [`Janus::wait_log`], [`WsClient::wait_for`]); Cargo.toml denies
+//! `unused_must_use`, so a result thrown away does not compile. A test
+//! waits for the very state it asserts: a counter is read from the `info`
+//! that showed it, not after waiting for something else (the counter may
+//! move after the event it counts). docs/testing.md has the rules.
 //!
 //! Every test binary uses only part of it, hence the `allow(dead_code)`.
 //!
