@@ -667,13 +667,16 @@ fn janus_keeps_its_http_and_admin_ports_when_metrics_listen_names_them() {
                 .any(|w| w == &json!(format!("the Prometheus endpoint is off: {why}"))),
             "{i}"
         );
-        let log = janus.log();
+        // Janus's logger writes its file on a thread of its own: the line
+        // may come after info said it.
         assert!(
-            log.contains(&format!(
-                "[lifecycleevh] metrics: cannot listen on 127.0.0.1:{port}"
-            )),
+            janus.wait_log(
+                &format!("[lifecycleevh] metrics: cannot listen on 127.0.0.1:{port}"),
+                Duration::from_secs(10)
+            ),
             "{api}: no log line about the port"
         );
+        let log = janus.log();
         assert!(!log.contains("Couldn't start"), "{api}: {log}");
         // Both APIs serve: a session made over HTTP, destroyed over Admin.
         let s = janus.http().create_session();
@@ -770,7 +773,10 @@ fn an_open_listen_on_port_0_shows_its_port_and_a_warning() {
         "{i}"
     );
     assert!(
-        janus.log().contains(&format!("[lifecycleevh] {warning}")),
+        janus.wait_log(
+            &format!("[lifecycleevh] {warning}"),
+            Duration::from_secs(10)
+        ),
         "not in the log"
     );
 }
@@ -819,9 +825,12 @@ fn prometheus_scrapes_over_https() {
     let i = wait_endpoint(&janus);
     assert_eq!(i["metrics"]["listening"], true, "{i}");
     assert_eq!(i["metrics"]["tls"], true, "{i}");
-    assert!(janus.log().contains(&format!(
-        "[lifecycleevh] metrics: Prometheus endpoint on https://127.0.0.1:{port}/metrics (basic authentication)"
-    )));
+    assert!(janus.wait_log(
+        &format!(
+            "[lifecycleevh] metrics: Prometheus endpoint on https://127.0.0.1:{port}/metrics (basic authentication)"
+        ),
+        Duration::from_secs(10)
+    ));
     let mut ws = janus.ws();
     let s = ws.create_session();
     ws.destroy(s);
