@@ -13,8 +13,9 @@ DESTDIR ?=
 
 # Debian packages the build, the tests and the demo need.
 # prometheus (with promtool): the metrics tests scrape the handler with a real one.
+# stress-ng: make test-loaded runs the real-Janus tests beside a CPU hog.
 DEB_PACKAGES := janus janus-dev libjansson-dev libglib2.0-dev libclang-dev clang \
-	pkg-config build-essential ca-certificates valgrind prometheus
+	pkg-config build-essential ca-certificates valgrind prometheus stress-ng
 # What the container images and the container test matrix need.
 DOCKER_PACKAGES := docker.io debootstrap docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -32,7 +33,7 @@ JANUS_TARGETS ?= native $(DOCKER_RELEASES)
 # The test binaries that drive a real Janus: those using the rig (tests/common).
 JANUS_TESTS := $(sort $(basename $(notdir $(shell grep -l '^mod common;' tests/*.rs))))
 
-.PHONY: all deps build install demo test lint bench fuzz fuzz-build fuzz-ci valgrind clean \
+.PHONY: all deps build install demo test test-loaded lint bench fuzz fuzz-build fuzz-ci valgrind clean \
 	deb docker docker-deps deb-check compose-check docs-docker-check readme-docker-check
 
 all: build
@@ -124,6 +125,30 @@ test: deps $(if $(filter-out native,$(JANUS_TARGETS)),docker-deps)
 	done; \
 	if [ -n "$$failed" ]; then echo "== make test: FAILED in:$$failed"; exit 1; fi; \
 	echo "== make test: passed in: $(JANUS_TARGETS)"
+
+# The real-Janus tests LOADED_RUNS times in a row beside a CPU hog
+# (stress-ng, a worker per core), as on a busy CI machine; then how often
+# each test failed. A test that fails only under load is flaky: it waits
+# for something other than the state it asserts. LCEVH_JANUS picks the
+# Janus (docs/testing.md), e.g.
+# make test-loaded LOADED_RUNS=5 LCEVH_JANUS=docker:lifecycleevh:sid
+LOADED_RUNS ?= 5
+LOADED_CPUS ?= $(shell nproc)
+test-loaded: deps
+	$(CARGO) build --locked --features fault-injection
+	$(CARGO) test --locked --features fault-injection --no-run $(addprefix --test ,$(JANUS_TESTS))
+	@logs=target/test-loaded; mkdir -p $$logs; rm -f $$logs/run-*.log; \
+	stress-ng --cpu $(LOADED_CPUS) --quiet & hog=$$!; \
+	trap 'kill $$hog 2>/dev/null; wait $$hog 2>/dev/null' EXIT; \
+	for i in $$(seq $(LOADED_RUNS)); do \
+		t0=$$SECONDS; \
+		$(CARGO) test --locked --features fault-injection --no-fail-fast \
+			$(addprefix --test ,$(JANUS_TESTS)) >$$logs/run-$$i.log 2>&1; \
+		echo "== make test-loaded: run $$i of $(LOADED_RUNS): $$(grep -c ' \.\.\. FAILED$$' $$logs/run-$$i.log) failed, $$((SECONDS - t0)) s"; \
+	done; \
+	echo "== make test-loaded: failures per test in $(LOADED_RUNS) runs (logs: $$logs/run-*.log):"; \
+	grep -h ' \.\.\. FAILED$$' $$logs/run-*.log | sort | uniq -c; \
+	! grep -q ' \.\.\. FAILED$$' $$logs/run-*.log
 
 # The .deb in bare debian:<release>-slim containers (after make deb).
 deb-check: deb docker-deps

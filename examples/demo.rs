@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Janus, JanusOptions, read_jsonl, wait_jsonl};
+use common::{Janus, JanusOptions, expect_jsonl, read_jsonl};
 use serde_json::Value;
 
 fn main() {
@@ -46,8 +46,9 @@ fn main() {
     let mut ws = janus.ws();
     let c = ws.create_session();
 
-    wait_jsonl(
+    expect_jsonl(
         &out,
+        "the dropped connection's session ended",
         |evs| {
             evs.iter()
                 .any(|e| e["session_id"] == b && e["event"]["name"] == "destroyed")

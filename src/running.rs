@@ -280,6 +280,24 @@ impl Running {
                 metrics.forwarded.load(Relaxed),
                 metrics.dropped.load(Relaxed)
             );
+            // An injected ending comes back to this handler in the same
+            // dispatch of Janus's events thread that gives it to every other
+            // handler; one that never came back was dropped by Janus, whose
+            // bus had stopped (the worker has seen everything Janus
+            // delivered by now).
+            let injected = bus.injected_total();
+            let back = metrics.tracker().stats.echoes;
+            if back < injected {
+                crate::jlog!(
+                    Warn,
+                    "lifecycleevh: only {back} of the {injected} endings injected on Janus's event bus came back through it: Janus stopped its bus before it gave the others to its event handlers"
+                );
+            } else if injected > 0 {
+                crate::jlog!(
+                    Info,
+                    "lifecycleevh: all {injected} endings injected on Janus's event bus came back through it: Janus gave them to every event handler"
+                );
+            }
         } else {
             crate::jlog!(
                 Err,

@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Value, json};
-
-const HANDLER: &str = "janus.eventhandler.lifecycleevh";
+use serde_json::Value;
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -122,8 +120,9 @@ fn killed_twice(moment: Moment) {
     let mut janus = Janus::start_in(&s.janus_dir, s.opts());
     let mut ws = janus.ws();
     let open: Vec<u64> = (0..206).map(|_| ws.create_session()).collect();
-    wait_jsonl(
+    expect_jsonl(
         &s.out,
+        "every session created",
         |e| created_in(e) == open.len(),
         Duration::from_secs(20),
     );
@@ -142,8 +141,9 @@ fn killed_twice(moment: Moment) {
     drop(restarting);
 
     let mut janus = Janus::start_in(&s.janus_dir, s.opts());
-    let events = wait_jsonl(
+    let events = expect_jsonl(
         &s.out,
+        "an ending for every session left open",
         |e| {
             let t = tally(e);
             open.iter()
@@ -169,9 +169,7 @@ fn killed_twice(moment: Moment) {
     assert_one_ending_each(&s.out);
     // A clean stop leaves nothing to recover.
     let mut janus = Janus::start_in(&s.janus_dir, s.opts());
-    let info = &janus
-        .admin()
-        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"];
+    let info = info(&janus);
     assert_eq!(info["recovery"]["recovered_sessions"], 0, "{info}");
     assert!(janus.stop().success());
     assert_one_ending_each(&s.out);
@@ -250,22 +248,37 @@ fn killed_under_churn() {
             })
         })
         .collect();
+    let request_endings = |events: &[Value]| {
+        tally(events)
+            .values()
+            .filter(|(_, d)| d.iter().any(|r| r == "request"))
+            .count()
+    };
+    // The churn runs for 2.5 s at least, and until the file holds its work.
     std::thread::sleep(Duration::from_millis(2500));
+    expect_jsonl(
+        &s.out,
+        "more than 20 endings by request",
+        |e| request_endings(e) > 20,
+        Duration::from_secs(30),
+    );
     janus.kill();
     stop.store(true, Ordering::Relaxed);
     for c in churners {
         let _ = c.join();
     }
-    let before = tally(&read_jsonl(&s.out));
-    let request_endings = before
-        .values()
-        .filter(|(_, d)| d.iter().any(|r| r == "request"))
-        .count();
-    assert!(request_endings > 20, "the churn ran: {request_endings}");
+    let written = read_jsonl(&s.out);
+    let before = tally(&written);
+    assert!(
+        request_endings(&written) > 20,
+        "the churn ran: {}",
+        request_endings(&written)
+    );
 
     let mut janus = Janus::start_in(&s.janus_dir, s.opts());
-    let events = wait_jsonl(
+    let events = expect_jsonl(
         &s.out,
+        "an ending for every session created",
         |e| tally(e).values().all(|(c, d)| *c == 0 || !d.is_empty()),
         Duration::from_secs(20),
     );

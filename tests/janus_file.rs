@@ -12,15 +12,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-const HANDLER: &str = "janus.eventhandler.lifecycleevh";
-
-fn info(janus: &Janus) -> Value {
-    janus
-        .admin()
-        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]
-        .clone()
-}
-
 fn counter(i: &Value, name: &str) -> u64 {
     i["sinks"]["file"][name].as_u64().unwrap()
 }
@@ -153,8 +144,13 @@ fn a_full_disk_keeps_the_file_whole_and_every_ending_once_space_returns() {
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let i = info(&janus);
+    // The handler has them all (and so has offered them to the sink).
+    let i = expect_info(
+        &janus,
+        "the 10 sessions created and ended",
+        |i| i["tracker"]["created"] == 10 && i["tracker"]["endings"]["request"] == 10,
+        Duration::from_secs(10),
+    );
     assert_eq!(counter(&i, "dropped_lifecycle"), 0, "{i}");
     assert!(
         sessions
@@ -173,15 +169,25 @@ fn a_full_disk_keeps_the_file_whole_and_every_ending_once_space_returns() {
         },
         Duration::from_secs(10)
     ));
-    assert!(wait_until(
+    // The sink is done once every line it took is written or dropped (an
+    // empty queue is not enough: its thread may hold a batch), and its
+    // count of written lines is the file's, read after it.
+    let mut seen = (Value::Null, Vec::new());
+    let done = wait_until(
         || {
             let i = info(&janus);
-            counter(&i, "queued") == 0 && counter(&i, "retrying") == 0
+            let lines = whole_lines(&path);
+            let done = counter(&i, "queued") == 0
+                && counter(&i, "retrying") == 0
+                && counter(&i, "sent") + counter(&i, "dropped") == counter(&i, "accepted")
+                && counter(&i, "sent") == lines.len() as u64;
+            seen = (i, lines);
+            done
         },
-        Duration::from_secs(10)
-    ));
-    let i = info(&janus);
-    let lines = whole_lines(&path);
+        Duration::from_secs(10),
+    );
+    let (i, lines) = seen;
+    assert!(done, "the sink never finished: {i}");
     for s in &sessions {
         assert_eq!(session_events(&lines, *s, "created"), 1);
         assert_eq!(session_events(&lines, *s, "destroyed"), 1);

@@ -9,8 +9,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-const HANDLER: &str = "janus.eventhandler.lifecycleevh";
-
 fn config(out: &std::path::Path, general: &str) -> String {
     format!(
         "general: {{\n enabled = true\n {general}\n}}\nfile: {{\n path = \"{}\"\n flush_ms = 50\n}}\n",
@@ -87,8 +85,9 @@ fn the_file_holds_what_sampleevh_delivers_in_the_same_order() {
         },
         Duration::from_secs(10)
     ));
-    let mine = wait_jsonl(
+    expect_jsonl(
         &out,
+        "s2's ending and the external event",
         |evs| {
             evs.iter()
                 .any(|e| e["session_id"] == s2 && e["event"]["name"] == "destroyed")
@@ -96,7 +95,26 @@ fn the_file_holds_what_sampleevh_delivers_in_the_same_order() {
         },
         Duration::from_secs(10),
     );
-    let theirs = receiver.events();
+    // Both have everything Janus emitted before the marker: compare that.
+    let marker = send_marker(&janus);
+    let up_to_marker = |evs: Vec<Value>| -> Vec<Value> {
+        let at = evs
+            .iter()
+            .position(|e| has_marker(std::slice::from_ref(e), &marker))
+            .expect("the marker");
+        evs[..=at].to_vec()
+    };
+    let theirs = up_to_marker(receiver.expect(
+        "the marker",
+        |e| has_marker(e, &marker),
+        Duration::from_secs(10),
+    ));
+    let mine = up_to_marker(expect_jsonl(
+        &out,
+        "the marker",
+        |e| has_marker(e, &marker),
+        Duration::from_secs(10),
+    ));
     assert_eq!(janus_only(&mine), theirs, "file and sampleevh differ");
     for sid in [s1, s2, s3] {
         assert!(
@@ -175,11 +193,10 @@ fn a_broken_config_leaves_janus_serving_and_says_why() {
             janus.wait_log(needle, Duration::from_secs(5)),
             "log does not say {needle:?}"
         );
-        assert!(
-            janus
-                .log()
-                .contains("lifecycleevh is disabled; Janus continues without it")
-        );
+        assert!(janus.wait_log(
+            "lifecycleevh is disabled; Janus continues without it",
+            Duration::from_secs(5)
+        ));
         // Janus (1.1.2, 1.4.1) keeps the handler registered: the Admin API says
         // why it is off.
         let reply = janus
@@ -216,8 +233,9 @@ fn admin_info_counts_what_the_test_sent() {
         let s = ws.create_session();
         ws.destroy(s);
     }
-    let lines = wait_jsonl(
+    expect_jsonl(
         &out,
+        "the 25 external events and the 4 endings",
         |evs| {
             evs.iter().filter(|e| e["type"] == 4).count() == 25
                 && evs
@@ -228,11 +246,40 @@ fn admin_info_counts_what_the_test_sent() {
         },
         Duration::from_secs(10),
     );
-    // Let the counters settle, then compare with the file.
-    std::thread::sleep(Duration::from_millis(600));
-    let lines_now = read_jsonl(&out);
-    assert_eq!(lines.len(), lines_now.len(), "no stray events");
-    let reply = admin.query_eventhandler(HANDLER, json!({"request": "info"}));
+    // The counters move after the lines they count are written: wait until
+    // they count every line of the file, read after them.
+    let mut seen = (Value::Null, Vec::new());
+    let agree = wait_until(
+        || {
+            let reply = admin.query_eventhandler(HANDLER, json!({"request": "info"}));
+            let lines = read_jsonl(&out);
+            let i = &reply["response"];
+            let n = lines.len() as u64;
+            let agree = i["events"]["received"] == n
+                && i["sinks"]["file"]["sent"] == n
+                && i["tracker"]["created"] == 4
+                && i["tracker"]["endings"]["request"] == 4;
+            seen = (reply, lines);
+            agree
+        },
+        Duration::from_secs(10),
+    );
+    let (reply, lines) = seen;
+    assert!(
+        agree,
+        "info never counted the file's {} lines: {reply}",
+        lines.len()
+    );
+    // No stray events: the test's own, and Janus's start (and, on Janus
+    // >= 1.2, its status updates) and the WebSocket connection.
+    let of_type = |ty: u64| lines.iter().filter(|e| e["type"] == ty).count();
+    assert_eq!(of_type(4), 25);
+    assert_eq!(of_type(1), 8, "4 created, 4 destroyed");
+    assert_eq!(
+        of_type(4) + of_type(1) + of_type(128) + of_type(256),
+        lines.len(),
+        "{lines:?}"
+    );
     assert_eq!(reply["janus"], "success");
     let info = &reply["response"];
     assert_eq!(info["result"], 200);

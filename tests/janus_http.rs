@@ -11,8 +11,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-const HANDLER: &str = "janus.eventhandler.lifecycleevh";
-
 fn file_section(out: &Path) -> String {
     format!("file: {{ path = \"{}\", flush_ms = 50 }}\n", out.display())
 }
@@ -156,7 +154,12 @@ fn every_format_reaches_the_backend() {
         ..JanusOptions::default()
     });
     let sessions = churn(&janus, 3);
-    let file = wait_jsonl(&out, |e| ended_all(e, &sessions), Duration::from_secs(10));
+    let file = expect_jsonl(
+        &out,
+        "every ending",
+        |e| ended_all(e, &sessions),
+        Duration::from_secs(10),
+    );
     let want = lifecycle(&file);
     assert_eq!(want.len(), 6);
     for (name, r) in [
@@ -206,31 +209,30 @@ fn every_format_reaches_the_backend() {
             _ => {}
         }
     }
-    // A wrong password fails visibly: 401s, nothing accepted, the error in info.
-    assert!(wait_until(
-        || wrong.requests().len() >= 2,
-        Duration::from_secs(10)
-    ));
+    // A wrong password fails visibly: 401s, nothing accepted, the error in
+    // info. The sinks count a batch after its last answer: wait for the
+    // counts themselves (the untrusted backend's first attempt may still be
+    // under way, and http-tls counts its 6 events after the backend has
+    // them).
+    let info = expect_info(
+        &janus,
+        "the wrong password's failure, the untrusted backend's error, http-tls's 6 sent",
+        |i| {
+            let s = &i["sinks"];
+            s["http-wrong"]["failed"].as_u64().unwrap() > 0
+                && s["http-untrusted"]["last_error"].is_string()
+                && s["http-tls"]["sent"] == 6
+        },
+        Duration::from_secs(10),
+    );
+    assert!(wrong.requests().len() >= 2, "a try and a retry");
     assert!(wrong.events().is_empty());
     assert!(wrong.requests().iter().all(|q| q.status == 401));
-    // The untrusted backend's first attempt may still be under way.
-    let info_now = || {
-        janus
-            .admin()
-            .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]
-            .clone()
-    };
-    assert!(wait_until(
-        || info_now()["sinks"]["http-untrusted"]["last_error"].is_string(),
-        Duration::from_secs(10)
-    ));
-    let info = &info_now();
     let w = &info["sinks"]["http-wrong"];
     assert!(
         w["last_error"].as_str().unwrap().contains("HTTP 401"),
         "{w}"
     );
-    assert!(w["failed"].as_u64().unwrap() > 0);
     let u = &info["sinks"]["http-untrusted"];
     assert!(
         untrusted.requests().is_empty(),
@@ -240,7 +242,6 @@ fn every_format_reaches_the_backend() {
         u["last_error"].as_str().unwrap().contains("certificate"),
         "{u}"
     );
-    assert_eq!(info["sinks"]["http-tls"]["sent"], 6);
     assert_eq!(info["sinks"]["http-tls"]["backend"], tls.url());
     assert!(janus.stop().success());
 }
@@ -273,18 +274,21 @@ fn a_backend_outage_loses_no_lifecycle_event() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let info =
-        &admin.query_eventhandler(HANDLER, json!({"request": "info"}))["response"]["sinks"]["http"];
-    assert!(
-        info["spool"]["pending"].as_u64().unwrap() >= 2 * sessions.len() as u64,
-        "{info}"
+    // Every session event spooled (the last churn's, too), the memory queue
+    // overflowed, the sink retrying.
+    let info = expect_info(
+        &janus,
+        "every session event spooled, drops, retries",
+        |i| {
+            let h = &i["sinks"]["http"];
+            h["spool"]["pending"].as_u64().unwrap() >= 2 * sessions.len() as u64
+                && h["dropped"].as_u64().unwrap() > 0
+                && h["retrying"].as_u64().unwrap() > 0
+        },
+        Duration::from_secs(10),
     );
-    assert!(
-        info["dropped"].as_u64().unwrap() > 0,
-        "the memory queue overflowed: {info}"
-    );
-    assert_eq!(info["dropped_lifecycle"], 0);
-    assert!(info["retrying"].as_u64().unwrap() > 0);
+    let info = &info["sinks"]["http"];
+    assert_eq!(info["dropped_lifecycle"], 0, "{info}");
     // The backend comes back.
     let receiver = Receiver::start_with(ReceiverOptions {
         port: Some(port),
@@ -364,7 +368,12 @@ fn spooled_events_survive_a_janus_restart() {
     let sessions = churn(&janus, 4);
     let mut ws = janus.ws();
     let live = ws.create_session();
-    wait_jsonl(&out, |e| ended_all(e, &sessions), Duration::from_secs(10));
+    expect_jsonl(
+        &out,
+        "every ending",
+        |e| ended_all(e, &sessions),
+        Duration::from_secs(10),
+    );
     assert!(janus.stop().success());
     drop(ws);
     // Janus is down, the backend comes up, Janus starts again: the spool goes first.
@@ -442,7 +451,12 @@ fn a_corrupt_spool_record_costs_only_that_record() {
     // The backend is down: every lifecycle event stays in the spool.
     let mut janus = Janus::start_in(&janus_dir, opts());
     let sessions = churn(&janus, 6);
-    wait_jsonl(&out, |e| ended_all(e, &sessions), Duration::from_secs(10));
+    expect_jsonl(
+        &out,
+        "every ending",
+        |e| ended_all(e, &sessions),
+        Duration::from_secs(10),
+    );
     let admin = janus.admin();
     let spooled = |admin: &Admin| {
         admin.query_eventhandler(HANDLER, json!({"request": "info"}))["response"]["sinks"]["http"]
@@ -484,8 +498,12 @@ fn a_corrupt_spool_record_costs_only_that_record() {
     let mut ws = janus.ws();
     let fresh = ws.create_session();
     ws.destroy(fresh);
-    let file = wait_jsonl(&out, |e| ended_all(e, &[fresh]), Duration::from_secs(10));
-    assert!(ended_all(&file, &[fresh]));
+    expect_jsonl(
+        &out,
+        "the fresh session's ending",
+        |e| ended_all(e, &[fresh]),
+        Duration::from_secs(10),
+    );
     // ... and the backend gets every other spooled event, in order, first.
     assert!(receiver.wait_until(|e| ended_all(e, &[fresh]), Duration::from_secs(15)));
     let got = receiver.events();
@@ -534,25 +552,43 @@ fn sigkill_then_restart_ends_open_sessions_with_gateway_restart() {
     let ended = ws.create_session();
     ws.destroy(ended);
     let handle = ws.attach(open[0], "janus.plugin.echotest");
-    wait_jsonl(
+    let attached_at = expect_jsonl(
         &out,
+        "the attach",
         |e| e.iter().any(|e| e["handle_id"] == handle),
         Duration::from_secs(10),
-    );
-    // Let a checkpoint record when open[0] was last seen (its attach).
-    std::thread::sleep(Duration::from_millis(600));
-    let attached_at = read_jsonl(&out)
-        .iter()
-        .find(|e| e["handle_id"] == handle)
-        .unwrap()["timestamp"]
+    )
+    .iter()
+    .find(|e| e["handle_id"] == handle)
+    .unwrap()["timestamp"]
         .as_i64()
         .unwrap();
+    // A checkpoint after the attach was handled (it is in the file) records
+    // when open[0] was last seen: wait for one (it was taken less long ago
+    // than the file has had the attach).
+    let handled = std::time::Instant::now();
+    let mut age = Value::Null;
+    let checkpointed = wait_until(
+        || {
+            // Measured before the question: a lower bound of the time
+            // since `handled` when the handler answers.
+            let since = handled.elapsed().as_secs_f64();
+            age = info(&janus)["recovery"]["checkpoint_age_s"].clone();
+            age.as_f64().is_some_and(|age| age < since)
+        },
+        Duration::from_secs(10),
+    );
+    assert!(
+        checkpointed,
+        "no checkpoint after the attach: the last is {age} s old"
+    );
     janus.kill();
     drop(ws);
     let before = read_jsonl(&out).len();
     let mut janus = Janus::start_in(&janus_dir, opts());
-    let events = wait_jsonl(
+    let events = expect_jsonl(
         &out,
+        "3 gateway_restart endings",
         |e| {
             e[before..]
                 .iter()
@@ -584,17 +620,11 @@ fn sigkill_then_restart_ends_open_sessions_with_gateway_restart() {
         .find(|e| e["session_id"] == open[0])
         .unwrap();
     assert_eq!(first["timestamp"], attached_at, "the last time it was seen");
-    let info = &janus
-        .admin()
-        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"];
-    assert_eq!(info["recovery"]["recovered_sessions"], 3);
+    assert_eq!(info(&janus)["recovery"]["recovered_sessions"], 3);
     // A clean stop leaves nothing to recover.
     assert!(janus.stop().success());
     let mut janus = Janus::start_in(&janus_dir, opts());
-    let info = &janus
-        .admin()
-        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"];
-    assert_eq!(info["recovery"]["recovered_sessions"], 0);
+    assert_eq!(info(&janus)["recovery"]["recovered_sessions"], 0);
     assert!(janus.stop().success());
     let reasons: usize = read_jsonl(&out)
         .iter()
@@ -615,6 +645,9 @@ fn admin_sessions_and_tweak() {
     );
     let mut janus = Janus::start(JanusOptions {
         lifecycleevh_config: Some(config),
+        // The Admin requests are then no events: nothing happens between
+        // the marker below and the tweaks but what the test does.
+        http_events: false,
         ..JanusOptions::default()
     });
     let admin = janus.admin();
@@ -683,6 +716,20 @@ fn admin_sessions_and_tweak() {
         413
     );
 
+    // Everything so far is in the file and at the backend once the marker is.
+    let marker = send_marker(&janus);
+    receiver.expect(
+        "the marker",
+        |e| has_marker(e, &marker),
+        Duration::from_secs(10),
+    );
+    expect_jsonl(
+        &out,
+        "the marker",
+        |e| has_marker(e, &marker),
+        Duration::from_secs(10),
+    );
+
     // Tweaks: a mask for one sink, a disabled sink, the settle window.
     assert_eq!(
         q(json!({"request": "tweak", "sink": "http-mon", "events": "core"}))["result"],
@@ -693,47 +740,105 @@ fn admin_sessions_and_tweak() {
         200
     );
     assert_eq!(
-        q(json!({"request": "tweak", "settle_ms": 1500}))["result"],
+        q(json!({"request": "tweak", "settle_ms": 3000}))["result"],
         200
     );
     let info = q(json!({"request": "info"}));
     assert_eq!(info["sinks"]["http-mon"]["events"], "core");
     assert_eq!(info["sinks"]["file"]["enabled"], false);
-    assert_eq!(info["tracker"]["settle_ms"], 1500);
-    std::thread::sleep(Duration::from_millis(200));
-    let lines = read_jsonl(&out).len();
-    let posted = receiver.events().len();
+    assert_eq!(info["tracker"]["settle_ms"], 3000);
+    // A disabled sink takes nothing from the moment it is disabled: what it
+    // took by now is all it ever takes.
+    let file_took = info["sinks"]["file"]["accepted"].clone();
     ws.destroy(a);
     admin.custom_event("after.tweak", json!({}));
-    // The backend now only takes core events; the file takes nothing.
-    std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(read_jsonl(&out).len(), lines);
-    assert!(receiver.events()[posted..].iter().all(|e| e["type"] == 256));
-    // The new settle window applies: 0.6 s after its connection drops, b
-    // still waits for Janus's own ending; 1.5 s after, it has ended. (Janus
-    // >= 1.3.2 sends its own ending right after the disconnect: b is gone
-    // at once.)
+    // The new settle window applies: b, whose connection drops, is still
+    // waiting for Janus's own ending more than a second after the
+    // disconnect (the default window is 0.5 s), and has ended once the 3 s
+    // are over. (Janus >= 1.3.2 sends its own ending right after the
+    // disconnect: b is gone at once, ended by Janus.)
     ws.drop_tcp();
-    std::thread::sleep(Duration::from_millis(600));
-    let now = q(json!({"request": "sessions"}));
-    let b_now = now["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["session_id"] == b)
-        .cloned();
-    if janus.ends_sessions_on_transport_gone() {
-        assert_eq!(b_now, None, "Janus ended b itself");
-    } else {
-        assert_eq!(b_now.expect("b still tracked")["state"], "disconnected");
-    }
-    assert!(wait_until(
-        || q(json!({"request": "sessions"}))["sessions"]
-            .as_array()
+    let now_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .iter()
-            .all(|s| s["session_id"] != b),
-        Duration::from_secs(3)
-    ));
+            .as_micros() as i64
+    };
+    let mut waited_ms = Vec::new();
+    let gone = wait_until(
+        || {
+            // Asked after this moment: b, if listed, was there then.
+            let asked = now_us();
+            let now = q(json!({"request": "sessions"}));
+            let b_now = now["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["session_id"] == b)
+                .cloned();
+            match b_now {
+                None => true,
+                Some(b_now) => {
+                    // `last_event` of a disconnected session: its disconnect.
+                    if b_now["state"] == "disconnected" {
+                        waited_ms.push((asked - b_now["last_event"].as_i64().unwrap()) / 1000);
+                    }
+                    false
+                }
+            }
+        },
+        Duration::from_secs(15),
+    );
+    assert!(gone, "b never ended");
+    let info = expect_info(
+        &janus,
+        "b's ending counted",
+        |i| i["tracker"]["endings"]["transport_gone"] == 1,
+        Duration::from_secs(10),
+    );
+    let t = &info["tracker"];
+    assert_eq!(t["endings"]["transport_gone"], 1, "{t}");
+    if janus.ends_sessions_on_transport_gone() {
+        assert_eq!(
+            t["synthetic_endings"]["transport_gone"], 0,
+            "Janus ended b itself: {t}"
+        );
+    } else {
+        assert_eq!(t["synthetic_endings"]["transport_gone"], 1, "{t}");
+        assert!(
+            waited_ms.iter().any(|ms| *ms >= 1000),
+            "b was never seen waiting a second after its disconnect: {waited_ms:?} ms"
+        );
+    }
+    assert_eq!(
+        info["sinks"]["file"]["accepted"], file_took,
+        "the file took nothing"
+    );
     assert!(janus.stop().success());
+    // What happened after the tweaks: in the file, nothing; at the backend,
+    // core events only (Janus's shutdown among them).
+    let after_tweaks = |e: &Value| {
+        ((e["session_id"] == a || e["session_id"] == b) && e["event"]["name"] == "destroyed")
+            || e["event"]["schema"] == "after.tweak"
+            || (e["type"] == 256 && e["subtype"] == 2)
+    };
+    let lines = read_jsonl(&out);
+    assert!(!lines.iter().any(after_tweaks), "{lines:?}");
+    let posted = receiver.events();
+    let from = posted
+        .iter()
+        .position(|e| has_marker(std::slice::from_ref(e), &marker))
+        .unwrap()
+        + 1;
+    assert!(
+        posted[from..].iter().all(|e| e["type"] == 256),
+        "{:?}",
+        &posted[from..]
+    );
+    assert!(
+        posted[from..]
+            .iter()
+            .any(|e| e["type"] == 256 && e["subtype"] == 2),
+        "the backend got Janus's shutdown"
+    );
 }

@@ -12,12 +12,10 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-
-const HANDLER: &str = "janus.eventhandler.lifecycleevh";
 
 /// One test at a time: the flood takes both cores, and the memory test's
 /// Janus then starts and answers slowly enough to fail for that alone.
@@ -178,15 +176,17 @@ fn a_flood_never_costs_a_session_its_ending() {
             std::thread::spawn(move || flood(port, stop, 200_000))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    expect_info(
+        &rig.janus,
+        "the flood flowing",
+        |i| i["events"]["received"].as_u64().unwrap() > 100,
+        Duration::from_secs(20),
+    );
 
     let mut fates: HashMap<u64, Fate> = HashMap::new();
     let mut alive = Vec::new();
     let fault = |place: &str| {
-        let r = admin.query_eventhandler(
-            "janus.eventhandler.lifecycleevh",
-            json!({"request": "fault", "in": place}),
-        );
+        let r = admin.query_eventhandler(HANDLER, json!({"request": "fault", "in": place}));
         assert_eq!(r["response"]["result"], 200, "{r}");
     };
     for i in 0..80 {
@@ -234,10 +234,11 @@ fn a_flood_never_costs_a_session_its_ending() {
         .filter(|(_, f)| **f != Fate::AliveAtSigint)
         .map(|(s, _)| *s)
         .collect();
-    let seen = wait_jsonl(
-        &rig.out,
-        |evs| {
-            let ended = endings(evs);
+    let mut seen = Vec::new();
+    let all_ended = wait_until(
+        || {
+            seen = read_jsonl(&rig.out);
+            let ended = endings(&seen);
             early.iter().all(|s| ended.iter().any(|e| e.0 == *s))
         },
         Duration::from_secs(60),
@@ -250,19 +251,27 @@ fn a_flood_never_costs_a_session_its_ending() {
         .filter(|s| endings(&seen).iter().all(|e| e.0 != **s))
         .map(|s| (s, fates[s]))
         .collect();
-    assert!(missing.is_empty(), "no ending yet for {missing:?}");
+    assert!(
+        all_ended && missing.is_empty(),
+        "no ending yet for {missing:?}"
+    );
 
     // Everything Janus handed over is either queued (and so in the file) or
-    // counted dropped; only external events were dropped.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let info = loop {
-        let info =
-            admin.query_eventhandler(HANDLER, json!({"request": "info"}))["response"].clone();
-        if info["channel"]["depth"] == 0 || Instant::now() > deadline {
-            break info;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // counted dropped; only external events were dropped. Janus hands the
+    // flood's last events over after it answered their requests: wait until
+    // the handler has had every one (handled, or dropped at intake).
+    let info = expect_info(
+        &rig.janus,
+        "every custom_event handled or dropped",
+        |i| {
+            let ev = &i["events"];
+            i["channel"]["depth"] == 0
+                && ev["processed_by_type"]["external"].as_u64().unwrap()
+                    + ev["dropped_by_type"]["external"].as_u64().unwrap()
+                    == sent
+        },
+        Duration::from_secs(30),
+    );
     assert!(rig.janus.stop().success());
     drop(alive);
 

@@ -12,22 +12,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const HANDLER: &str = "janus.eventhandler.lifecycleevh";
 /// The secrets of the test: none of them may show anywhere.
 const URL_SECRET_REFUSED: &str = "UrlSecretRefused7";
 const URL_SECRET_500: &str = "UrlSecretFailing8";
 const PWD_SECRET: &str = "BackendPwdSecret9";
-/// The rig's Admin API secret (`admin::ADMIN_SECRET`).
-const ADMIN_SECRET: &str = "janusoverlord";
-
-fn info(janus: &Janus) -> Value {
-    janus
-        .admin()
-        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]
-        .clone()
-}
 
 fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777

@@ -64,7 +64,22 @@ fn ws_session_lifecycle_and_clean_shutdown() {
     );
     assert_eq!(events[attached]["handle_id"], h);
     assert_eq!(events[attached]["event"]["plugin"], ECHOTEST);
+    let connection = events[created]["event"]["transport"]["id"].clone();
     ws.close();
+    // sampleevh posted all there was and waits for more: it then posts the
+    // shutdown event (Janus stops it at its next turn after that, without
+    // posting what is still queued).
+    receiver.expect(
+        "the connection's disconnect",
+        |ev| {
+            ev.iter().any(|e| {
+                e["type"] == 128
+                    && e["event"]["data"]["event"] == "disconnected"
+                    && e["event"]["id"] == connection
+            })
+        },
+        Duration::from_secs(10),
+    );
 
     let status = janus.stop();
     assert!(status.success(), "Janus exited with {status}");
@@ -109,9 +124,22 @@ fn ws_drop_ends_the_session_silently_before_1_3_2() {
     );
     // Janus 1.1.2 destroys the session silently: no session event follows.
     // Janus >= 1.3.2 (the fix for issue 3533) sends one `destroyed`, after
-    // the `disconnected`.
-    std::thread::sleep(Duration::from_secs(1));
-    let events = receiver.events();
+    // the `disconnected`. Janus is done with the session once it is gone
+    // from its list; what it sent about it came before the marker.
+    let admin = janus.admin();
+    assert!(
+        common::wait_until(
+            || !admin.list_sessions().contains(&s),
+            Duration::from_secs(10)
+        ),
+        "Janus still lists {s}"
+    );
+    let marker = send_marker(&janus);
+    let events = receiver.expect(
+        "the marker",
+        |ev| has_marker(ev, &marker),
+        Duration::from_secs(10),
+    );
     let after: Vec<&Value> = events
         .iter()
         .filter(|e| e["type"] == 1 && e["session_id"] == s && e["event"]["name"] != "created")
@@ -314,7 +342,7 @@ fn http_api_grouping_and_restart_in_same_folder() {
         requests.iter().all(|r| r.body.first() == Some(&b'[')),
         "grouping posts arrays"
     );
-    assert!(janus.wait_log("Creating new session", Duration::from_secs(1)));
+    assert!(janus.wait_log("Creating new session", Duration::from_secs(10)));
 }
 
 #[test]
@@ -368,9 +396,24 @@ fn jsonl_reader() {
             std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n").unwrap();
         })
     };
-    let events = wait_jsonl(&path, |ev| ev.len() == 3, Duration::from_secs(5));
+    let events = expect_jsonl(&path, "3 lines", |ev| ev.len() == 3, Duration::from_secs(5));
     writer.join().unwrap();
     assert_eq!(events.len(), 3);
+    // A wait that times out fails the test, naming what it waited for.
+    let failed = std::panic::catch_unwind(|| {
+        expect_jsonl(
+            &path,
+            "a 4th line",
+            |ev| ev.len() == 4,
+            Duration::from_millis(100),
+        )
+    });
+    let why = failed.expect_err("no 4th line came");
+    let why = why.downcast_ref::<String>().expect("a message");
+    assert!(
+        why.contains("a 4th line") && why.contains("{\"a\":3}"),
+        "{why}"
+    );
 }
 
 /// POSTs `body` to the receiver with extra header lines; returns the status.

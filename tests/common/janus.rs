@@ -375,6 +375,7 @@ impl Janus {
     }
 
     /// Polls the log until it contains `needle` (true) or `timeout` passes.
+    #[must_use = "a wait that timed out must fail the test: assert the result"]
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(|| self.log().contains(needle), timeout)
     }
@@ -431,9 +432,11 @@ impl Janus {
                 return status;
             }
             if Instant::now() >= deadline {
+                let stacks = thread_stacks(self.pid());
                 self.kill();
                 panic!(
-                    "Janus did not exit within {STOP_TIMEOUT:?} of SIGINT (killed; its log follows)"
+                    "Janus did not exit within {STOP_TIMEOUT:?} of SIGINT (killed; its log follows). \
+                     Its threads then:\n{stacks}"
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -876,6 +879,25 @@ fn rotate_logs(dir: &Path) {
         if from.exists() {
             fs::rename(&from, dir.join(format!("{name}.{n}"))).unwrap();
         }
+    }
+}
+
+/// The stack of every thread of process `pid`, as gdb shows them (for a
+/// process that hangs), or why not.
+fn thread_stacks(pid: u32) -> String {
+    let out = Command::new("timeout")
+        .args(["30", "gdb", "-p", &pid.to_string(), "-batch", "-nx"])
+        .args(["-ex", "set pagination off", "-ex", "thread apply all bt"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => format!(
+            "(gdb: {}: {})",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => format!("(gdb: {e}; apt-get install gdb to see them)"),
     }
 }
 

@@ -12,8 +12,18 @@
 //! - [`HttpApi`]: the Janus API over plain HTTP;
 //! - [`Admin`]: the Admin API over HTTP;
 //! - [`Receiver`]: an HTTP server that collects what an event handler POSTs;
-//! - [`read_jsonl`] / [`wait_jsonl`]: readers for JSON Lines files;
+//! - [`read_jsonl`] / [`expect_jsonl`]: readers for JSON Lines files;
+//! - [`info`] / [`expect_info`]: the handler's Admin API `info`;
 //! - [`Prometheus`]: a real Prometheus server scraping the handler.
+//!
+//! Every wait either fails the test itself when its state does not come
+//! (`expect_*`, [`Receiver::expect`]) or returns whether it came, marked
+//! `#[must_use]` ([`wait_until`], [`Receiver::wait_until`],
+//! [`Janus::wait_log`], [`WsClient::wait_for`]); Cargo.toml denies
+//! `unused_must_use`, so a result thrown away does not compile. A test
+//! waits for the very state it asserts: a counter is read from the `info`
+//! that showed it, not after waiting for something else (the counter may
+//! move after the event it counts). docs/testing.md has the rules.
 //!
 //! Every test binary uses only part of it, hence the `allow(dead_code)`.
 //!
@@ -30,7 +40,7 @@ mod prometheus;
 mod receiver;
 mod ws;
 
-pub use admin::Admin;
+pub use admin::{ADMIN_SECRET, Admin};
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
 pub use janus::{
     CONTAINER_LABEL, JANUS_ADMIN_PORT, JANUS_HTTP_PORT, Janus, JanusOptions, JanusTarget, SampleEvh,
@@ -97,6 +107,7 @@ pub fn transaction() -> String {
 
 /// Polls `cond` every 20 ms until it holds (true) or `timeout` passes (false).
 /// `cond` is always tried at least once, and once more at the deadline.
+#[must_use = "a wait that timed out must fail the test: assert the result"]
 pub fn wait_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -137,16 +148,95 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Polls [`read_jsonl`] until `pred` holds or `timeout` passes; returns the
-/// last read either way (assert on it).
-pub fn wait_jsonl(path: &Path, pred: impl Fn(&[Value]) -> bool, timeout: Duration) -> Vec<Value> {
+/// Polls [`read_jsonl`] until `pred` holds, and returns that read; fails
+/// the test after `timeout`, naming `what` and showing the file's last lines.
+#[track_caller]
+pub fn expect_jsonl(
+    path: &Path,
+    what: &str,
+    pred: impl Fn(&[Value]) -> bool,
+    timeout: Duration,
+) -> Vec<Value> {
     let mut last = Vec::new();
-    wait_until(
+    let held = wait_until(
         || {
             last = read_jsonl(path);
             pred(&last)
         },
         timeout,
     );
+    if !held {
+        let from = last.len().saturating_sub(TAIL_EVENTS);
+        let listing: String = last[from..].iter().map(|e| format!("  {e}\n")).collect();
+        panic!(
+            "waited {timeout:?} for {what} in {}; its last {} of {} lines:\n{listing}",
+            path.display(),
+            last.len() - from,
+            last.len()
+        );
+    }
+    last
+}
+
+/// Sends a marker: an Admin API `custom_event` (an external event, type 4)
+/// with a schema no other event has; returns the schema.
+///
+/// Janus hands its events to every event handler in the order it queued
+/// them, and what keeps that order (the handler's file, Janus's sampleevh
+/// posting to a [`Receiver`]) delivers all that came before the marker
+/// first: once the marker is there ([`has_marker`]), so is every event Janus
+/// queued before it was sent, e.g. an ending the handler injected earlier.
+/// (Only where external events are taken: sampleevh with `events = "all"`.)
+pub fn send_marker(janus: &Janus) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let schema = format!("rig.marker.{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    janus
+        .admin()
+        .custom_event(&schema, serde_json::json!({"marker": true}));
+    schema
+}
+
+/// Whether `events` hold the marker [`send_marker`] returned.
+pub fn has_marker(events: &[Value], marker: &str) -> bool {
+    events
+        .iter()
+        .any(|e| e["type"] == 4 && e["event"]["schema"] == marker)
+}
+
+/// How many events a failed wait shows.
+const TAIL_EVENTS: usize = 60;
+
+/// The package name of the handler under test, as the Admin API's
+/// `query_eventhandler` names it.
+pub const HANDLER: &str = "janus.eventhandler.lifecycleevh";
+
+/// The handler's answer to the Admin API `info` request (the `response`
+/// part of Janus's reply).
+pub fn info(janus: &Janus) -> Value {
+    janus
+        .admin()
+        .query_eventhandler(HANDLER, serde_json::json!({"request": "info"}))["response"]
+        .clone()
+}
+
+/// Polls [`info`] until `pred` holds, and returns that answer (read
+/// counters from it, not from a later one); fails the test after
+/// `timeout`, naming `what` and showing the last answer.
+#[track_caller]
+pub fn expect_info(
+    janus: &Janus,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+    timeout: Duration,
+) -> Value {
+    let mut last = Value::Null;
+    let held = wait_until(
+        || {
+            last = info(janus);
+            pred(&last)
+        },
+        timeout,
+    );
+    assert!(held, "waited {timeout:?} for {what}; info said: {last}");
     last
 }

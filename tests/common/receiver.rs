@@ -185,6 +185,7 @@ impl Receiver {
 
     /// Polls until `pred` holds for the events so far (true) or `timeout`
     /// passes (false).
+    #[must_use = "a wait that timed out must fail the test: assert the result, or use expect"]
     pub fn wait_until(&self, pred: impl Fn(&[Value]) -> bool, timeout: Duration) -> bool {
         wait_until(|| pred(&self.inbox().events), timeout)
     }

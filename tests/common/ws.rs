@@ -183,6 +183,7 @@ impl WsClient {
     /// The first message Janus pushed (or pushes within `timeout`) that
     /// satisfies `pred`, e.g. `|m| m["janus"] == "timeout"`. It is taken out
     /// of the kept messages; the others stay.
+    #[must_use = "None means it never came: assert on it"]
     pub fn wait_for(&mut self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
         if let Some(i) = self.pushed.iter().position(&pred) {
             return self.pushed.remove(i);
