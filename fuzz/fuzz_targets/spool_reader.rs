@@ -144,11 +144,11 @@ fuzz_target!(|data: &[u8]| {
     match expected_ack {
         Some(n) => {
             assert_eq!(acked, n);
-            assert!(s.recovery().ack_unreadable.is_none());
+            assert!(s.damage().ack_unreadable.is_none());
         }
         None => {
             assert_eq!(acked, 0);
-            assert!(s.recovery().ack_unreadable.is_some());
+            assert!(s.damage().ack_unreadable.is_some());
         }
     }
     let segments: Vec<(u64, &[u8])> = files
@@ -159,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
     // The reference reads the files as they were written.
     let (want, corrupt) = format::reference(&segments, acked);
     assert_eq!(s.corrupt_records(), corrupt);
-    assert!(s.recovery().corrupt.len() as u64 <= corrupt);
+    assert!(s.damage().corrupt.len() as u64 <= corrupt);
     assert_eq!(s.pending(), want.len() as u64);
     assert!(segments.iter().all(|&(n, _)| s.last_seq() >= n));
 
@@ -202,7 +202,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(got, rest);
     assert_eq!(pairs(&got), reference(&dir, acked).0);
     assert!(s.corrupt_records() <= first_corrupt);
-    assert!(s.recovery().torn.is_none());
+    assert!(s.damage().torn.is_none());
     check_counts(&s, &dir, &got);
     drop(s);
     let _ = fs::remove_dir_all(&dir);

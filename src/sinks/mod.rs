@@ -400,10 +400,10 @@ impl SinkShared {
     }
 }
 
-/// Says once in Janus's log what opening a spool found wrong in its files
-/// (the sink runs on with the rest; see `spool`'s "Recovery").
-fn log_recovery(name: &str, spool: &Spool) {
-    let r = spool.recovery();
+/// Says once in Janus's log what opening a spool found damaged in its files
+/// (the sink runs on with the rest; see `spool`'s "Damage found on open").
+fn log_damage(name: &str, spool: &Spool) {
+    let r = spool.damage();
     if r.corrupt_records > 0 {
         let listed: Vec<String> = r.corrupt.iter().map(ToString::to_string).collect();
         let more = r.corrupt_records - r.corrupt.len() as u64;
@@ -467,7 +467,7 @@ impl SinkHandle {
             None => None,
             Some(sp) => {
                 let spool = Spool::open(sp.config.clone()).map_err(SpawnError::Spool)?;
-                log_recovery(&settings.name, &spool);
+                log_damage(&settings.name, &spool);
                 if spool.pending() > 0 {
                     crate::jlog!(
                         Info,

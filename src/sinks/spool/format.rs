@@ -1,6 +1,6 @@
 //! A spool record on disk, `<seq>\t<json>\n`: encoding, decoding, and the
 //! rules that decide which lines of a segment are records to deliver (see
-//! "Recovery" in the module above). Pure functions over bytes; the files
+//! "Damage found on open" in the module above). Pure functions over bytes; the files
 //! are in `segment`.
 
 use std::fmt;

@@ -1,9 +1,12 @@
-//! The spool: its API, the files it leaves, recovery from crashes and
+//! The spool: its API, the files it leaves, what it makes of crashes and
 //! corruption, a model-based test and a single-byte corruption property.
 
 use super::format::{self, MAX_SEQ};
+use super::ledger::{Ages, MARKS};
 use super::*;
-use std::io::{BufRead, BufReader};
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 
 /// A folder for a test, in memory where there is a tmpfs: the property
@@ -127,7 +130,7 @@ fn an_empty_spool_has_nothing() {
     s.sync().unwrap();
     assert!(segment_files(dir.path()).is_empty());
     assert!(dir.path().join("lock").exists());
-    assert!(s.recovery().is_clean());
+    assert!(s.damage().is_clean());
 }
 
 /// The process's umask (from /proc: no unsafe call needed).
@@ -369,7 +372,7 @@ fn reopen_resumes_with_the_same_records() {
     s.append(21, &json(21)).unwrap();
     assert_eq!(segment_files(dir.path()).len(), before);
     assert_eq!(seqs(&all(&mut s)), (8..=21).collect::<Vec<_>>());
-    assert!(s.recovery().is_clean());
+    assert!(s.damage().is_clean());
 }
 
 #[test]
@@ -433,7 +436,7 @@ fn a_torn_last_record_is_cut_on_open_and_not_counted() {
     let mut s = open(dir.path(), 2 * line_len(1));
     assert_eq!(fs::metadata(&last).unwrap().len(), complete, "truncated");
     assert_eq!((s.last_seq(), s.pending(), s.corrupt_records()), (3, 3, 0));
-    let torn = s.recovery().torn.clone().unwrap();
+    let torn = s.damage().torn.clone().unwrap();
     assert_eq!(
         (torn.file, torn.offset, torn.len),
         (last.clone(), complete, 14)
@@ -446,7 +449,7 @@ fn a_torn_last_record_is_cut_on_open_and_not_counted() {
     let got = all(&mut s);
     assert_eq!(seqs(&got), vec![1, 2, 3, 4]);
     assert_eq!(got[3].json, json(4));
-    assert!(s.recovery().is_clean());
+    assert!(s.damage().is_clean());
 }
 
 #[test]
@@ -474,7 +477,7 @@ fn torn_tails_of_other_shapes() {
         segment_files(dir.path()).is_empty(),
         "an empty segment is removed"
     );
-    assert!(s.recovery().torn.is_some());
+    assert!(s.damage().torn.is_some());
     s.append(10, "{}").unwrap();
 }
 
@@ -503,7 +506,7 @@ fn corrupt_lines_are_skipped_counted_and_located() {
         );
         assert_eq!(s.pending(), got.len() as u64, "{what}");
         assert_eq!(s.corrupt_records(), 1, "{what}");
-        let report = &s.recovery().corrupt[0];
+        let report = &s.damage().corrupt[0];
         assert_eq!(
             (&report.file, report.offset),
             (&seg(dir.path(), 1), offset),
@@ -532,7 +535,7 @@ fn corrupt_segments_and_names() {
     assert_eq!(seqs(&all(&mut s)), vec![1, 5, 6, 9, 10]);
     assert_eq!(s.corrupt_records(), 3);
     let at: Vec<(u64, u64)> = s
-        .recovery()
+        .damage()
         .corrupt
         .iter()
         .map(|c| {
@@ -545,9 +548,9 @@ fn corrupt_segments_and_names() {
         })
         .collect();
     assert_eq!(at, vec![(1, 5), (5, 0), (5, 15)]);
-    assert!(s.recovery().corrupt[0].what.contains("newline"));
-    assert!(s.recovery().corrupt[1].what.contains("not above 4"));
-    assert!(s.recovery().corrupt[2].what.contains("next segment"));
+    assert!(s.damage().corrupt[0].what.contains("newline"));
+    assert!(s.damage().corrupt[1].what.contains("not above 4"));
+    assert!(s.damage().corrupt[2].what.contains("next segment"));
     assert_eq!(s.corrupt_records(), reference(dir.path(), 0).1);
     // A segment that cannot be read at all (a folder by that name).
     let dir = tempdir();
@@ -558,9 +561,9 @@ fn corrupt_segments_and_names() {
     assert_eq!(seqs(&all(&mut s)), vec![1, 7]);
     assert_eq!(s.corrupt_records(), 1);
     assert!(
-        s.recovery().corrupt[0].what.contains("cannot be read"),
+        s.damage().corrupt[0].what.contains("cannot be read"),
         "{:?}",
-        s.recovery()
+        s.damage()
     );
 }
 
@@ -575,9 +578,9 @@ fn a_digit_changed_upwards_costs_its_own_record_only() {
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![100, 101, 103, 104]);
     assert_eq!(s.corrupt_records(), 1);
-    assert_eq!(s.recovery().corrupt[0].offset, 14);
+    assert_eq!(s.damage().corrupt[0].offset, 14);
     assert!(
-        s.recovery().corrupt[0]
+        s.damage().corrupt[0]
             .what
             .contains("not below the next record's 103")
     );
@@ -610,7 +613,7 @@ fn corrupt_lines_in_the_acknowledged_part_are_counted_too() {
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![3]);
     assert_eq!(s.corrupt_records(), 2);
-    let offsets: Vec<u64> = s.recovery().corrupt.iter().map(|c| c.offset).collect();
+    let offsets: Vec<u64> = s.damage().corrupt.iter().map(|c| c.offset).collect();
     assert_eq!(offsets, vec![5, 13]);
     // The segment goes once 3 is delivered.
     s.ack(3).unwrap();
@@ -627,7 +630,7 @@ fn corrupt_lines_in_the_acknowledged_part_are_counted_too() {
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![48]);
     assert_eq!(s.corrupt_records(), 1);
-    assert_eq!(s.recovery().corrupt[0].offset, 6);
+    assert_eq!(s.damage().corrupt[0].offset, 6);
 }
 
 #[test]
@@ -642,7 +645,7 @@ fn only_the_first_few_are_listed_all_are_counted() {
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![1, 2]);
     assert_eq!(s.corrupt_records(), 100);
-    assert_eq!(s.recovery().corrupt.len(), REPORTED);
+    assert_eq!(s.damage().corrupt.len(), REPORTED);
 }
 
 #[test]
@@ -659,7 +662,7 @@ fn a_line_longer_than_max_line_is_skipped_without_holding_it() {
     let mut s = open(dir.path(), 1 << 30);
     assert_eq!(seqs(&all(&mut s)), vec![1, 3]);
     assert_eq!(s.corrupt_records(), 1);
-    assert!(s.recovery().corrupt[0].what.contains("longer than"));
+    assert!(s.damage().corrupt[0].what.contains("longer than"));
     assert!(
         s.append(
             4,
@@ -689,14 +692,14 @@ fn the_ack_file() {
         let mut s = open(dir.path(), 1 << 20);
         assert_eq!(s.acked_seq(), 0);
         assert_eq!(seqs(&s.peek(10).unwrap()), vec![1, 2, 3]);
-        assert!(s.recovery().is_clean());
+        assert!(s.damage().is_clean());
     }
     // Unreadable: everything is sent again, and it is said.
     fs::write(dir.path().join("ack"), b"two\n").unwrap();
     {
         let mut s = open(dir.path(), 1 << 20);
         assert_eq!(seqs(&s.peek(10).unwrap()), vec![1, 2, 3]);
-        assert_eq!(s.recovery().ack_unreadable.as_deref(), Some("\"two\""));
+        assert_eq!(s.damage().ack_unreadable.as_deref(), Some("\"two\""));
         s.ack(1).unwrap();
     }
     assert_eq!(
@@ -840,9 +843,12 @@ fn fsync_policies() {
             assert_eq!(seqs(&s.peek(5).unwrap()), vec![1, 2, 3, 4, 5]);
             s.ack(4).unwrap();
             s.append(11, &json(11)).unwrap();
-            assert_eq!(s.dirty_dir, fsync == Fsync::Interval, "{fsync:?}");
+            assert_eq!(s.ledger.dirty_dir, fsync == Fsync::Interval, "{fsync:?}");
             s.sync().unwrap();
-            assert!(!s.dirty_data && !s.dirty_ack && !s.dirty_dir, "{fsync:?}");
+            assert!(
+                !s.writer.dirty_data && !s.ledger.dirty_ack && !s.ledger.dirty_dir,
+                "{fsync:?}"
+            );
             s.ack(11).unwrap();
             s.sync().unwrap();
             s.append(12, &json(12)).unwrap();
@@ -1215,7 +1221,7 @@ mod properties {
                 .count();
             prop_assert!(lost <= touched.len());
             if lost > 0 {
-                prop_assert!(s.corrupt_records() > 0 || s.recovery().torn.is_some());
+                prop_assert!(s.corrupt_records() > 0 || s.damage().torn.is_some());
             }
         }
 
