@@ -531,6 +531,107 @@ fn a_corrupt_spool_record_costs_only_that_record() {
     assert!(janus.stop().success());
 }
 
+/// Issue 16, finding 4: an unprivileged Janus whose spool folder became
+/// read-only (mode 0555) cannot write the spool's `ack` file. When the
+/// backend came back, the batch it delivered was sent again in a tight
+/// loop (1,200+ POSTs a second); now the sink backs off, sends nothing new
+/// while it cannot acknowledge, says why in `info.warnings`, counts it, and
+/// resumes once the folder is writable again, sending nothing twice.
+#[test]
+fn a_read_only_spool_folder_backs_off_and_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let receiver = Receiver::start();
+    receiver.set_status(503);
+    let dir = tempfile::tempdir().unwrap();
+    hand_over(dir.path(), NOBODY);
+    let out = dir.path().join("events.jsonl");
+    let spool = dir.path().join("spool");
+    let config = format!(
+        "general: {{ enabled = true }}\n{}http: {{ backend = \"{}\", spool_dir = \"{}\", max_delay_ms = 20, retransmissions_backoff = 100, backoff_max_ms = 800 }}\n",
+        file_section(&out),
+        receiver.url(),
+        spool.display()
+    );
+    let mut janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(config),
+        run_as: Some(NOBODY),
+        ..JanusOptions::default()
+    });
+    let admin = janus.admin();
+    let info = || admin.query_eventhandler(HANDLER, json!({"request": "info"}))["response"].clone();
+    // The backend is down: the endings wait in the spool.
+    let sessions = churn(&janus, 3);
+    assert!(wait_until(
+        || info()["sinks"]["http"]["spool"]["pending"].as_u64() >= Some(6),
+        Duration::from_secs(15)
+    ));
+    // The spool's folder becomes read-only (Janus runs unprivileged), then
+    // the backend comes back: the spool's records are delivered, but the
+    // `ack` file cannot be replaced.
+    let folder = spool.join("http");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555)).unwrap();
+    receiver.set_status(200);
+    let warned = |i: &Value| {
+        i["warnings"].as_array().is_some_and(|w| {
+            w.iter()
+                .any(|w| w.as_str().unwrap_or("").contains("cannot acknowledge"))
+        })
+    };
+    assert!(
+        wait_until(|| warned(&info()), Duration::from_secs(15)),
+        "no warning: {}",
+        info()
+    );
+    // The batch was delivered once; then the sink waits. Over the next
+    // failed acknowledgements (with backoff: up to 100 ms, then doubling),
+    // the backend hears nothing more.
+    let since = receiver.requests().len();
+    let start = std::time::Instant::now();
+    let errors = |i: &Value| {
+        i["sinks"]["http"]["spool"]["ack_errors"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = errors(&info());
+    assert!(
+        wait_until(|| errors(&info()) >= before + 4, Duration::from_secs(20)),
+        "{}",
+        info()
+    );
+    let sent = receiver.requests().len() - since;
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(
+        sent <= 1 && (sent as f64) / elapsed < 3.0,
+        "{sent} requests in {elapsed:.1} s while the spool cannot acknowledge"
+    );
+    let i = info();
+    let http = &i["sinks"]["http"];
+    assert!(http["retrying"].as_u64().unwrap() >= 1, "{i}");
+    let folder_name = folder.display().to_string();
+    assert!(
+        http["last_error"].as_str().unwrap().contains(&folder_name),
+        "{i}"
+    );
+    assert!(janus.log().contains("cannot acknowledge"));
+    // Writable again: the acknowledgement is written, nothing is sent twice.
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o750)).unwrap();
+    assert!(wait_until(
+        || {
+            let i = info();
+            !warned(&i) && i["sinks"]["http"]["spool"]["pending"] == 0
+        },
+        Duration::from_secs(15)
+    ));
+    let got = lifecycle(&receiver.events());
+    for s in &sessions {
+        for name in ["created", "destroyed"] {
+            let n = got.iter().filter(|(id, n)| id == s && n == name).count();
+            assert_eq!(n, 1, "{name} of {s}: {got:?}");
+        }
+    }
+    assert!(janus.stop().success());
+}
+
 #[test]
 fn sigkill_then_restart_ends_open_sessions_with_gateway_restart() {
     let dir = tempfile::tempdir().unwrap();

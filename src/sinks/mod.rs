@@ -164,7 +164,12 @@ pub struct SinkStats {
     pub spool_pending: AtomicU64,
     pub spool_bytes: AtomicU64,
     pub spool_oldest_us: AtomicI64,
+    /// Failed attempts at writing the spool's acknowledgement (each one
+    /// holds the sink back: see `runner`).
+    pub ack_errors: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Why the sink cannot acknowledge, while it cannot.
+    cannot_acknowledge: Mutex<Option<String>>,
 }
 
 impl SinkStats {
@@ -180,6 +185,17 @@ impl SinkStats {
 
     pub fn last_error(&self) -> Option<String> {
         lock(&self.last_error).clone()
+    }
+
+    /// Why the sink cannot acknowledge what it delivered (a warning for
+    /// the Admin API), while that lasts.
+    pub fn cannot_acknowledge(&self) -> Option<String> {
+        lock(&self.cannot_acknowledge).clone()
+    }
+
+    /// Sets (or clears) the warning; returns the one it replaces.
+    pub(crate) fn set_cannot_acknowledge(&self, why: Option<String>) -> Option<String> {
+        std::mem::replace(&mut *lock(&self.cannot_acknowledge), why)
     }
 
     /// Records the spool's size (the caller holds the spool's lock).
@@ -389,6 +405,7 @@ impl SinkShared {
                         ts => Some(ts),
                     },
                     "acked_seq": sp.acked_seq(),
+                    "ack_errors": s.ack_errors.load(Relaxed),
                     "corrupt_records": sp.corrupt_records(),
                 }),
             );

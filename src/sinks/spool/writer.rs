@@ -121,7 +121,10 @@ impl Writer {
         // exists, so that a power cut can only damage the last one.
         self.sync()?;
         self.file = None;
-        let file = segment::create(&ledger.cfg.dir, seq, ledger.cfg.file_mode)?;
+        let file = segment::create(&ledger.cfg.dir, seq, ledger.cfg.file_mode).map_err(|e| {
+            let path = segment::path(&ledger.cfg.dir, seq);
+            io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
+        })?;
         self.file = Some((seq, file));
         self.rotate_next = false;
         ledger.segments.push_back(Segment::new(seq, 0));
