@@ -531,6 +531,136 @@ fn a_corrupt_spool_record_costs_only_that_record() {
     assert!(janus.stop().success());
 }
 
+/// Issue 16, finding 5: damage is counted as what it costs. 4 KiB zeroed in
+/// the middle of a segment (a bad block) and the segment cut short (a file
+/// system that lost its end) were counted as one corrupt record each, while
+/// ten and a few hundred events were lost. Now `info` counts the records
+/// by their headers, the bytes in which records cannot be told apart, and
+/// the segments cut short; the log says where, and about how many records.
+#[test]
+fn spool_damage_is_counted_as_what_it_costs() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let Spooled {
+        out,
+        janus_dir,
+        mut opts,
+    } = spooled(dir.path(), port);
+    // Every event spooled, segments of 256 KiB (a quarter of 1 MiB).
+    let config = opts.lifecycleevh_config.take().unwrap().replace(
+        "spool_dir =",
+        "spool = \"all\", spool_max_mb = 1, spool_dir =",
+    );
+    opts.lifecycleevh_config = Some(config);
+    let opts = || opts.clone();
+    // The backend is down: the events stay in the spool, two segments' worth.
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    let spool = dir.path().join("spool").join("http");
+    let segments = || {
+        let mut s: Vec<PathBuf> = std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        s.sort();
+        s
+    };
+    let mut sessions = Vec::new();
+    while segments().len() < 2 {
+        sessions.extend(churn(&janus, 20));
+        assert!(sessions.len() < 2000, "no second segment");
+    }
+    expect_jsonl(
+        &out,
+        "every session's ending",
+        |e| ended_all(e, &sessions),
+        Duration::from_secs(20),
+    );
+    assert!(janus.stop().success());
+    let records = spool_records(&spool);
+    let first = segments()[0].clone();
+    let original = std::fs::read(&first).unwrap();
+    // Where each record of the first segment starts and ends (after its
+    // newline).
+    let mut lines: Vec<(u64, u64)> = records
+        .iter()
+        .filter(|r| r.0 == first)
+        .map(|r| (r.1, 0))
+        .collect();
+    for i in 0..lines.len() {
+        lines[i].1 = lines.get(i + 1).map_or(original.len() as u64, |l| l.0);
+    }
+    let end_of = |offset: u64| lines.iter().find(|l| l.0 == offset).unwrap().1;
+    // 4 KiB zeroed from the middle of the 10th record; the segment cut in
+    // the middle of the record at two thirds.
+    let zero_from = (lines[9].0 + lines[9].1) / 2;
+    let zeroed = zero_from..zero_from + 4096;
+    let cut_in = lines[lines.len() * 2 / 3];
+    let cut = (cut_in.0 + cut_in.1) / 2;
+    let mut bytes = original.clone();
+    bytes[zeroed.start as usize..zeroed.end as usize].fill(0);
+    bytes.truncate(cut as usize);
+    std::fs::write(&first, &bytes).unwrap();
+    // What survives: a record of the first segment whose bytes, and the
+    // newline before it, are untouched and before the cut; all of the
+    // second.
+    let survives = |r: &(PathBuf, u64, String)| {
+        r.0 != first || (end_of(r.1) <= cut && (end_of(r.1) <= zeroed.start || r.1 > zeroed.end))
+    };
+    let expected: Vec<Value> = records
+        .iter()
+        .filter(|r| survives(r))
+        .map(|r| serde_json::from_str(&r.2).unwrap())
+        .collect();
+    let lost = records.len() - expected.len();
+    assert!(lost > 20, "{lost}");
+    // Janus again, the backend up: everything else arrives, in order.
+    let receiver = Receiver::start_with(ReceiverOptions {
+        port: Some(port),
+        ..ReceiverOptions::default()
+    });
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    assert!(receiver.wait_until(|e| e.len() >= expected.len(), Duration::from_secs(30)));
+    assert_eq!(receiver.events()[..expected.len()], expected[..]);
+    let info = &janus
+        .admin()
+        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]["sinks"]["http"]["spool"];
+    let corrupt_bytes = info["corrupt_bytes"].as_u64().unwrap();
+    let (corrupt_records, cut_segments) = (
+        info["corrupt_records"].as_u64().unwrap(),
+        info["cut_segments"].as_u64().unwrap(),
+    );
+    assert!(corrupt_bytes >= 4096, "{info}");
+    assert!(corrupt_records >= 2, "a header in each: {info}");
+    assert_eq!(cut_segments, 1, "{info}");
+    // Every event is spooled: the sequence numbers tell how many the cut
+    // took (the one cut in two is counted by its header).
+    let lost_with_the_end = records
+        .iter()
+        .filter(|r| r.0 == first && end_of(r.1) > cut)
+        .count() as u64;
+    assert_eq!(info["cut_records_at_most"], lost_with_the_end - 1, "{info}");
+    // The log: the segment, where, and about how many records.
+    let zeroed_line = records
+        .iter()
+        .filter(|r| r.0 == first && r.1 <= zeroed.start)
+        .map(|r| r.1)
+        .max()
+        .unwrap();
+    for needle in [
+        format!("{} at byte {zeroed_line}", first.display()),
+        format!("{} at byte {cut}", first.display()),
+        "segment(s) cut short".to_string(),
+        "records cannot be told apart (about".to_string(),
+    ] {
+        assert!(
+            janus.wait_log(&needle, Duration::from_secs(5)),
+            "{needle} not in the log"
+        );
+    }
+    assert!(janus.stop().success());
+}
+
 /// Issue 16, finding 4: an unprivileged Janus whose spool folder became
 /// read-only (mode 0555) cannot write the spool's `ack` file. When the
 /// backend came back, the batch it delivered was sent again in a tight

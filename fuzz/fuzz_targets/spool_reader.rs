@@ -69,7 +69,7 @@ fn on_disk(dir: &std::path::Path) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
-fn reference(dir: &std::path::Path, acked: u64) -> (Vec<(u64, String)>, u64) {
+fn reference(dir: &std::path::Path, acked: u64) -> (Vec<(u64, String)>, format::Cost) {
     let files = on_disk(dir);
     let borrowed: Vec<(u64, &[u8])> = files.iter().map(|(n, b)| (*n, &b[..])).collect();
     format::reference(&borrowed, acked)
@@ -158,8 +158,9 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     // The reference reads the files as they were written.
     let (want, corrupt) = format::reference(&segments, acked);
-    assert_eq!(s.corrupt_records(), corrupt);
-    assert!(s.damage().corrupt.len() as u64 <= corrupt);
+    assert_eq!(s.corrupt_records(), corrupt.records);
+    assert_eq!(s.corrupt_bytes(), corrupt.bytes);
+    assert!(s.damage().corrupt.len() as u64 <= s.damage().reports);
     assert_eq!(s.pending(), want.len() as u64);
     assert!(segments.iter().all(|&(n, _)| s.last_seq() >= n));
 

@@ -407,6 +407,9 @@ impl SinkShared {
                     "acked_seq": sp.acked_seq(),
                     "ack_errors": s.ack_errors.load(Relaxed),
                     "corrupt_records": sp.corrupt_records(),
+                    "corrupt_bytes": sp.corrupt_bytes(),
+                    "cut_segments": sp.damage().cut_segments,
+                    "cut_records_at_most": sp.damage().cut_records_at_most,
                 }),
             );
         }
@@ -421,12 +424,30 @@ impl SinkShared {
 /// (the sink runs on with the rest; see `spool`'s "Damage found on open").
 fn log_damage(name: &str, spool: &Spool) {
     let r = spool.damage();
-    if r.corrupt_records > 0 {
+    if r.reports > 0 {
         let listed: Vec<String> = r.corrupt.iter().map(ToString::to_string).collect();
-        let more = r.corrupt_records - r.corrupt.len() as u64;
+        let more = r.reports - r.corrupt.len() as u64;
+        let bytes = match r.records_in(r.corrupt_bytes) {
+            Some(about) if r.corrupt_bytes > 0 => format!(
+                ", {} bytes in which records cannot be told apart (about {about} records)",
+                r.corrupt_bytes
+            ),
+            _ if r.corrupt_bytes > 0 => format!(
+                ", {} bytes in which records cannot be told apart",
+                r.corrupt_bytes
+            ),
+            _ => String::new(),
+        };
+        let cut = match r.cut_segments {
+            0 => String::new(),
+            n => format!(
+                ", {n} segment(s) cut short (their end is missing, with at most {} records)",
+                r.cut_records_at_most
+            ),
+        };
         crate::jlog!(
             Err,
-            "{name}: spool: skipped {} corrupt records (their events are lost, the others are sent in order): {}{}",
+            "{name}: spool: damaged: skipped {} records{bytes}{cut}; those events are lost, the others are sent in order: {}{}",
             r.corrupt_records,
             listed.join("; "),
             if more > 0 {

@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::time::{Duration, SystemTime};
 
+use super::format::{self, Cost};
 use super::segment::{self, Walker};
 use super::{CorruptRecord, Damage, Fsync, REPORTED, SpoolConfig, SpoolError, ack};
 
@@ -72,16 +73,27 @@ pub(super) struct Pos {
     pub(super) floor: u64,
 }
 
-/// Skipped lines: all counted, the first few listed.
+/// Skipped lines: all counted (what they cost), the first few listed; and
+/// the records read, for their average length.
 #[derive(Debug, Clone, Default)]
 struct Counter {
-    counted: u64,
+    cost: Cost,
+    cut_segments: u64,
+    cut_records_at_most: u64,
     reports: Vec<CorruptRecord>,
+    reported: u64,
+    kept: u64,
+    kept_bytes: u64,
 }
 
 impl Counter {
-    fn skip(&mut self, report: CorruptRecord) {
-        self.counted += 1;
+    fn skip(&mut self, cost: Cost, report: CorruptRecord) {
+        self.cost += cost;
+        self.report(report);
+    }
+
+    fn report(&mut self, report: CorruptRecord) {
+        self.reported += 1;
         if self.reports.len() < REPORTED {
             self.reports.push(report);
         }
@@ -246,8 +258,14 @@ impl Ledger {
             opened.load_segment(name, next, &mut counter);
         }
         let ledger = &mut opened.ledger;
-        ledger.damage.corrupt_records = counter.counted;
-        ledger.damage.corrupt = counter.reports;
+        let damage = &mut ledger.damage;
+        damage.corrupt_records = counter.cost.records;
+        damage.corrupt_bytes = counter.cost.bytes;
+        damage.cut_segments = counter.cut_segments;
+        damage.cut_records_at_most = counter.cut_records_at_most;
+        damage.corrupt = counter.reports;
+        damage.reports = counter.reported;
+        damage.record_len = counter.kept_bytes.checked_div(counter.kept).unwrap_or(0);
         // A deletion that fails is retried at the next acknowledgement.
         let _ = ledger.drop_acked_segments(|_| {});
         ledger.sync_dir_if_always()?;
@@ -370,12 +388,16 @@ impl Opened {
             Err(e) => {
                 *counter = before;
                 let bytes = fs::metadata(&path).map_or(0, |m| m.len());
-                counter.skip(CorruptRecord {
-                    file: path,
-                    offset: 0,
-                    len: bytes,
-                    what: format!("the segment cannot be read: {e}"),
-                });
+                let cost = Cost { records: 0, bytes };
+                counter.skip(
+                    cost,
+                    CorruptRecord {
+                        file: path,
+                        offset: 0,
+                        len: bytes,
+                        what: format!("the segment cannot be read: {e}"),
+                    },
+                );
                 ledger.push_segment(Segment::new(name, bytes));
                 if is_last {
                     self.rotate_next = true;
@@ -446,6 +468,8 @@ fn scan(
     while let Some(step) = walker.step(len, floor, next)? {
         match step.verdict {
             Ok(seq) => {
+                counter.kept += 1;
+                counter.kept_bytes += step.line.len;
                 if seq > ledger.acked_seq {
                     found.pending += 1;
                     found.first.get_or_insert(Pos {
@@ -469,13 +493,51 @@ fn scan(
                     what: "a record cut short by a crash, cut off".into(),
                 });
             }
-            Err(defect) => counter.skip(CorruptRecord {
-                file: path.clone(),
-                offset: step.line.off,
-                len: step.line.len,
-                what: defect.to_string(),
-            }),
+            Err(defect) => {
+                let line = &step.line;
+                let cost = format::cost(walker.line(), line.len, line.newline, line.too_long);
+                counter.skip(
+                    cost,
+                    CorruptRecord {
+                        file: path.clone(),
+                        offset: line.off,
+                        len: line.len,
+                        what: describe(&defect.to_string(), cost),
+                    },
+                );
+                if let Some(next) = next.filter(|_| !line.newline) {
+                    // Not the last segment, and it ends inside a record:
+                    // its end is missing (only the last segment is ever
+                    // appended to). What the missing part held is known
+                    // only by the sequence numbers it can have had.
+                    let after = floor;
+                    let at_most = next.saturating_sub(after + 1).saturating_sub(cost.records);
+                    counter.cut_segments += 1;
+                    counter.cut_records_at_most += at_most;
+                    counter.report(CorruptRecord {
+                        file: path.clone(),
+                        offset: line.off + line.len,
+                        len: 0,
+                        what: format!(
+                            "the segment ends inside a record: its end is missing, with the records it held numbered after {after} and before {next} (at most {at_most})"
+                        ),
+                    });
+                }
+            }
         }
     }
     Ok(found)
+}
+
+/// A skipped line's report: why, and what it costs.
+fn describe(why: &str, cost: Cost) -> String {
+    match cost {
+        Cost { records, bytes: 0 } => format!("{why}: {records} record(s) skipped"),
+        Cost { records: 0, bytes } => {
+            format!("{why}: {bytes} bytes skipped in which records cannot be told apart")
+        }
+        Cost { records, bytes } => format!(
+            "{why}: {bytes} bytes skipped in which records cannot be told apart ({records} record header(s) among them)"
+        ),
+    }
 }

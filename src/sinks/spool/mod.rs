@@ -81,7 +81,7 @@
 //!   a record cut short by a crash (its `append` never returned): the file is
 //!   cut back to the last complete line. Not counted as corruption; it is in
 //!   [`Damage::torn`].
-//! - **Corrupt lines** are skipped, counted ([`Spool::corrupt_records`]) and
+//! - **Corrupt lines** are skipped, counted as what they cost (below) and
 //!   listed with their file and byte offset ([`Damage::corrupt`], the
 //!   first [`REPORTED`]): a line that does not decode (no `<digits>\t`
 //!   header, a number of 0 or above `MAX_SEQ`, not UTF-8, not one JSON
@@ -99,6 +99,22 @@
 //!   neighbour shows). The same rules decide what
 //!   `peek` returns, so counts and reads always agree
 //!   ([`format::reference`] is the rules on whole files, for tests).
+//! - **What a skipped line costs** ([`format::cost`]). A record has exactly
+//!   one tab (after its number) and no other byte below 0x20, so a skipped
+//!   line of text (UTF-8, no control byte but tabs, with its newline) is
+//!   whole records, one per tab and at least one: counted in
+//!   [`Damage::corrupt_records`]. Any other line (zeroed or binary bytes,
+//!   not UTF-8, cut short, longer than `MAX_LINE`) is a damaged stretch in
+//!   which records cannot be told apart: its bytes are counted in
+//!   [`Damage::corrupt_bytes`] (and the headers still in it as records);
+//!   [`Damage::records_in`] puts them in records at the average length of
+//!   the records read.
+//! - **A segment cut short**: a segment other than the last that ends
+//!   inside a record lost its end (only the last segment is appended to).
+//!   What the end held is gone, so it is counted by sequence numbers: the
+//!   ones between the last record kept in it and the next segment's name
+//!   ([`Damage::cut_segments`], [`Damage::cut_records_at_most`]; exact when
+//!   every event of the sink is spooled, an upper bound otherwise).
 //! - What one changed byte costs (proved by a property test): the record it
 //!   is in; both records, when it is the newline between them (two lines
 //!   merge into one that is not JSON); and when it makes a sequence number
@@ -111,8 +127,12 @@
 //!   reported ([`Damage::ack_unreadable`]) and also taken as 0: every
 //!   record is sent again rather than lost. A changed digit in it is not
 //!   detected (lower: sent again; higher: records count as delivered).
-//! - A segment that cannot be read (an I/O error) counts as one corrupt
-//!   record, is never appended to, and is deleted in turn.
+//! - A segment that cannot be read (an I/O error) counts as its bytes, is
+//!   never appended to, and is deleted in turn.
+//!
+//! Skipped bytes are not kept elsewhere: a segment is deleted once the
+//! records kept in it are acknowledged. To look at the damage, copy the
+//! folder before the spool is opened again (Janus stopped).
 //!
 //! # Age of the oldest pending event
 //!
@@ -251,20 +271,46 @@ impl fmt::Display for CorruptRecord {
 /// above).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Damage {
-    /// Corrupt records skipped (not delivered).
+    /// Records skipped (not delivered), counted by their headers.
     pub corrupt_records: u64,
-    /// The first [`REPORTED`] of them.
+    /// Bytes skipped in which records cannot be told apart (the records in
+    /// them are lost too, and not counted in `corrupt_records`).
+    pub corrupt_bytes: u64,
+    /// Segments, other than the last, that end inside a record: their end
+    /// is missing, and with it records that nothing counts (each is in
+    /// `corrupt` with the sequence numbers they can have had).
+    pub cut_segments: u64,
+    /// The most records the missing ends of those segments can have held:
+    /// the sequence numbers between the last record kept in each and the
+    /// next segment's first (exact when every event of the sink is spooled
+    /// and none fell back to memory; an upper bound otherwise).
+    pub cut_records_at_most: u64,
+    /// The first [`REPORTED`] skipped lines and cut segments.
     pub corrupt: Vec<CorruptRecord>,
+    /// How many there are in all.
+    pub reports: u64,
     /// The record torn by a crash, cut from the end of the last segment.
     pub torn: Option<CorruptRecord>,
     /// What the `ack` file held when it was not a sequence number.
     pub ack_unreadable: Option<String>,
+    /// The average length of a record read on open (with its header and
+    /// newline; 0 when none was), to put skipped bytes in records.
+    pub record_len: u64,
 }
 
 impl Damage {
     /// Anything worth saying?
     pub fn is_clean(&self) -> bool {
-        self.corrupt_records == 0 && self.torn.is_none() && self.ack_unreadable.is_none()
+        self.corrupt_records == 0
+            && self.corrupt_bytes == 0
+            && self.cut_segments == 0
+            && self.torn.is_none()
+            && self.ack_unreadable.is_none()
+    }
+
+    /// About how many records `bytes` of damage held (see `record_len`).
+    pub fn records_in(&self, bytes: u64) -> Option<u64> {
+        (self.record_len > 0).then(|| bytes.div_ceil(self.record_len))
     }
 }
 
@@ -375,9 +421,14 @@ impl Spool {
         self.ledger.bytes
     }
 
-    /// Corrupt records skipped since open.
+    /// Corrupt records skipped on open (see [`Damage`]).
     pub fn corrupt_records(&self) -> u64 {
         self.ledger.damage.corrupt_records
+    }
+
+    /// Bytes skipped on open in which records cannot be told apart.
+    pub fn corrupt_bytes(&self) -> u64 {
+        self.ledger.damage.corrupt_bytes
     }
 
     /// What opening found damaged in the files.

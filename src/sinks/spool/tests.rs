@@ -104,10 +104,18 @@ fn read_segments(dir: &Path) -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
-fn reference(dir: &Path, acked: u64) -> (Vec<(u64, String)>, u64) {
+fn reference(dir: &Path, acked: u64) -> (Vec<(u64, String)>, format::Cost) {
     let files = read_segments(dir);
     let borrowed: Vec<(u64, &[u8])> = files.iter().map(|(n, b)| (*n, &b[..])).collect();
     format::reference(&borrowed, acked)
+}
+
+/// What the spool's scan on open counted, as the reference counts it.
+fn cost(s: &Spool) -> format::Cost {
+    format::Cost {
+        records: s.corrupt_records(),
+        bytes: s.corrupt_bytes(),
+    }
 }
 
 fn pairs(records: &[Record]) -> Vec<(u64, String)> {
@@ -547,11 +555,21 @@ fn corrupt_segments_and_names() {
             )
         })
         .collect();
-    assert_eq!(at, vec![(1, 5), (5, 0), (5, 15)]);
+    // The cut segment is listed twice: its torn last line, and where its
+    // end is missing.
+    assert_eq!(at, vec![(1, 5), (1, 8), (5, 0), (5, 15)]);
     assert!(s.damage().corrupt[0].what.contains("newline"));
-    assert!(s.damage().corrupt[1].what.contains("not above 4"));
-    assert!(s.damage().corrupt[2].what.contains("next segment"));
-    assert_eq!(s.corrupt_records(), reference(dir.path(), 0).1);
+    assert!(
+        s.damage().corrupt[1]
+            .what
+            .contains("numbered after 1 and before 5 (at most 2)"),
+        "{:?}",
+        s.damage().corrupt[1]
+    );
+    assert!(s.damage().corrupt[2].what.contains("not above 4"));
+    assert!(s.damage().corrupt[3].what.contains("next segment"));
+    assert_eq!((s.corrupt_bytes(), s.damage().cut_segments), (3, 1));
+    assert_eq!(cost(&s), reference(dir.path(), 0).1);
     // A segment that cannot be read at all (a folder by that name).
     let dir = tempdir();
     fs::write(seg(dir.path(), 1), b"1\t{}\n").unwrap();
@@ -559,7 +577,12 @@ fn corrupt_segments_and_names() {
     fs::write(seg(dir.path(), 7), b"7\t{}\n").unwrap();
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![1, 7]);
-    assert_eq!(s.corrupt_records(), 1);
+    // Its records cannot be counted: its size is.
+    assert_eq!(s.corrupt_records(), 0);
+    assert_eq!(
+        s.corrupt_bytes(),
+        fs::metadata(seg(dir.path(), 3)).unwrap().len()
+    );
     assert!(
         s.damage().corrupt[0].what.contains("cannot be read"),
         "{:?}",
@@ -633,6 +656,92 @@ fn corrupt_lines_in_the_acknowledged_part_are_counted_too() {
     assert_eq!(s.damage().corrupt[0].offset, 6);
 }
 
+/// Issue 16, finding 5: 4 KiB zeroed inside a segment (a bad block)
+/// merged ten records into one line, counted as one corrupt record. What
+/// it costs is now counted: the header left in it, and the bytes in which
+/// records cannot be told apart, which the average record puts at the
+/// number lost.
+#[test]
+fn a_zeroed_block_is_counted_by_its_bytes() {
+    let dir = tempdir();
+    let body = |seq: u64| format!("{{\"seq\":{seq:03},\"pad\":\"{}\"}}", "p".repeat(380));
+    let len = format::encode(100, &body(100)).len() as u64;
+    {
+        let mut s = open(dir.path(), 1 << 20);
+        for seq in 100..160 {
+            s.append(seq, &body(seq)).unwrap();
+        }
+    }
+    // From the middle of record 110 on, 4 KiB of zeros.
+    let path = seg(dir.path(), 100);
+    let mut bytes = fs::read(&path).unwrap();
+    let from = (10 * len + len / 2) as usize;
+    bytes[from..from + 4096].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    // The records it touched: 110 up to the one the zeros end in.
+    let touched: Vec<u64> = (110..160)
+        .filter(|seq| (seq - 100) * len < (from + 4096) as u64)
+        .collect();
+    let mut s = open(dir.path(), 1 << 20);
+    let got = seqs(&all(&mut s));
+    assert_eq!(got.len() + touched.len(), 60);
+    assert!(got.iter().all(|seq| !touched.contains(seq)));
+    assert_eq!(s.corrupt_bytes(), touched.len() as u64 * len);
+    assert_eq!(s.corrupt_records(), 1, "the header of 110 is left");
+    assert_eq!(
+        s.damage().records_in(s.corrupt_bytes()),
+        Some(touched.len() as u64)
+    );
+    let report = &s.damage().corrupt[0];
+    assert_eq!((report.offset, report.len), (10 * len, s.corrupt_bytes()));
+    assert!(report.what.contains("cannot be told apart"), "{report}");
+    assert_eq!(cost(&s), reference(dir.path(), 0).1);
+}
+
+/// Issue 16, finding 5: a segment that is not the last, cut in the middle
+/// of a record (a file system that lost its end), lost every record after
+/// the cut, and was counted as one. Its missing end is now counted as a
+/// cut segment, and reported with the sequence numbers it held.
+#[test]
+fn a_segment_cut_short_is_counted_with_what_it_held() {
+    let dir = tempdir();
+    {
+        let mut s = open(dir.path(), 100 * line_len(100));
+        for seq in 1..=150 {
+            s.append(seq, &json(seq)).unwrap();
+        }
+    }
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    let (first, second) = (files[0].0, files[1].0);
+    let path = seg(dir.path(), first);
+    // Cut in the middle of the 30th record: 71 lost (30 to 100).
+    let cut = (0..29).map(|seq| line_len(seq + 1)).sum::<u64>() + 7;
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    let mut s = open(dir.path(), 100 * line_len(100));
+    let got = seqs(&all(&mut s));
+    let lost = second - 30;
+    assert_eq!(got.len() as u64 + lost, 150);
+    let damage = s.damage().clone();
+    assert_eq!(damage.cut_segments, 1);
+    assert_eq!(damage.cut_records_at_most, lost - 1);
+    assert_eq!((damage.corrupt_records, damage.corrupt_bytes), (1, 7));
+    let missing = &damage.corrupt[1];
+    assert_eq!((&missing.file, missing.offset), (&path, cut));
+    let at_most = lost - 1;
+    assert!(
+        missing.what.contains(&format!(
+            "numbered after 29 and before {second} (at most {at_most})"
+        )),
+        "{missing}"
+    );
+}
+
 #[test]
 fn only_the_first_few_are_listed_all_are_counted() {
     let dir = tempdir();
@@ -661,7 +770,9 @@ fn a_line_longer_than_max_line_is_skipped_without_holding_it() {
     drop(file);
     let mut s = open(dir.path(), 1 << 30);
     assert_eq!(seqs(&all(&mut s)), vec![1, 3]);
-    assert_eq!(s.corrupt_records(), 1);
+    // Not held, so not counted by its headers: by its bytes.
+    assert_eq!(s.corrupt_records(), 0);
+    assert_eq!(s.corrupt_bytes(), format::MAX_LINE as u64 + 11);
     assert!(s.damage().corrupt[0].what.contains("longer than"));
     assert!(
         s.append(
@@ -1221,7 +1332,7 @@ mod properties {
                 .count();
             prop_assert!(lost <= touched.len());
             if lost > 0 {
-                prop_assert!(s.corrupt_records() > 0 || s.damage().torn.is_some());
+                prop_assert!(!s.damage().is_clean());
             }
         }
 
@@ -1251,7 +1362,7 @@ mod properties {
             let (want, corrupt) = reference(dir.path(), acked);
             let mut s = open(dir.path(), 1 << 20);
             prop_assert_eq!(s.acked_seq(), acked);
-            prop_assert_eq!(s.corrupt_records(), corrupt);
+            prop_assert_eq!(cost(&s), corrupt);
             prop_assert_eq!(s.pending(), want.len() as u64);
             // Peeking in small steps reads the same.
             let mut got = Vec::new();
