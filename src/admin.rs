@@ -407,6 +407,7 @@ fn info(r: &Status<'_>) -> Value {
             "state_dir": r.config.general.state_dir.as_ref().map(|d| d.display().to_string()),
             "recovered_sessions": m.recovered.load(Relaxed),
             "recovered_already_written": m.recovered_written.load(Relaxed),
+            "recovered_repeated": m.recovered_repeated.load(Relaxed),
             "unacknowledged_endings": t.unacknowledged,
             "state_errors": m.state_errors.load(Relaxed),
             "checkpoint_age_s": checkpoint_age_s,

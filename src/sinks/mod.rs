@@ -623,11 +623,22 @@ impl Router {
             .iter()
             .filter(|(_, e)| self.sinks.iter().any(|s| s.shared.takes(e.ty)))
             .count() as u64;
-        for s in &self.sinks {
+        for s in self.offer_order() {
             s.shared.offer_all(&self.staged);
         }
         self.staged.clear();
         forwarded
+    }
+
+    /// The sinks in the order they are offered events: those with a spool
+    /// first, so that their append is on disk (safe from a SIGKILL) before
+    /// any other sink, the file above all, can have the event. Crash
+    /// recovery counts on it: an ending the file holds is in every spool
+    /// too (see `crate::recovery`).
+    fn offer_order(&self) -> impl Iterator<Item = &SinkHandle> {
+        let spooled = |s: &&SinkHandle| s.shared.spool.is_some();
+        let first = self.sinks.iter().filter(spooled);
+        first.chain(self.sinks.iter().filter(move |s| !spooled(s)))
     }
 
     /// Every event routed up to the returned number was delivered by every

@@ -357,6 +357,8 @@ impl Runner {
     /// One attempt at the batch. Delivered events leave the batch (their
     /// spool records acknowledged); on failure the rest stays.
     fn attempt(&mut self, batch: &mut Vec<Item>, deadline: Option<Instant>) -> Result<(), ()> {
+        #[cfg(feature = "fault-injection")]
+        crate::faults::on_sink_delivery(self.shared.name());
         let texts: Vec<&str> = batch.iter().map(Item::json).collect();
         let result = catch_unwind(AssertUnwindSafe(|| self.sink.deliver(&texts, deadline)))
             .unwrap_or_else(|_| {

@@ -262,3 +262,17 @@ fn a_spool_that_cannot_acknowledge_backs_off_and_never_resends() {
     assert_eq!(shared.stats().cannot_acknowledge(), None);
     assert!(h.close(Instant::now() + Duration::from_secs(5)));
 }
+
+/// Issue 16, finding 7: spooled sinks are offered an event before the
+/// others (the file sink is built first), so that an ending the file holds
+/// is in every spool too when Janus is killed.
+#[test]
+fn spooled_sinks_are_offered_events_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = SinkHandle::spawn("file", settings(10), Box::new(Script::default())).unwrap();
+    let spooled =
+        SinkHandle::spawn("http", spooled(dir.path(), 10), Box::new(Script::default())).unwrap();
+    let router = Router::new(vec![memory, spooled]);
+    let order: Vec<&str> = router.offer_order().map(|s| s.shared.kind()).collect();
+    assert_eq!(order, ["http", "file"]);
+}
