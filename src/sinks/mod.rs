@@ -167,6 +167,10 @@ pub struct SinkStats {
     /// Failed attempts at writing the spool's acknowledgement (each one
     /// holds the sink back: see `runner`).
     pub ack_errors: AtomicU64,
+    /// What opening the spool found damaged (see `spool::Damage`): records
+    /// skipped, and bytes in which records cannot be told apart.
+    pub spool_corrupt_records: AtomicU64,
+    pub spool_corrupt_bytes: AtomicU64,
     last_error: Mutex<Option<String>>,
     /// Why the sink cannot acknowledge, while it cannot.
     cannot_acknowledge: Mutex<Option<String>>,
@@ -406,8 +410,8 @@ impl SinkShared {
                     },
                     "acked_seq": sp.acked_seq(),
                     "ack_errors": s.ack_errors.load(Relaxed),
-                    "corrupt_records": sp.corrupt_records(),
-                    "corrupt_bytes": sp.corrupt_bytes(),
+                    "corrupt_records": s.spool_corrupt_records.load(Relaxed),
+                    "corrupt_bytes": s.spool_corrupt_bytes.load(Relaxed),
                     "cut_segments": sp.damage().cut_segments,
                     "cut_records_at_most": sp.damage().cut_records_at_most,
                 }),
@@ -524,7 +528,12 @@ impl SinkHandle {
         let next_seq = spool.as_ref().map_or(1, |s| lock(&s.spool).last_seq() + 1);
         let stats = SinkStats::default();
         if let Some(slot) = &spool {
-            stats.spool_changed(&lock(&slot.spool));
+            let sp = lock(&slot.spool);
+            stats.spool_changed(&sp);
+            stats
+                .spool_corrupt_records
+                .store(sp.corrupt_records(), Relaxed);
+            stats.spool_corrupt_bytes.store(sp.corrupt_bytes(), Relaxed);
         }
         let shared = Arc::new(SinkShared {
             name: settings.name.clone(),
