@@ -531,6 +531,36 @@ fn a_corrupt_spool_record_costs_only_that_record() {
     assert!(janus.stop().success());
 }
 
+/// A `metrics` section serving `/metrics` on a free loopback port.
+fn metrics_section() -> (String, u16) {
+    let port = free_port();
+    (
+        format!("metrics: {{ enabled = true, listen = \"127.0.0.1:{port}\" }}\n"),
+        port,
+    )
+}
+
+/// The value of one series (name and labels, as exposed) on the handler's
+/// `/metrics`, once the endpoint listens (after Janus's `started`).
+fn series(janus: &Janus, port: u16, series: &str) -> u64 {
+    assert!(wait_until(
+        || janus
+            .admin()
+            .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]["metrics"]["listening"]
+            == true,
+        Duration::from_secs(10)
+    ));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let reply = http_request("GET", &url, None).unwrap();
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8(reply.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+        .parse()
+        .unwrap()
+}
+
 /// Issue 16, finding 5: damage is counted as what it costs. 4 KiB zeroed in
 /// the middle of a segment (a bad block) and the segment cut short (a file
 /// system that lost its end) were counted as one corrupt record each, while
@@ -547,10 +577,11 @@ fn spool_damage_is_counted_as_what_it_costs() {
         mut opts,
     } = spooled(dir.path(), port);
     // Every event spooled, segments of 256 KiB (a quarter of 1 MiB).
+    let (metrics, metrics_port) = metrics_section();
     let config = opts.lifecycleevh_config.take().unwrap().replace(
         "spool_dir =",
         "spool = \"all\", spool_max_mb = 1, spool_dir =",
-    );
+    ) + &metrics;
     opts.lifecycleevh_config = Some(config);
     let opts = || opts.clone();
     // The backend is down: the events stay in the spool, two segments' worth.
@@ -640,6 +671,24 @@ fn spool_damage_is_counted_as_what_it_costs() {
         .filter(|r| r.0 == first && end_of(r.1) > cut)
         .count() as u64;
     assert_eq!(info["cut_records_at_most"], lost_with_the_end - 1, "{info}");
+    // The same counts on /metrics.
+    let sink = "{sink=\"http\"}";
+    assert_eq!(
+        series(
+            &janus,
+            metrics_port,
+            &format!("lifecycleevh_sink_spool_corrupt_bytes_total{sink}")
+        ),
+        corrupt_bytes
+    );
+    assert_eq!(
+        series(
+            &janus,
+            metrics_port,
+            &format!("lifecycleevh_sink_spool_corrupt_records_total{sink}")
+        ),
+        corrupt_records
+    );
     // The log: the segment, where, and about how many records.
     let zeroed_line = records
         .iter()
@@ -676,8 +725,9 @@ fn a_read_only_spool_folder_backs_off_and_says_why() {
     hand_over(dir.path(), NOBODY);
     let out = dir.path().join("events.jsonl");
     let spool = dir.path().join("spool");
+    let (metrics, metrics_port) = metrics_section();
     let config = format!(
-        "general: {{ enabled = true }}\n{}http: {{ backend = \"{}\", spool_dir = \"{}\", max_delay_ms = 20, retransmissions_backoff = 100, backoff_max_ms = 800 }}\n",
+        "general: {{ enabled = true }}\n{}http: {{ backend = \"{}\", spool_dir = \"{}\", max_delay_ms = 20, retransmissions_backoff = 100, backoff_max_ms = 800 }}\n{metrics}",
         file_section(&out),
         receiver.url(),
         spool.display()
@@ -743,6 +793,12 @@ fn a_read_only_spool_folder_backs_off_and_says_why() {
         "{i}"
     );
     assert!(janus.log().contains("cannot acknowledge"));
+    let counted = series(
+        &janus,
+        metrics_port,
+        "lifecycleevh_sink_spool_ack_errors_total{sink=\"http\"}",
+    );
+    assert!(counted >= before + 4, "{counted}");
     // Writable again: the acknowledgement is written, nothing is sent twice.
     std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o750)).unwrap();
     assert!(wait_until(
