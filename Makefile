@@ -14,8 +14,11 @@ DESTDIR ?=
 # Debian packages the build, the tests and the demo need.
 # prometheus (with promtool): the metrics tests scrape the handler with a real one.
 # stress-ng: make test-loaded runs the real-Janus tests beside a CPU hog.
+# e2fsprogs (mkfs.ext4, chattr) and util-linux (mount, setpriv): the full-disk
+# tests fill a small ext4 and a tmpfs; a test runs Janus as an unprivileged user.
 DEB_PACKAGES := janus janus-dev libjansson-dev libglib2.0-dev libclang-dev clang \
-	pkg-config build-essential ca-certificates valgrind prometheus stress-ng
+	pkg-config build-essential ca-certificates valgrind prometheus stress-ng \
+	e2fsprogs util-linux
 # What the container images and the container test matrix need.
 DOCKER_PACKAGES := docker.io debootstrap docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

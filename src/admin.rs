@@ -407,6 +407,7 @@ fn info(r: &Status<'_>) -> Value {
             "state_dir": r.config.general.state_dir.as_ref().map(|d| d.display().to_string()),
             "recovered_sessions": m.recovered.load(Relaxed),
             "recovered_already_written": m.recovered_written.load(Relaxed),
+            "recovered_repeated": m.recovered_repeated.load(Relaxed),
             "unacknowledged_endings": t.unacknowledged,
             "state_errors": m.state_errors.load(Relaxed),
             "checkpoint_age_s": checkpoint_age_s,
@@ -414,17 +415,26 @@ fn info(r: &Status<'_>) -> Value {
         "sinks": sinks,
         "janus_bus": Bus::info(r.bus_reasons, r.bus_available, r.bus_stats),
         "metrics": r.endpoint.map_or_else(|| json!({"enabled": false}), |e| e.info()),
-        "warnings": warnings(&t, r.endpoint.map(|e| e.warnings()).unwrap_or_default()),
+        "warnings": warnings(&t, r.endpoint.map(|e| e.warnings()).unwrap_or_default(), r.sinks),
     })
 }
 
 /// What an operator should fix, in words.
-fn warnings(t: &crate::metrics::TrackerSnapshot, endpoint: Vec<String>) -> Vec<String> {
+fn warnings(
+    t: &crate::metrics::TrackerSnapshot,
+    endpoint: Vec<String>,
+    sinks: &[std::sync::Arc<crate::sinks::SinkShared>],
+) -> Vec<String> {
     let mut w = Vec::new();
     if !t.janus.disconnects_visible {
         w.push("the WebSockets transport has events = false: closed connections are invisible to event handlers".to_string());
     }
     w.extend(endpoint);
+    for s in sinks {
+        if let Some(why) = s.stats().cannot_acknowledge() {
+            w.push(format!("sink {}: {why}", s.name()));
+        }
+    }
     w
 }
 

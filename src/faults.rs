@@ -5,7 +5,10 @@
 //! - `handle_request`: this request panics;
 //! - `worker`: the worker panics on its next event;
 //! - `stall`: the worker blocks on its next event until `release`;
-//! - `release`: unblocks a stalled worker.
+//! - `stall_sink:<name>`: the sink `<name>` (e.g. `file`) blocks before its
+//!   next delivery until `release` (to kill Janus while that sink holds an
+//!   event the others already have);
+//! - `release`: unblocks a stalled worker and stalled sinks.
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
@@ -17,6 +20,9 @@ static PANIC_WORKER: AtomicBool = AtomicBool::new(false);
 static STALL: Mutex<bool> = Mutex::new(false);
 static RELEASED: Condvar = Condvar::new();
 static STALL_ARMED: AtomicBool = AtomicBool::new(false);
+/// The sinks told to stall before their next delivery.
+static STALL_SINKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static SINKS_RELEASED: Condvar = Condvar::new();
 
 /// Arms a fault; Err names an unknown place.
 pub fn arm(place: &str) -> Result<(), String> {
@@ -30,10 +36,15 @@ pub fn arm(place: &str) -> Result<(), String> {
         }
         "release" => {
             STALL_ARMED.store(false, SeqCst);
+            lock(&STALL_SINKS).clear();
+            SINKS_RELEASED.notify_all();
             *lock(&STALL) = false;
             RELEASED.notify_all();
         }
-        other => return Err(format!("unknown fault place '{other}'")),
+        other => match other.strip_prefix("stall_sink:") {
+            Some(sink) if !sink.is_empty() => lock(&STALL_SINKS).push(sink.to_string()),
+            _ => return Err(format!("unknown fault place '{other}'")),
+        },
     }
     Ok(())
 }
@@ -55,5 +66,13 @@ pub fn on_worker_event() {
         while *stalled {
             stalled = wait(&RELEASED, stalled);
         }
+    }
+}
+
+/// Called by a sink's thread before each delivery.
+pub fn on_sink_delivery(sink: &str) {
+    let mut stalled = lock(&STALL_SINKS);
+    while stalled.iter().any(|s| s == sink) {
+        stalled = wait(&SINKS_RELEASED, stalled);
     }
 }

@@ -35,6 +35,10 @@ pub struct Metrics {
     /// Sessions found open from such a run whose ending the JSON Lines file
     /// already held (written just before the crash): not ended again.
     pub recovered_written: AtomicU64,
+    /// Sessions found open from such a run whose ending was decided before
+    /// the crash (and may have reached a sink): ended again with that very
+    /// ending, never with another reason.
+    pub recovered_repeated: AtomicU64,
     /// Failed writes of the crash-recovery state.
     pub state_errors: AtomicU64,
     /// When the crash-recovery state was last written whole (µs since the

@@ -5,19 +5,24 @@
 //!
 //! # Who acknowledges what, in which order
 //!
-//! An ending is recorded here (`- <id>` in the journal) only after it
+//! An ending is first *decided* here (`~ <id> <reason> <json>` in the
+//! journal: the `destroyed` event as the sinks will get it), before any
+//! sink is offered it. It is then *recorded* (`- <id>`) only after it
 //! reached every sink that promises it: the JSON Lines file (the line was
 //! handed to the kernel with `write(2)`, which a SIGKILL does not undo) and
 //! each spooled HTTP sink (the record was appended to the spool, which
-//! happens on the worker before the ending is even offered to the file
-//! sink). Until then the session stays open here, in the journal and in
-//! every snapshot (a new generation never forgets it). So a SIGKILL at any
-//! moment leaves each ending either recorded here (and in the sinks) or
-//! still open here; at the next start, an open session whose ending is
-//! already in the file (written, but killed before it was recorded here) is
-//! recognised by reading the file from the position recorded with the last
-//! acknowledgement (`@` lines) and is not ended twice; the others are ended
-//! with `gateway_restart`. The `gateway_restart` endings themselves follow
+//! happens on the worker before the ending is even offered to the file sink:
+//! the router offers to spooled sinks first). Until then the session stays
+//! open here, in the journal and in every snapshot (a new generation never
+//! forgets it, nor its decided ending). So a SIGKILL at any moment leaves
+//! each ending either recorded here (and in the sinks) or still open here;
+//! at the next start, an open session whose ending is already in the file
+//! (written, but killed before it was recorded here) is recognised by
+//! reading the file from the position recorded with the last
+//! acknowledgement (`@` lines) and is not ended twice; one whose ending was
+//! decided is ended again with that very event (a spooled sink, even its
+//! backend, may have had it already: at least once repeats an ending, it
+//! never contradicts it); the others are ended with `gateway_restart`. The `gateway_restart` endings themselves follow
 //! the same rule: the recovered sessions stay open here until their endings
 //! are acknowledged, so a second SIGKILL during the restart loses nothing
 //! (the third start recovers them again). HTTP backends deduplicate on
@@ -28,18 +33,21 @@
 //! One writer (the worker thread); a `lock` file keeps a second process out.
 //! Files are created with `general.file_mode` (owner and group only by
 //! default), the folder with the matching folder mode.
-//! - `sessions.snapshot`: a header line `lifecycleevh-state 2 <generation>
+//! - `sessions.snapshot`: a header line `lifecycleevh-state 3 <generation>
 //!   <open|clean> <emitter as a JSON string, or ->`, optionally a line
 //!   `@ <dev> <ino> <len>` (the file sink's position at the last
 //!   acknowledgement), then one line per open session, `<id> <created>
 //!   <last_seen> <transport module> <transport id>` (µs since the epoch; `-`
-//!   for an unknown transport). Replaced atomically (temporary file, fsync,
-//!   rename, fsync of the folder). Version 1 files (without the `@` line and
-//!   the transport) are read too.
+//!   for an unknown transport), then one line per decided ending of an open
+//!   session, `~ <id> <reason> <json>`. Replaced atomically (temporary file,
+//!   fsync, rename, fsync of the folder). Versions 1 (without the `@` line
+//!   and the transport) and 2 (without decided endings) are read too.
 //! - `sessions.journal.<generation>`: what happened since that snapshot, one
 //!   line each, written at once (no user-space buffer: a killed process
 //!   loses nothing it wrote): `+ <id> <ts> <module> <instance>` (created),
-//!   `- <id>` (ended, acknowledged), `@ <dev> <ino> <len>` (file position).
+//!   `~ <id> <reason> <json>` (ending decided; the endings of one batch in
+//!   one write), `- <id>` (ended, acknowledged), `@ <dev> <ino> <len>` (file
+//!   position).
 //!
 //! Recovery is the snapshot plus its journal (a torn last line is ignored,
 //! other unreadable lines are skipped). Each checkpoint and each start
@@ -69,6 +77,16 @@ pub struct OpenSession {
     pub last_seen: i64,
     /// The transport it was created on: module and instance id.
     pub transport: Option<(String, String)>,
+    /// Its ending, when it was decided before the crash.
+    pub ending: Option<Decided>,
+}
+
+/// An ending decided, not yet acknowledged: its reason and its `destroyed`
+/// event as the sinks get it (one line of JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub reason: String,
+    pub json: String,
 }
 
 /// Where the file sink's file stood when endings were last acknowledged.
@@ -94,13 +112,14 @@ pub struct Recovered {
 
 const SNAPSHOT: &str = "sessions.snapshot";
 const MAGIC: &str = "lifecycleevh-state";
-const VERSION: &str = "2";
+const VERSION: &str = "3";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     created: i64,
     last_seen: i64,
     transport: Option<(String, String)>,
+    ending: Option<Decided>,
 }
 
 /// The on-disk set of open sessions. See the module documentation.
@@ -116,6 +135,8 @@ pub struct SessionStore {
     open: IdMap<u64, Entry>,
     emitter: Option<String>,
     position: Option<FilePosition>,
+    /// Endings decided and not yet written to the journal (lines).
+    decided: String,
     /// Something changed since the last checkpoint.
     dirty: bool,
 }
@@ -149,6 +170,7 @@ impl SessionStore {
                         created: s.created,
                         last_seen: s.last_seen,
                         transport: s.transport.clone(),
+                        ending: s.ending.clone(),
                     },
                 )
             })
@@ -163,6 +185,7 @@ impl SessionStore {
             open,
             emitter: recovered.emitter.clone(),
             position: recovered.file_position,
+            decided: String::new(),
             dirty: true,
         };
         store.begin_generation(false)?;
@@ -189,10 +212,42 @@ impl SessionStore {
                 created: ts,
                 last_seen: ts,
                 transport,
+                ending: None,
             },
         );
         self.dirty = true;
         self.append(&line)
+    }
+
+    /// A session's ending was decided: `reason`, and its `destroyed` event
+    /// as the sinks will get it (one line of JSON). Kept until the ending
+    /// is acknowledged ([`ended`](Self::ended)); written to the journal by
+    /// the next [`write_decided`](Self::write_decided), which must come
+    /// before any sink is offered the event.
+    pub fn decided(&mut self, session_id: u64, reason: &str, json: &str) {
+        let Some(entry) = self.open.get_mut(&session_id) else {
+            return; // Not open here: nothing would recover it.
+        };
+        if !is_word(reason) || json.contains('\n') {
+            return;
+        }
+        self.decided
+            .push_str(&format!("~ {session_id} {reason} {json}\n"));
+        entry.ending = Some(Decided {
+            reason: reason.to_string(),
+            json: json.to_string(),
+        });
+        self.dirty = true;
+    }
+
+    /// Writes the endings decided since the last call to the journal, in one
+    /// write (fsynced with `Fsync::Always`).
+    pub fn write_decided(&mut self) -> io::Result<()> {
+        if self.decided.is_empty() {
+            return Ok(());
+        }
+        let lines = std::mem::take(&mut self.decided);
+        self.append(&lines)
     }
 
     /// A session was seen alive at `ts` (written at the next checkpoint).
@@ -291,12 +346,17 @@ impl SessionStore {
         }
         let mut sessions: Vec<(&u64, &Entry)> = self.open.iter().collect();
         sessions.sort_by_key(|(id, e)| (e.created, **id));
-        for (id, e) in sessions {
+        for &(id, e) in &sessions {
             let (m, i) = e
                 .transport
                 .as_ref()
                 .map_or(("-", "-"), |(m, i)| (m.as_str(), i.as_str()));
             text += &format!("{id} {} {} {m} {i}\n", e.created, e.last_seen);
+        }
+        for (id, e) in sessions {
+            if let Some(d) = &e.ending {
+                text += &format!("~ {id} {} {}\n", d.reason, d.json);
+            }
         }
         let sync = self.fsync != Fsync::Never;
         if let (true, Some(j)) = (sync, &self.journal) {
@@ -342,8 +402,26 @@ impl Entry {
             created,
             last_seen,
             transport,
+            ending: None,
         }
     }
+}
+
+/// A `~ <id> <reason> <json>` line: the session and its decided ending.
+fn parse_decided(line: &str) -> Option<(u64, Decided)> {
+    let mut words = line.splitn(4, ' ');
+    let (Some("~"), Some(id), Some(reason), Some(json)) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return None;
+    };
+    Some((
+        id.parse().ok()?,
+        Decided {
+            reason: reason.to_string(),
+            json: json.to_string(),
+        },
+    ))
 }
 
 /// Reads snapshot and journal; returns the snapshot's generation and what
@@ -361,7 +439,7 @@ pub fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
             let mut lines = BufReader::new(f).lines();
             let header = lines.next().transpose()?.unwrap_or_default();
             let words: Vec<&str> = header.splitn(5, ' ').collect();
-            if words.len() != 5 || words[0] != MAGIC || !matches!(words[1], "1" | "2") {
+            if words.len() != 5 || words[0] != MAGIC || !matches!(words[1], "1" | "2" | "3") {
                 return Err(corrupt(format!(
                     "{}: not a lifecycleevh state file",
                     dir.join(SNAPSHOT).display()
@@ -376,6 +454,12 @@ pub fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
                 let Ok(line) = line else {
                     break;
                 };
+                if let Some((id, ending)) = parse_decided(&line) {
+                    if let Some(e) = open.get_mut(&id) {
+                        e.ending = Some(ending);
+                    }
+                    continue;
+                }
                 let w: Vec<&str> = line.split(' ').collect();
                 match w.as_slice() {
                     ["@", rest @ ..] => position = parse_position(rest).or(position),
@@ -403,6 +487,12 @@ pub fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
             let Ok(line) = std::str::from_utf8(line) else {
                 continue;
             };
+            if let Some((id, ending)) = parse_decided(line) {
+                if let Some(e) = open.get_mut(&id) {
+                    e.ending = Some(ending);
+                }
+                continue;
+            }
             let w: Vec<&str> = line.split(' ').collect();
             match w.as_slice() {
                 ["+", id, ts, rest @ ..] => {
@@ -437,6 +527,7 @@ pub fn read_state(dir: &Path) -> io::Result<(u64, Recovered)> {
             created: e.created,
             last_seen: e.last_seen,
             transport: e.transport,
+            ending: e.ending,
         })
         .collect();
     sessions.sort_by_key(|s| (s.created, s.session_id));
@@ -548,12 +639,14 @@ mod tests {
                     created: 100,
                     last_seen: 100,
                     transport: None,
+                    ending: None,
                 },
                 OpenSession {
                     session_id: 3,
                     created: 300,
                     last_seen: 300,
                     transport: None,
+                    ending: None,
                 },
             ]
         );
@@ -568,6 +661,59 @@ mod tests {
         // ...and once acknowledged, never again.
         let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
         assert!(r.sessions.is_empty());
+    }
+
+    /// Issue 16, finding 7: an ending decided (and maybe delivered by a
+    /// sink) but not acknowledged survives a crash, in the journal and
+    /// through a checkpoint, so that the next start repeats it instead of
+    /// ending the session another way.
+    #[test]
+    fn decided_endings_survive_a_crash_until_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = |sid: u64| {
+            format!(
+                "{{\"type\":1,\"session_id\":{sid},\"event\":{{\"name\":\"destroyed\",\"reason\":\"request\"}}}}"
+            )
+        };
+        let ending = |r: &Recovered, sid: u64| {
+            r.sessions
+                .iter()
+                .find(|s| s.session_id == sid)
+                .and_then(|s| s.ending.clone())
+        };
+        let request = |sid: u64| {
+            Some(Decided {
+                reason: "request".into(),
+                json: json(sid),
+            })
+        };
+        {
+            let (mut s, _) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+            for sid in 1..=4 {
+                s.created(sid, sid as i64, None).unwrap();
+            }
+            s.decided(1, "request", &json(1));
+            s.decided(2, "request", &json(2));
+            s.decided(99, "request", &json(99)); // not open here: ignored
+            s.write_decided().unwrap();
+            s.ended(2).unwrap();
+            s.decided(3, "timeout", "{\"not\":\"written\"}"); // staged only
+        } // a crash
+        let (mut s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+        assert_eq!(ids(&r), vec![1, 3, 4]);
+        assert_eq!(ending(&r, 1), request(1));
+        assert_eq!(ending(&r, 3), None, "never written");
+        assert_eq!(ending(&r, 4), None);
+        // Opening wrote a snapshot: the decided ending is in it, and is
+        // kept through more checkpoints until acknowledged.
+        s.checkpoint().unwrap();
+        drop(s);
+        let (mut s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+        assert_eq!(ending(&r, 1), request(1));
+        s.ended(1).unwrap();
+        drop(s);
+        let (_s, r) = SessionStore::open(dir.path(), Fsync::Never, 0o640).unwrap();
+        assert_eq!(ids(&r), vec![3, 4]);
     }
 
     #[test]

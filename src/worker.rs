@@ -139,11 +139,28 @@ impl Pipeline {
                 }),
             None => IdSet::default(),
         };
-        let mut ended = 0u64;
+        let (mut ended, mut repeated) = (0u64, 0u64);
         for s in &recovered.sessions {
             if written.contains(&s.session_id) {
                 // Written by the previous run just before it died: ended.
                 self.persist(|st| st.ended(s.session_id));
+                continue;
+            }
+            if let Some(decided) = &s.ending {
+                // Decided before the crash, and maybe delivered by a sink:
+                // the same ending again, never another one. It stays
+                // decided in the store (the snapshot of this run has it).
+                let reason = Reason::parse(&decided.reason).unwrap_or(Reason::GatewayRestart);
+                let ending = Ending::new(s.session_id, reason, s.last_seen, true);
+                self.tracker.end_unseen(ending);
+                let route = self.route(OutEvent::new(
+                    types::SESSION,
+                    true,
+                    Some(s.session_id),
+                    decided.json.clone(),
+                ));
+                self.unacknowledged(route, s.session_id);
+                repeated += 1;
                 continue;
             }
             let mut ending = Ending::new(s.session_id, Reason::GatewayRestart, s.last_seen, true);
@@ -160,10 +177,11 @@ impl Pipeline {
         self.metrics
             .recovered_written
             .fetch_add(written.len() as u64, Relaxed);
+        self.metrics.recovered_repeated.fetch_add(repeated, Relaxed);
         if !recovered.sessions.is_empty() {
             crate::jlog!(
                 Warn,
-                "the previous run did not stop cleanly: {ended} sessions it left open ended with reason gateway_restart ({} had their ending written already)",
+                "the previous run did not stop cleanly: {ended} sessions it left open ended with reason gateway_restart ({} had their ending written already, {repeated} were ending when it died: their ending is sent again as it was)",
                 written.len()
             );
         }
@@ -279,6 +297,7 @@ impl Pipeline {
                     let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
                     let json = output::annotate_destroyed(text, &ending, names)
                         .unwrap_or_else(|| String::from_utf8_lossy(text).into_owned());
+                    self.decide(&ending, &json);
                     let route = self.route(OutEvent::new(facts.ty, true, facts.session_id, json));
                     self.unacknowledged(route, ending.session_id);
                     self.observe_duration(&ending);
@@ -379,6 +398,7 @@ impl Pipeline {
         let names = ending.transport.map(|k| self.tracker.transport_names(k));
         let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
         let json = output::destroyed_json(self.emitter.as_deref(), ending, names);
+        self.decide(ending, &json);
         let route = self.route(OutEvent::new(
             types::SESSION,
             true,
@@ -401,6 +421,17 @@ impl Pipeline {
 
     fn route(&mut self, ev: Arc<OutEvent>) -> u64 {
         self.router.stage(ev)
+    }
+
+    /// An ending is about to be routed: the crash state keeps it (written
+    /// before any sink is offered it, see [`Pipeline::flush`]), so that a
+    /// crash before it is acknowledged repeats it rather than ending the
+    /// session another way.
+    fn decide(&mut self, ending: &Ending, json: &str) {
+        if let Some(st) = &mut self.crash_state {
+            st.sessions
+                .decided(ending.session_id, ending.reason.as_str(), json);
+        }
     }
 
     /// An ending was routed: the crash state records it once the sinks that
@@ -445,6 +476,8 @@ impl Pipeline {
     /// when the channel is empty, and at least every [`FLUSH_EVERY`] events),
     /// and records the endings the sinks have acknowledged.
     pub fn flush(&mut self) {
+        // The endings decided, on disk before any sink has them.
+        self.persist(|s| s.write_decided());
         let n = self.router.flush();
         self.metrics.forwarded.fetch_add(n, Relaxed);
         self.acknowledge();

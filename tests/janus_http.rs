@@ -531,6 +531,293 @@ fn a_corrupt_spool_record_costs_only_that_record() {
     assert!(janus.stop().success());
 }
 
+/// A `metrics` section serving `/metrics` on a free loopback port.
+fn metrics_section() -> (String, u16) {
+    let port = free_port();
+    (
+        format!("metrics: {{ enabled = true, listen = \"127.0.0.1:{port}\" }}\n"),
+        port,
+    )
+}
+
+/// The value of one series (name and labels, as exposed) on the handler's
+/// `/metrics`, once the endpoint listens (after Janus's `started`).
+fn series(janus: &Janus, port: u16, series: &str) -> u64 {
+    assert!(wait_until(
+        || janus
+            .admin()
+            .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]["metrics"]["listening"]
+            == true,
+        Duration::from_secs(10)
+    ));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let reply = http_request("GET", &url, None).unwrap();
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8(reply.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Issue 16, finding 5: damage is counted as what it costs. 4 KiB zeroed in
+/// the middle of a segment (a bad block) and the segment cut short (a file
+/// system that lost its end) were counted as one corrupt record each, while
+/// ten and a few hundred events were lost. Now `info` counts the records
+/// by their headers, the bytes in which records cannot be told apart, and
+/// the segments cut short; the log says where, and about how many records.
+#[test]
+fn spool_damage_is_counted_as_what_it_costs() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let Spooled {
+        out,
+        janus_dir,
+        mut opts,
+    } = spooled(dir.path(), port);
+    // Every event spooled, segments of 256 KiB (a quarter of 1 MiB).
+    let (metrics, metrics_port) = metrics_section();
+    let config = opts.lifecycleevh_config.take().unwrap().replace(
+        "spool_dir =",
+        "spool = \"all\", spool_max_mb = 1, spool_dir =",
+    ) + &metrics;
+    opts.lifecycleevh_config = Some(config);
+    let opts = || opts.clone();
+    // The backend is down: the events stay in the spool, two segments' worth.
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    let spool = dir.path().join("spool").join("http");
+    let segments = || {
+        let mut s: Vec<PathBuf> = std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        s.sort();
+        s
+    };
+    let mut sessions = Vec::new();
+    while segments().len() < 2 {
+        sessions.extend(churn(&janus, 20));
+        assert!(sessions.len() < 2000, "no second segment");
+    }
+    expect_jsonl(
+        &out,
+        "every session's ending",
+        |e| ended_all(e, &sessions),
+        Duration::from_secs(20),
+    );
+    assert!(janus.stop().success());
+    let records = spool_records(&spool);
+    let first = segments()[0].clone();
+    let original = std::fs::read(&first).unwrap();
+    // Where each record of the first segment starts and ends (after its
+    // newline).
+    let mut lines: Vec<(u64, u64)> = records
+        .iter()
+        .filter(|r| r.0 == first)
+        .map(|r| (r.1, 0))
+        .collect();
+    for i in 0..lines.len() {
+        lines[i].1 = lines.get(i + 1).map_or(original.len() as u64, |l| l.0);
+    }
+    let end_of = |offset: u64| lines.iter().find(|l| l.0 == offset).unwrap().1;
+    // 4 KiB zeroed from the middle of the 10th record; the segment cut in
+    // the middle of the record at two thirds.
+    let zero_from = (lines[9].0 + lines[9].1) / 2;
+    let zeroed = zero_from..zero_from + 4096;
+    let cut_in = lines[lines.len() * 2 / 3];
+    let cut = (cut_in.0 + cut_in.1) / 2;
+    let mut bytes = original.clone();
+    bytes[zeroed.start as usize..zeroed.end as usize].fill(0);
+    bytes.truncate(cut as usize);
+    std::fs::write(&first, &bytes).unwrap();
+    // What survives: a record of the first segment whose bytes, and the
+    // newline before it, are untouched and before the cut; all of the
+    // second.
+    let survives = |r: &(PathBuf, u64, String)| {
+        r.0 != first || (end_of(r.1) <= cut && (end_of(r.1) <= zeroed.start || r.1 > zeroed.end))
+    };
+    let expected: Vec<Value> = records
+        .iter()
+        .filter(|r| survives(r))
+        .map(|r| serde_json::from_str(&r.2).unwrap())
+        .collect();
+    let lost = records.len() - expected.len();
+    assert!(lost > 20, "{lost}");
+    // Janus again, the backend up: everything else arrives, in order.
+    let receiver = Receiver::start_with(ReceiverOptions {
+        port: Some(port),
+        ..ReceiverOptions::default()
+    });
+    let mut janus = Janus::start_in(&janus_dir, opts());
+    assert!(receiver.wait_until(|e| e.len() >= expected.len(), Duration::from_secs(30)));
+    assert_eq!(receiver.events()[..expected.len()], expected[..]);
+    let info = &janus
+        .admin()
+        .query_eventhandler(HANDLER, json!({"request": "info"}))["response"]["sinks"]["http"]["spool"];
+    let corrupt_bytes = info["corrupt_bytes"].as_u64().unwrap();
+    let (corrupt_records, cut_segments) = (
+        info["corrupt_records"].as_u64().unwrap(),
+        info["cut_segments"].as_u64().unwrap(),
+    );
+    assert!(corrupt_bytes >= 4096, "{info}");
+    assert!(corrupt_records >= 2, "a header in each: {info}");
+    assert_eq!(cut_segments, 1, "{info}");
+    // Every event is spooled: the sequence numbers tell how many the cut
+    // took (the one cut in two is counted by its header).
+    let lost_with_the_end = records
+        .iter()
+        .filter(|r| r.0 == first && end_of(r.1) > cut)
+        .count() as u64;
+    assert_eq!(info["cut_records_at_most"], lost_with_the_end - 1, "{info}");
+    // The same counts on /metrics.
+    let sink = "{sink=\"http\"}";
+    assert_eq!(
+        series(
+            &janus,
+            metrics_port,
+            &format!("lifecycleevh_sink_spool_corrupt_bytes_total{sink}")
+        ),
+        corrupt_bytes
+    );
+    assert_eq!(
+        series(
+            &janus,
+            metrics_port,
+            &format!("lifecycleevh_sink_spool_corrupt_records_total{sink}")
+        ),
+        corrupt_records
+    );
+    // The log: the segment, where, and about how many records.
+    let zeroed_line = records
+        .iter()
+        .filter(|r| r.0 == first && r.1 <= zeroed.start)
+        .map(|r| r.1)
+        .max()
+        .unwrap();
+    for needle in [
+        format!("{} at byte {zeroed_line}", first.display()),
+        format!("{} at byte {cut}", first.display()),
+        "segment(s) cut short".to_string(),
+        "records cannot be told apart (about".to_string(),
+    ] {
+        assert!(
+            janus.wait_log(&needle, Duration::from_secs(5)),
+            "{needle} not in the log"
+        );
+    }
+    assert!(janus.stop().success());
+}
+
+/// Issue 16, finding 4: an unprivileged Janus whose spool folder became
+/// read-only (mode 0555) cannot write the spool's `ack` file. When the
+/// backend came back, the batch it delivered was sent again in a tight
+/// loop (1,200+ POSTs a second); now the sink backs off, sends nothing new
+/// while it cannot acknowledge, says why in `info.warnings`, counts it, and
+/// resumes once the folder is writable again, sending nothing twice.
+#[test]
+fn a_read_only_spool_folder_backs_off_and_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let receiver = Receiver::start();
+    receiver.set_status(503);
+    let dir = tempfile::tempdir().unwrap();
+    hand_over(dir.path(), NOBODY);
+    let out = dir.path().join("events.jsonl");
+    let spool = dir.path().join("spool");
+    let (metrics, metrics_port) = metrics_section();
+    let config = format!(
+        "general: {{ enabled = true }}\n{}http: {{ backend = \"{}\", spool_dir = \"{}\", max_delay_ms = 20, retransmissions_backoff = 100, backoff_max_ms = 800 }}\n{metrics}",
+        file_section(&out),
+        receiver.url(),
+        spool.display()
+    );
+    let mut janus = Janus::start(JanusOptions {
+        lifecycleevh_config: Some(config),
+        run_as: Some(NOBODY),
+        ..JanusOptions::default()
+    });
+    let admin = janus.admin();
+    let info = || admin.query_eventhandler(HANDLER, json!({"request": "info"}))["response"].clone();
+    // The backend is down: the endings wait in the spool.
+    let sessions = churn(&janus, 3);
+    assert!(wait_until(
+        || info()["sinks"]["http"]["spool"]["pending"].as_u64() >= Some(6),
+        Duration::from_secs(15)
+    ));
+    // The spool's folder becomes read-only (Janus runs unprivileged), then
+    // the backend comes back: the spool's records are delivered, but the
+    // `ack` file cannot be replaced.
+    let folder = spool.join("http");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555)).unwrap();
+    receiver.set_status(200);
+    let warned = |i: &Value| {
+        i["warnings"].as_array().is_some_and(|w| {
+            w.iter()
+                .any(|w| w.as_str().unwrap_or("").contains("cannot acknowledge"))
+        })
+    };
+    assert!(
+        wait_until(|| warned(&info()), Duration::from_secs(15)),
+        "no warning: {}",
+        info()
+    );
+    // The batch was delivered once; then the sink waits. Over the next
+    // failed acknowledgements (with backoff: up to 100 ms, then doubling),
+    // the backend hears nothing more.
+    let since = receiver.requests().len();
+    let start = std::time::Instant::now();
+    let errors = |i: &Value| {
+        i["sinks"]["http"]["spool"]["ack_errors"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = errors(&info());
+    assert!(
+        wait_until(|| errors(&info()) >= before + 4, Duration::from_secs(20)),
+        "{}",
+        info()
+    );
+    let sent = receiver.requests().len() - since;
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(
+        sent <= 1 && (sent as f64) / elapsed < 3.0,
+        "{sent} requests in {elapsed:.1} s while the spool cannot acknowledge"
+    );
+    let i = info();
+    let http = &i["sinks"]["http"];
+    assert!(http["retrying"].as_u64().unwrap() >= 1, "{i}");
+    let folder_name = folder.display().to_string();
+    assert!(
+        http["last_error"].as_str().unwrap().contains(&folder_name),
+        "{i}"
+    );
+    assert!(janus.log().contains("cannot acknowledge"));
+    let counted = series(
+        &janus,
+        metrics_port,
+        "lifecycleevh_sink_spool_ack_errors_total{sink=\"http\"}",
+    );
+    assert!(counted >= before + 4, "{counted}");
+    // Writable again: the acknowledgement is written, nothing is sent twice.
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o750)).unwrap();
+    assert!(wait_until(
+        || {
+            let i = info();
+            !warned(&i) && i["sinks"]["http"]["spool"]["pending"] == 0
+        },
+        Duration::from_secs(15)
+    ));
+    let got = lifecycle(&receiver.events());
+    for s in &sessions {
+        for name in ["created", "destroyed"] {
+            let n = got.iter().filter(|(id, n)| id == s && n == name).count();
+            assert_eq!(n, 1, "{name} of {s}: {got:?}");
+        }
+    }
+    assert!(janus.stop().success());
+}
+
 #[test]
 fn sigkill_then_restart_ends_open_sessions_with_gateway_restart() {
     let dir = tempfile::tempdir().unwrap();

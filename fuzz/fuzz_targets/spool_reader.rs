@@ -69,7 +69,7 @@ fn on_disk(dir: &std::path::Path) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
-fn reference(dir: &std::path::Path, acked: u64) -> (Vec<(u64, String)>, u64) {
+fn reference(dir: &std::path::Path, acked: u64) -> (Vec<(u64, String)>, format::Cost) {
     let files = on_disk(dir);
     let borrowed: Vec<(u64, &[u8])> = files.iter().map(|(n, b)| (*n, &b[..])).collect();
     format::reference(&borrowed, acked)
@@ -144,11 +144,11 @@ fuzz_target!(|data: &[u8]| {
     match expected_ack {
         Some(n) => {
             assert_eq!(acked, n);
-            assert!(s.recovery().ack_unreadable.is_none());
+            assert!(s.damage().ack_unreadable.is_none());
         }
         None => {
             assert_eq!(acked, 0);
-            assert!(s.recovery().ack_unreadable.is_some());
+            assert!(s.damage().ack_unreadable.is_some());
         }
     }
     let segments: Vec<(u64, &[u8])> = files
@@ -158,8 +158,9 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     // The reference reads the files as they were written.
     let (want, corrupt) = format::reference(&segments, acked);
-    assert_eq!(s.corrupt_records(), corrupt);
-    assert!(s.recovery().corrupt.len() as u64 <= corrupt);
+    assert_eq!(s.corrupt_records(), corrupt.records);
+    assert_eq!(s.corrupt_bytes(), corrupt.bytes);
+    assert!(s.damage().corrupt.len() as u64 <= s.damage().reports);
     assert_eq!(s.pending(), want.len() as u64);
     assert!(segments.iter().all(|&(n, _)| s.last_seq() >= n));
 
@@ -202,7 +203,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(got, rest);
     assert_eq!(pairs(&got), reference(&dir, acked).0);
     assert!(s.corrupt_records() <= first_corrupt);
-    assert!(s.recovery().torn.is_none());
+    assert!(s.damage().torn.is_none());
     check_counts(&s, &dir, &got);
     drop(s);
     let _ = fs::remove_dir_all(&dir);

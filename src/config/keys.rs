@@ -32,7 +32,8 @@ pub enum Kind {
     /// A quoted `http://` or `https://` URL with a host.
     Url,
     /// Permission bits as a quoted octal string (`"0640"`): no bits beyond
-    /// `0777`, and the owner keeps read and write.
+    /// `0777`, the owner keeps read and write, and neither the group nor
+    /// others may write.
     Mode,
     /// A quoted IP address and port (`"127.0.0.1:7090"`, `"[::1]:7090"`).
     Address,
@@ -48,7 +49,9 @@ impl Kind {
             Kind::Text => "text".to_string(),
             Kind::Path => "a path".to_string(),
             Kind::Url => "an `http://` or `https://` URL".to_string(),
-            Kind::Mode => "octal permission bits, owner read and write".to_string(),
+            Kind::Mode => {
+                "octal permission bits, owner read and write, no group or other write".to_string()
+            }
             Kind::Address => "an IP address and port".to_string(),
         }
     }

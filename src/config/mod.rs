@@ -234,8 +234,10 @@ pub struct SpoolOptions {
 }
 
 /// Parses a `file_mode`: permission bits as octal digits (`"640"` or
-/// `"0640"`), none beyond `0777` (no setuid, setgid or sticky bit), and the
-/// owner (the user Janus runs as) keeps read and write.
+/// `"0640"`), none beyond `0777` (no setuid, setgid or sticky bit), the
+/// owner (the user Janus runs as) keeps read and write, and neither the
+/// group nor others may write: the files are billing records and crash
+/// state that the handler trusts when it reads them back.
 pub fn parse_mode(text: &str) -> Result<u32, String> {
     let digits = text.trim();
     let octal = (3..=4).contains(&digits.len()) && digits.chars().all(|c| ('0'..='7').contains(&c));
@@ -255,6 +257,16 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
     if mode & 0o600 != 0o600 {
         return Err(format!(
             "{text:?} takes read or write away from the owner (the user Janus runs as), who must keep both (0600)"
+        ));
+    }
+    if mode & 0o022 != 0 {
+        let who = match mode & 0o022 {
+            0o020 => "the group",
+            0o002 => "every user",
+            _ => "the group and every user",
+        };
+        return Err(format!(
+            "{text:?} lets {who} write: the files hold billing records and the crash state the handler reads back, so only the owner may write (e.g. \"0640\", or \"0644\" to let everyone read)"
         ));
     }
     Ok(mode)

@@ -96,7 +96,7 @@ file: {
     flush_ms = 50
     events = "core"
     queue_size = 100
-    file_mode = "0660"
+    file_mode = "0644"
 }
 "#,
     )
@@ -118,7 +118,7 @@ file: {
     assert_eq!(c.file.flush, Duration::from_millis(50));
     assert_eq!(c.file.events.unwrap().to_string(), "core");
     assert_eq!(c.file.queue_size, 100);
-    assert_eq!(c.file.file_mode, 0o660);
+    assert_eq!(c.file.file_mode, 0o644);
 }
 
 #[test]
@@ -565,7 +565,8 @@ fn file_modes() {
         ("\"0640\"", 0o640),
         ("\"640\"", 0o640),
         ("\"0600\"", 0o600),
-        ("\"0777\"", 0o777),
+        ("\"0644\"", 0o644),
+        ("\"0755\"", 0o755),
     ] {
         let c = parse(&format!("general: {{ file_mode = {text} }}")).unwrap();
         assert_eq!(c.general.file_mode, mode, "{text}");
@@ -587,6 +588,36 @@ fn file_modes() {
         let e = parse(&format!("file: {{ file_mode = {bad} }}")).expect_err(bad);
         assert_eq!(e.key, "file.file_mode", "{bad}: {e}");
     }
+    // Group- or world-writable modes are refused, for every file_mode key,
+    // naming the key and the file (finding 6 of issue 16: "0777" made the
+    // billing log world-writable).
+    for (section, key) in [
+        ("general: { file_mode = ", "general.file_mode"),
+        ("file: { file_mode = ", "file.file_mode"),
+        (
+            "http: { backend = \"http://a/\", spool_dir = \"/s\", file_mode = ",
+            "http.file_mode",
+        ),
+        (
+            "http-billing: { backend = \"http://a/\", spool_dir = \"/s\", file_mode = ",
+            "http-billing.file_mode",
+        ),
+    ] {
+        for (bad, who) in [
+            ("\"0777\"", "the group and every user"),
+            ("\"0666\"", "the group and every user"),
+            ("\"0660\"", "the group write"),
+            ("\"0620\"", "the group write"),
+            ("\"0646\"", "every user write"),
+            ("\"0602\"", "every user write"),
+        ] {
+            let e = parse(&format!("{section}{bad} }}")).expect_err(bad);
+            assert_eq!(e.key, key, "{bad}: {e}");
+            assert!(e.problem.contains(who), "{bad}: {e}");
+            let shown = e.to_string();
+            assert!(shown.contains(key) && shown.contains(".jcfg"), "{shown}");
+        }
+    }
     let e = parse("general: { file_mode = \"0440\" }").unwrap_err();
     assert!(e.problem.contains("must keep both"), "{e}");
     let e = parse("general: { file_mode = 640 }").unwrap_err();
@@ -596,11 +627,11 @@ fn file_modes() {
     let c = parse(
         "file: { }\nhttp-a: { backend = \"http://a/\", spool_dir = \"/s\" }\n\
          http-b: { backend = \"http://b/\", spool_dir = \"/s\", file_mode = \"0600\" }\n\
-         general: { file_mode = \"0660\" }",
+         general: { file_mode = \"0644\" }",
     )
     .unwrap();
-    assert_eq!(c.file.file_mode, 0o660);
-    assert_eq!(c.http[0].spool.as_ref().unwrap().file_mode, 0o660);
+    assert_eq!(c.file.file_mode, 0o644);
+    assert_eq!(c.http[0].spool.as_ref().unwrap().file_mode, 0o644);
     assert_eq!(c.http[1].spool.as_ref().unwrap().file_mode, 0o600);
     assert_eq!(dir_mode(0o640), 0o750);
     assert_eq!(dir_mode(0o600), 0o700);

@@ -390,6 +390,27 @@ pub const SERIES: &[Series] = &[
         sink_spool_oldest_age_seconds,
     ),
     s(
+        "lifecycleevh_sink_spool_ack_errors_total",
+        Counter,
+        &["sink"],
+        "Failed writes of the spool's acknowledgement: the sink sends nothing until one succeeds (sinks with a spool only).",
+        sink_spool_ack_errors,
+    ),
+    s(
+        "lifecycleevh_sink_spool_corrupt_records_total",
+        Counter,
+        &["sink"],
+        "Records skipped as corrupt when the spool was opened, counted by their headers (sinks with a spool only).",
+        sink_spool_corrupt_records,
+    ),
+    s(
+        "lifecycleevh_sink_spool_corrupt_bytes_total",
+        Counter,
+        &["sink"],
+        "Bytes skipped when the spool was opened in which records cannot be told apart: their records are lost too (sinks with a spool only).",
+        sink_spool_corrupt_bytes,
+    ),
+    s(
         "lifecycleevh_bus_available",
         Gauge,
         &[],
@@ -857,6 +878,30 @@ fn sink_spool_oldest_age_seconds(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Resu
         0 => 0.0,
         at => s.age(at),
     })
+}
+
+/// A spool counter, for the sinks with a spool.
+fn per_spool_counter(
+    s: &Scrape<'_>,
+    f: Family<'_, '_>,
+    value: impl Fn(&SinkStats) -> u64,
+) -> fmt::Result {
+    if s.spooled().next().is_none() {
+        return Ok(());
+    }
+    f.counters(per_sink(s.spooled(), |_, st| value(st)))
+}
+
+fn sink_spool_ack_errors(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    per_spool_counter(s, f, |st| st.ack_errors.load(Relaxed))
+}
+
+fn sink_spool_corrupt_records(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    per_spool_counter(s, f, |st| st.spool_corrupt_records.load(Relaxed))
+}
+
+fn sink_spool_corrupt_bytes(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    per_spool_counter(s, f, |st| st.spool_corrupt_bytes.load(Relaxed))
 }
 
 // Janus's event bus.

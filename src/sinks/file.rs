@@ -9,15 +9,26 @@
 //!   as `sent`, and an ending never waits in the process for a timer.
 //!   (Surviving a power cut would need an fsync; the file does not ask for
 //!   one.)
-//! - **Never an invalid line.** The file is opened `O_APPEND`; after a short
-//!   write (a full disk takes what fits) the sink asks the kernel where its
-//!   write ended (its file offset: exact even if the file was truncated or
-//!   appended to by someone else before the write) and cuts the file back
-//!   to the end of the last whole line, so no cut-short line stays and the
-//!   lines it cut are written again, once, later. It does not cut when the
-//!   file grew past its write meanwhile (another writer: cutting would
-//!   destroy theirs); it says so instead. A partial last line found when the
-//!   file is opened (a write interrupted by a crash) is removed, and logged.
+//! - **A line is whole or absent, and the file never shrinks.** Before
+//!   each `write(2)` the sink reserves room for its lines after the file's
+//!   end (`fallocate` with `FALLOC_FL_KEEP_SIZE`, through `rustix`: the
+//!   size does not change, the blocks are allocated), as many whole lines
+//!   as the file system has room for; the write then cannot run out of
+//!   space. On a full disk nothing is written (`ENOSPC`), rather than part
+//!   of a line that would have to be cut off again: a program tailing the
+//!   file (Vector, fluent-bit, Filebeat) would have read that part, then
+//!   seen the file shrink and taken it for truncated. (A reader can still
+//!   catch a write of several pages half copied, as with any appending
+//!   program: the rest of the line follows at once.) Only where the file
+//!   system cannot reserve space (`fallocate` unsupported: said once in the
+//!   log) or when another process appends to the file at the same moment
+//!   can a write still be short; then the sink asks the kernel where its
+//!   write ended (its file offset) and cuts the file back to the end of
+//!   the last whole line, so that no cut-short line stays and the lines it
+//!   cut are written again, once, later. It does not cut when the file
+//!   grew past its write meanwhile (another writer: cutting would destroy
+//!   theirs); it says so instead. A partial last line found when the file
+//!   is opened (a write interrupted by a crash) is removed, and logged.
 //! - **A full disk costs what it must, counted.** A failed batch is handed
 //!   back to the runner (`OnFailure::KeepLifecycle`): the lines that are not
 //!   session lifecycle events are dropped (`dropped`), lifecycle lines wait
@@ -59,6 +70,9 @@ pub struct FileSink {
     /// A partial line of ours that could not be cut back yet: the file
     /// length to cut back to, and the length the file had after our write.
     torn: Option<(u64, u64)>,
+    /// The file system can reserve space (false once `fallocate` said it
+    /// cannot).
+    reserves: bool,
 }
 
 struct Open {
@@ -89,6 +103,7 @@ impl FileSink {
             buf: Vec::new(),
             ends: Vec::new(),
             torn: None,
+            reserves: true,
         })
     }
 
@@ -139,11 +154,61 @@ impl FileSink {
         }
     }
 
-    /// One `write(2)` of `buf[from..]` (whole lines from line `line`).
+    /// Reserves room after the file's end for the lines of `buf` from line
+    /// `line` on (see the module documentation): for all of them if it can,
+    /// else for as many as fit; returns how many. Fails with the file
+    /// system's "no space" error when not even one fits.
+    fn reserve(&mut self, line: usize) -> std::io::Result<usize> {
+        let count = self.ends.len() - line;
+        if !self.reserves {
+            return Ok(count);
+        }
+        let file = &self.out.as_ref().expect("opened by the caller").file;
+        let at = file.metadata()?.len();
+        let from = if line == 0 { 0 } else { self.ends[line - 1] };
+        let room = |k: usize| (self.ends[line + k - 1] - from) as u64;
+        let reserve = |k: usize| {
+            rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, at, room(k))
+                .map_err(std::io::Error::from)
+        };
+        let mut full = match reserve(count) {
+            Ok(()) => return Ok(count),
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                self.reserves = false;
+                crate::jlog!(
+                    Warn,
+                    "file sink: the file system of {} cannot reserve space (fallocate: {e}): on a full disk a line may be cut short, then cut off again",
+                    self.path.display()
+                );
+                return Ok(count);
+            }
+            Err(e) if is_full(&e) => e,
+            Err(e) => return Err(e),
+        };
+        // The most lines that fit: `fits` do, `fails` do not.
+        let (mut fits, mut fails) = (0, count);
+        while fails - fits > 1 {
+            let mid = fits + (fails - fits) / 2;
+            match reserve(mid) {
+                Ok(()) => fits = mid,
+                Err(e) if is_full(&e) => {
+                    fails = mid;
+                    full = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if fits == 0 { Err(full) } else { Ok(fits) }
+    }
+
+    /// One `write(2)` of whole lines from line `line` on, as many as room
+    /// could be reserved for.
     fn write_lines(&mut self, line: usize) -> Result<Wrote, std::io::Error> {
+        let fit = self.reserve(line)?;
         let out = self.out.as_mut().expect("opened by the caller");
         let from = if line == 0 { 0 } else { self.ends[line - 1] };
-        let chunk = &self.buf[from..];
+        let to = self.ends[line + fit - 1];
+        let chunk = &self.buf[from..to];
         let n = loop {
             match out.file.write(chunk) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -151,7 +216,11 @@ impl FileSink {
             }
         };
         if n == chunk.len() {
-            return Ok(Wrote::All);
+            return Ok(if line + fit == self.ends.len() {
+                Wrote::All
+            } else {
+                Wrote::Lines(fit)
+            });
         }
         if n == 0 {
             return Err(ErrorKind::WriteZero.into());
@@ -159,7 +228,7 @@ impl FileSink {
         // A short write: our bytes end at the file offset (O_APPEND moved
         // it to the end of what this write put in the file).
         let end = out.file.stream_position()?;
-        let whole = self.ends[line..]
+        let whole = self.ends[line..line + fit]
             .iter()
             .take_while(|e| **e - from <= n)
             .count();
@@ -289,9 +358,9 @@ impl Sink for FileSink {
             self.buf.push(b'\n');
             self.ends.push(self.buf.len());
         }
-        // Normally one write. After a short write the rest is tried again
-        // at once (the space may have been a passing shortage); the second
-        // short write or error ends the attempt.
+        // Normally one write. When room was left for only some lines, the
+        // rest is tried again at once (the space may have been a passing
+        // shortage); the second shortage or error ends the attempt.
         let mut done = 0;
         while done < batch.len() {
             match self.write_lines(done) {

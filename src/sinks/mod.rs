@@ -164,7 +164,16 @@ pub struct SinkStats {
     pub spool_pending: AtomicU64,
     pub spool_bytes: AtomicU64,
     pub spool_oldest_us: AtomicI64,
+    /// Failed attempts at writing the spool's acknowledgement (each one
+    /// holds the sink back: see `runner`).
+    pub ack_errors: AtomicU64,
+    /// What opening the spool found damaged (see `spool::Damage`): records
+    /// skipped, and bytes in which records cannot be told apart.
+    pub spool_corrupt_records: AtomicU64,
+    pub spool_corrupt_bytes: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Why the sink cannot acknowledge, while it cannot.
+    cannot_acknowledge: Mutex<Option<String>>,
 }
 
 impl SinkStats {
@@ -180,6 +189,17 @@ impl SinkStats {
 
     pub fn last_error(&self) -> Option<String> {
         lock(&self.last_error).clone()
+    }
+
+    /// Why the sink cannot acknowledge what it delivered (a warning for
+    /// the Admin API), while that lasts.
+    pub fn cannot_acknowledge(&self) -> Option<String> {
+        lock(&self.cannot_acknowledge).clone()
+    }
+
+    /// Sets (or clears) the warning; returns the one it replaces.
+    pub(crate) fn set_cannot_acknowledge(&self, why: Option<String>) -> Option<String> {
+        std::mem::replace(&mut *lock(&self.cannot_acknowledge), why)
     }
 
     /// Records the spool's size (the caller holds the spool's lock).
@@ -389,7 +409,11 @@ impl SinkShared {
                         ts => Some(ts),
                     },
                     "acked_seq": sp.acked_seq(),
-                    "corrupt_records": sp.corrupt_records(),
+                    "ack_errors": s.ack_errors.load(Relaxed),
+                    "corrupt_records": s.spool_corrupt_records.load(Relaxed),
+                    "corrupt_bytes": s.spool_corrupt_bytes.load(Relaxed),
+                    "cut_segments": sp.damage().cut_segments,
+                    "cut_records_at_most": sp.damage().cut_records_at_most,
                 }),
             );
         }
@@ -400,16 +424,34 @@ impl SinkShared {
     }
 }
 
-/// Says once in Janus's log what opening a spool found wrong in its files
-/// (the sink runs on with the rest; see `spool`'s "Recovery").
-fn log_recovery(name: &str, spool: &Spool) {
-    let r = spool.recovery();
-    if r.corrupt_records > 0 {
+/// Says once in Janus's log what opening a spool found damaged in its files
+/// (the sink runs on with the rest; see `spool`'s "Damage found on open").
+fn log_damage(name: &str, spool: &Spool) {
+    let r = spool.damage();
+    if r.reports > 0 {
         let listed: Vec<String> = r.corrupt.iter().map(ToString::to_string).collect();
-        let more = r.corrupt_records - r.corrupt.len() as u64;
+        let more = r.reports - r.corrupt.len() as u64;
+        let bytes = match r.records_in(r.corrupt_bytes) {
+            Some(about) if r.corrupt_bytes > 0 => format!(
+                ", {} bytes in which records cannot be told apart (about {about} records)",
+                r.corrupt_bytes
+            ),
+            _ if r.corrupt_bytes > 0 => format!(
+                ", {} bytes in which records cannot be told apart",
+                r.corrupt_bytes
+            ),
+            _ => String::new(),
+        };
+        let cut = match r.cut_segments {
+            0 => String::new(),
+            n => format!(
+                ", {n} segment(s) cut short (their end is missing, with at most {} records)",
+                r.cut_records_at_most
+            ),
+        };
         crate::jlog!(
             Err,
-            "{name}: spool: skipped {} corrupt records (their events are lost, the others are sent in order): {}{}",
+            "{name}: spool: damaged: skipped {} records{bytes}{cut}; those events are lost, the others are sent in order: {}{}",
             r.corrupt_records,
             listed.join("; "),
             if more > 0 {
@@ -467,7 +509,7 @@ impl SinkHandle {
             None => None,
             Some(sp) => {
                 let spool = Spool::open(sp.config.clone()).map_err(SpawnError::Spool)?;
-                log_recovery(&settings.name, &spool);
+                log_damage(&settings.name, &spool);
                 if spool.pending() > 0 {
                     crate::jlog!(
                         Info,
@@ -486,7 +528,12 @@ impl SinkHandle {
         let next_seq = spool.as_ref().map_or(1, |s| lock(&s.spool).last_seq() + 1);
         let stats = SinkStats::default();
         if let Some(slot) = &spool {
-            stats.spool_changed(&lock(&slot.spool));
+            let sp = lock(&slot.spool);
+            stats.spool_changed(&sp);
+            stats
+                .spool_corrupt_records
+                .store(sp.corrupt_records(), Relaxed);
+            stats.spool_corrupt_bytes.store(sp.corrupt_bytes(), Relaxed);
         }
         let shared = Arc::new(SinkShared {
             name: settings.name.clone(),
@@ -585,11 +632,22 @@ impl Router {
             .iter()
             .filter(|(_, e)| self.sinks.iter().any(|s| s.shared.takes(e.ty)))
             .count() as u64;
-        for s in &self.sinks {
+        for s in self.offer_order() {
             s.shared.offer_all(&self.staged);
         }
         self.staged.clear();
         forwarded
+    }
+
+    /// The sinks in the order they are offered events: those with a spool
+    /// first, so that their append is on disk (safe from a SIGKILL) before
+    /// any other sink, the file above all, can have the event. Crash
+    /// recovery counts on it: an ending the file holds is in every spool
+    /// too (see `crate::recovery`).
+    fn offer_order(&self) -> impl Iterator<Item = &SinkHandle> {
+        let spooled = |s: &&SinkHandle| s.shared.spool.is_some();
+        let first = self.sinks.iter().filter(spooled);
+        first.chain(self.sinks.iter().filter(move |s| !spooled(s)))
     }
 
     /// Every event routed up to the returned number was delivered by every

@@ -17,6 +17,11 @@
 //!   `KeepLifecycle` drops the events that are not session lifecycle events
 //!   (counted `dropped`) and keeps retrying the lifecycle ones (the queue
 //!   bounds how many wait);
+//! - a batch delivered whose spool records cannot be acknowledged (the
+//!   `ack` file cannot be written: a read-only or full spool folder) is a
+//!   failed attempt too: it is never sent again; the acknowledgement is
+//!   retried with the same backoff, the sink taking nothing else meanwhile,
+//!   counted (`ack_errors`) and shown as a warning until it succeeds;
 //! - when closing, whatever is waiting is tried once more without backoff;
 //!   after a failure or past the deadline the thread stops: spooled events
 //!   stay spooled for the next start, the others count as `failed`
@@ -111,6 +116,10 @@ pub(super) struct Runner {
     backoff_max: Duration,
     on_failure: OnFailure,
     rng: fastrand::Rng,
+    /// Spooled records up to this sequence number were delivered but their
+    /// acknowledgement could not be written: nothing is taken or sent until
+    /// it is (the spool would hand out the same records again).
+    ack_due: Option<u64>,
 }
 
 enum Wake {
@@ -140,6 +149,7 @@ impl Runner {
             backoff_max: s.backoff_max.max(s.backoff),
             on_failure: s.on_failure,
             rng: retry_rng(),
+            ack_due: None,
         }
     }
 
@@ -160,7 +170,32 @@ impl Runner {
                 .into_iter()
                 .flatten()
                 .min();
-            if batch.is_empty() {
+            if let Some(seq) = self.ack_due {
+                // Delivered, not acknowledged: only the acknowledgement is
+                // retried, with backoff (see the module documentation).
+                if closing.is_none() && retry_at.is_some_and(|at| Instant::now() < at) {
+                    self.sleep_until(timer);
+                }
+                if retry_at.is_none_or(|at| Instant::now() >= at) || closing.is_some() {
+                    if self.acknowledge(seq) {
+                        attempts = 0;
+                        retry_at = None;
+                        self.shared.stats().retrying.store(0, Relaxed);
+                    } else {
+                        attempts += 1;
+                        self.shared
+                            .stats()
+                            .retrying
+                            .store(u64::from(attempts), Relaxed);
+                        if closing.is_some() {
+                            // The records stay spooled: sent again next start.
+                            self.abandon(&mut batch);
+                            break;
+                        }
+                        retry_at = Some(Instant::now() + self.backoff_for(attempts));
+                    }
+                }
+            } else if batch.is_empty() {
                 match self.wait(timer) {
                     Wake::Ready => self.take_batch(&mut batch),
                     Wake::Timer => {}
@@ -175,7 +210,7 @@ impl Runner {
                 self.sleep_until(timer);
             }
             let due = retry_at.is_none_or(|at| Instant::now() >= at) || closing.is_some();
-            if !batch.is_empty() && due {
+            if !batch.is_empty() && due && self.ack_due.is_none() {
                 match self.attempt(&mut batch, closing) {
                     Ok(()) => {
                         attempts = 0;
@@ -198,7 +233,7 @@ impl Runner {
                             // KeepLifecycle: lifecycle events are kept.
                             self.give_up(&mut batch);
                         }
-                        if batch.is_empty() {
+                        if batch.is_empty() && self.ack_due.is_none() {
                             attempts = 0;
                             retry_at = None;
                         } else {
@@ -322,6 +357,8 @@ impl Runner {
     /// One attempt at the batch. Delivered events leave the batch (their
     /// spool records acknowledged); on failure the rest stays.
     fn attempt(&mut self, batch: &mut Vec<Item>, deadline: Option<Instant>) -> Result<(), ()> {
+        #[cfg(feature = "fault-injection")]
+        crate::faults::on_sink_delivery(self.shared.name());
         let texts: Vec<&str> = batch.iter().map(Item::json).collect();
         let result = catch_unwind(AssertUnwindSafe(|| self.sink.deliver(&texts, deadline)))
             .unwrap_or_else(|_| {
@@ -344,18 +381,10 @@ impl Runner {
                 .filter(|i| matches!(i, Item::Spooled(_)))
                 .map(Item::seq)
                 .max();
-            if let (Some(seq), Some(slot)) = (acked, &self.shared.spool) {
-                let done = {
-                    let mut sp = lock(&slot.spool);
-                    let done = sp.ack(seq);
-                    self.shared.stats().spool_changed(&sp);
-                    done
-                };
-                if let Err(e) = done {
-                    self.shared
-                        .stats()
-                        .report(format!("{}: spool: {e}", self.shared.name()));
-                }
+            if let Some(seq) = acked
+                && !self.acknowledge(seq)
+            {
+                self.ack_due = Some(seq);
             }
             let done = batch[..delivered].iter().filter_map(Item::route).max();
             batch.drain(..delivered);
@@ -363,12 +392,53 @@ impl Runner {
             self.settle(done, batch, position);
         }
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) if self.ack_due.is_none() => Ok(()),
+            Ok(()) => Err(()),
             Err(e) => {
                 self.shared.stats().report(e.message);
                 Err(())
             }
         }
+    }
+
+    /// Acknowledges the spooled records up to `seq`; true when the
+    /// acknowledgement is written (a segment that could not be deleted
+    /// after it is reported, and retried at the next one). A failure is
+    /// reported, counted and kept as the sink's warning until one succeeds.
+    fn acknowledge(&mut self, seq: u64) -> bool {
+        let Some(slot) = &self.shared.spool else {
+            return true;
+        };
+        let (done, acked) = {
+            let mut sp = lock(&slot.spool);
+            let done = sp.ack(seq);
+            self.shared.stats().spool_changed(&sp);
+            (done, sp.acked_seq() >= seq)
+        };
+        let stats = self.shared.stats();
+        let name = self.shared.name();
+        match done {
+            Ok(()) => {}
+            Err(e) if acked => stats.report(format!("{name}: spool: {e}")),
+            Err(e) => {
+                stats.ack_errors.fetch_add(1, Relaxed);
+                let why = format!(
+                    "cannot acknowledge delivered events in its spool ({}: the ack file cannot be written: {e}); it sends nothing until it can, retrying with backoff",
+                    slot.dir
+                );
+                stats.report(format!("{name}: spool: {why}"));
+                stats.set_cannot_acknowledge(Some(why));
+                return false;
+            }
+        }
+        self.ack_due = None;
+        if stats.set_cannot_acknowledge(None).is_some() {
+            crate::jlog!(
+                Info,
+                "{name}: spool: acknowledgements are written again; sending resumes"
+            );
+        }
+        true
     }
 
     /// After the retries: `GiveUp` drops the events of the batch that are

@@ -217,3 +217,62 @@ fn close_gives_up_at_the_deadline() {
     assert!(start.elapsed() < Duration::from_secs(5));
     assert_eq!(shared.stats().failed.load(Relaxed), 1);
 }
+
+/// Issue 16, finding 4: when the spool's `ack` file cannot be written, the
+/// batch that was just delivered must not be sent again and again (it was
+/// resent in a tight loop, 1,200+ POSTs a second): the sink backs off as
+/// after a failed delivery, says why, counts it, and resumes, without
+/// sending anything twice, once it can acknowledge again.
+#[test]
+fn a_spool_that_cannot_acknowledge_backs_off_and_never_resends() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Script::default();
+    let mut h =
+        SinkHandle::spawn("test", spooled(dir.path(), 100), Box::new(script.clone())).unwrap();
+    let shared = h.shared().clone();
+    // `ack` made a folder that is not empty: renaming `ack.tmp` over it
+    // fails, also for root (whom a read-only folder would not stop).
+    let blocker = dir.path().join("ack");
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("x"), b"").unwrap();
+    for n in 1..=5 {
+        shared.offer(&ev(1, true, n));
+    }
+    // Several acknowledgements failed (with 5 to 20 ms between tries)...
+    wait(|| shared.stats().errors.load(Relaxed) >= 6);
+    // ... and the batch went out once.
+    assert_eq!(script.events(), texts(1..=5));
+    assert_eq!(script.attempts.load(Relaxed), 1);
+    assert!(shared.stats().retrying.load(Relaxed) >= 1);
+    let info = shared.info();
+    assert!(info["spool"]["ack_errors"].as_u64().unwrap() >= 6, "{info}");
+    let error = shared.stats().cannot_acknowledge().expect("a warning");
+    assert!(error.contains("cannot acknowledge"), "{error}");
+    assert!(error.contains("ack"), "{error}");
+    // Events offered meanwhile wait in the spool.
+    shared.offer(&ev(1, true, 6));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(script.attempts.load(Relaxed), 1);
+    // The folder is repaired: the acknowledgement is written, what waited
+    // is sent, nothing twice.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    wait(|| shared.info()["spool"]["pending"] == 0);
+    assert_eq!(script.events(), texts(1..=6));
+    assert_eq!(shared.stats().retrying.load(Relaxed), 0);
+    assert_eq!(shared.stats().cannot_acknowledge(), None);
+    assert!(h.close(Instant::now() + Duration::from_secs(5)));
+}
+
+/// Issue 16, finding 7: spooled sinks are offered an event before the
+/// others (the file sink is built first), so that an ending the file holds
+/// is in every spool too when Janus is killed.
+#[test]
+fn spooled_sinks_are_offered_events_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = SinkHandle::spawn("file", settings(10), Box::new(Script::default())).unwrap();
+    let spooled =
+        SinkHandle::spawn("http", spooled(dir.path(), 10), Box::new(Script::default())).unwrap();
+    let router = Router::new(vec![memory, spooled]);
+    let order: Vec<&str> = router.offer_order().map(|s| s.shared.kind()).collect();
+    assert_eq!(order, ["http", "file"]);
+}

@@ -112,6 +112,30 @@ pub struct JanusOptions {
     pub http_events: bool,
     /// Extra lines appended inside `general: {}` of janus.jcfg (default "").
     pub extra_janus_general: String,
+    /// Run Janus as this (uid, gid), e.g. [`NOBODY`], to test what an
+    /// unprivileged Janus cannot do (root ignores file modes). Applies when
+    /// the tests run as root (natively through `setpriv`, in a container
+    /// with `--user`); otherwise Janus runs as the tests' user, unprivileged
+    /// already. The instance's folder is handed to that user; the folders
+    /// above it and the test's own files must let it in ([`hand_over`]).
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// The user and group `nobody` of Debian (and of the images).
+pub const NOBODY: (u32, u32) = (65534, 65534);
+
+/// Gives `path` to `user` (see [`JanusOptions::run_as`]) when the tests run
+/// as root; does nothing otherwise.
+pub fn hand_over(path: &Path, user: (u32, u32)) {
+    if is_root() {
+        std::os::unix::fs::chown(path, Some(user.0), Some(user.1))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
 }
 
 impl Default for JanusOptions {
@@ -125,6 +149,7 @@ impl Default for JanusOptions {
             ws_events: true,
             http_events: true,
             extra_janus_general: String::new(),
+            run_as: None,
         }
     }
 }
@@ -211,7 +236,7 @@ impl Janus {
             ws: free_port(),
         };
         write_configs(dir, ports, &opts);
-        let (child, container) = spawn(dir);
+        let (child, container) = spawn(dir, opts.run_as);
         let janus_pid = container.is_none().then(|| child.id());
         Janus {
             child,
@@ -236,7 +261,7 @@ impl Janus {
                 ws: free_port(),
             };
             write_configs(dir, ports, opts);
-            let (child, container) = spawn(dir);
+            let (child, container) = spawn(dir, opts.run_as);
             let janus_pid = container.is_none().then(|| child.id());
             let mut janus = Janus {
                 child,
@@ -713,8 +738,13 @@ admin: {{ admin_ws = false }}
 }
 
 /// Starts Janus on the instance's configs: natively, or in a container
-/// (then also returns the container's name).
-fn spawn(dir: &Path) -> (Child, Option<String>) {
+/// (then also returns the container's name); as `run_as` if the tests run
+/// as root.
+fn spawn(dir: &Path, run_as: Option<(u32, u32)>) -> (Child, Option<String>) {
+    let run_as = run_as.filter(|_| is_root());
+    if let Some(user) = run_as {
+        hand_over(dir, user);
+    }
     let cfg = dir.join("cfg");
     let output = |name: &str| {
         fs::File::create(dir.join(name)).unwrap_or_else(|e| panic!("create {name}: {e}"))
@@ -730,7 +760,16 @@ fn spawn(dir: &Path) -> (Child, Option<String>) {
     };
     let (mut cmd, container) = match JanusTarget::current() {
         JanusTarget::Native => {
-            let mut cmd = Command::new(JANUS_BIN);
+            let mut cmd = match run_as {
+                None => Command::new(JANUS_BIN),
+                Some((uid, gid)) => {
+                    let mut cmd = Command::new("setpriv");
+                    cmd.arg(format!("--reuid={uid}"))
+                        .arg(format!("--regid={gid}"))
+                        .args(["--clear-groups", "--", JANUS_BIN]);
+                    cmd
+                }
+            };
             janus_args(&mut cmd);
             (cmd, None)
         }
@@ -742,7 +781,7 @@ fn spawn(dir: &Path) -> (Child, Option<String>) {
                 NEXT.fetch_add(1, Ordering::Relaxed)
             );
             // SAFETY: getuid(2) and getgid(2) cannot fail and touch no memory.
-            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            let (uid, gid) = run_as.unwrap_or(unsafe { (libc::getuid(), libc::getgid()) });
             let mut cmd = docker();
             cmd.args(["run", "--rm", "--name", &name, "--label", CONTAINER_LABEL])
                 .args(["--network", "host", "--log-driver", "none"])

@@ -43,7 +43,8 @@ mod ws;
 pub use admin::{ADMIN_SECRET, Admin};
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
 pub use janus::{
-    CONTAINER_LABEL, JANUS_ADMIN_PORT, JANUS_HTTP_PORT, Janus, JanusOptions, JanusTarget, SampleEvh,
+    CONTAINER_LABEL, JANUS_ADMIN_PORT, JANUS_HTTP_PORT, Janus, JanusOptions, JanusTarget, NOBODY,
+    SampleEvh, hand_over,
 };
 pub use prometheus::{Prometheus, ScrapeJob, TestPki, promtool_check_metrics, unix_now};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};

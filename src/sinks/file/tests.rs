@@ -127,30 +127,49 @@ fn files_and_folders_get_exactly_file_mode() {
     assert_eq!(mode_of(&existing), 0o644);
 }
 
-/// A tmpfs of `size`, mounted on a temporary folder for the test, unmounted
-/// when dropped. Tests and CI run as root; if mounting fails, the test
-/// fails and says why (it is never skipped).
-struct Tmpfs {
+/// A small file system mounted on a temporary folder for the test,
+/// unmounted when dropped: a tmpfs, or an ext4 image on a loop device (the
+/// two reserve space differently: pages of memory, blocks on a disk). Tests
+/// and CI run as root; if mounting fails, the test fails and says why (it
+/// is never skipped).
+struct SmallFs {
     dir: tempfile::TempDir,
+    /// The ext4 image, in a folder of its own.
+    _image: Option<tempfile::TempDir>,
 }
 
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
+impl SmallFs {
+    fn tmpfs(size: &str) -> SmallFs {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Tmpfs { dir },
-            Ok(o) => panic!(
-                "this test needs a {size} tmpfs: `mount -t tmpfs -o size={size} tmpfs {}` failed \
-                 ({}): {} -- run the tests as root (as `make test` and CI do)",
-                dir.path().display(),
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => panic!("this test needs a {size} tmpfs, and `mount` cannot run: {e}"),
+        let opts = format!("size={size}");
+        mount(&["-t", "tmpfs", "-o", &opts, "tmpfs"], dir.path());
+        SmallFs { dir, _image: None }
+    }
+
+    /// An ext4 file system of `kib` KiB (1 KiB blocks, no journal, no
+    /// blocks kept for root: all of it is usable).
+    fn ext4(kib: u64) -> SmallFs {
+        let image_dir = tempfile::tempdir().unwrap();
+        let image = image_dir.path().join("fs.ext4");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(kib << 10)
+            .unwrap();
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "1024", "-m", "0", "-O", "^has_journal"])
+            .arg(&image)
+            .output()
+            .unwrap_or_else(|e| panic!("this test needs mkfs.ext4 (e2fsprogs): {e}"));
+        assert!(
+            made.status.success(),
+            "mkfs.ext4 failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        mount(&["-o", "loop", image.to_str().unwrap()], dir.path());
+        SmallFs {
+            dir,
+            _image: Some(image_dir),
         }
     }
 
@@ -159,12 +178,106 @@ impl Tmpfs {
     }
 }
 
-impl Drop for Tmpfs {
+fn mount(args: &[&str], on: &Path) {
+    let out = Command::new("mount").args(args).arg(on).output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "this test needs to mount a small file system: `mount {} {}` failed ({}): {} \
+             -- run the tests as root (as `make test` and CI do)",
+            args.join(" "),
+            on.display(),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => {
+            panic!("this test needs to mount a small file system, and `mount` cannot run: {e}")
+        }
+    }
+}
+
+impl Drop for SmallFs {
     fn drop(&mut self) {
         let _ = Command::new("umount")
             .arg("-l")
             .arg(self.dir.path())
             .status();
+    }
+}
+
+/// Makes `path` append-only (`chattr +a`): any attempt to shrink it, or to
+/// write anywhere but at its end, then fails, so that a sink that ever
+/// cuts its file back fails the test for sure, not only when a reader
+/// happens to look at that moment. False (and said) where the file system
+/// cannot (tmpfs before Linux 6.0): the polling reader still watches.
+fn append_only(path: &Path) -> bool {
+    let out = Command::new("chattr").arg("+a").arg(path).output();
+    match out {
+        Ok(o) if o.status.success() => true,
+        other => {
+            eprintln!("note: chattr +a {} failed ({other:?})", path.display());
+            false
+        }
+    }
+}
+
+/// A reader tailing the file as a log shipper does, in a loop of its own
+/// while the test runs: what it has read must never be taken back. Each
+/// look, the file is at least as long as before and begins with every
+/// byte read before (no line cut short and cut off, no truncation).
+struct Tail {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Option<String>>>,
+}
+
+impl Tail {
+    /// Starts the reader; returns once it has read the file once.
+    fn follow(path: &Path) -> Tail {
+        let path = path.to_path_buf();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let looked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stopped, first) = (stop.clone(), looked.clone());
+        let thread = std::thread::spawn(move || {
+            let mut seen: Vec<u8> = Vec::new();
+            loop {
+                let now = std::fs::read(&path).unwrap_or_default();
+                first.store(true, Relaxed);
+                if !now.starts_with(&seen) {
+                    let common = seen.iter().zip(&now).take_while(|(a, b)| a == b).count();
+                    return Some(format!(
+                        "read {} bytes, then the file was {} bytes and differed from byte {common} on: {:?} became {:?}",
+                        seen.len(),
+                        now.len(),
+                        String::from_utf8_lossy(&seen[common..]),
+                        String::from_utf8_lossy(&now[common..now.len().min(seen.len())]),
+                    ));
+                }
+                seen = now;
+                if stopped.load(Relaxed) {
+                    return None;
+                }
+            }
+        });
+        wait("the reader's first look", || looked.load(Relaxed));
+        Tail {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the reader (after one more look); panics if it ever saw bytes
+    /// taken back.
+    fn check(mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(what) = self.thread.take().unwrap().join().unwrap() {
+            panic!("a reader tailing the file saw bytes taken back: {what}");
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
     }
 }
 
@@ -217,12 +330,14 @@ fn lines(path: &Path) -> Vec<u64> {
         .collect()
 }
 
-/// A full disk: the file never holds an invalid line, every line that never
-/// made it is counted (lifecycle or not), lifecycle lines held back are
-/// written once space is freed, and nothing is written twice.
+/// A full disk: the file never holds an invalid line, and never shrinks (a
+/// reader tailing it never sees a line cut short and cut off: issue 16,
+/// finding 13); every line that never made it is counted (lifecycle or
+/// not), lifecycle lines held back are written once space is freed, and
+/// nothing is written twice.
 #[test]
 fn a_full_disk_loses_only_bulk_lines_counted_and_lifecycle_lines_wait_for_space() {
-    let fs = Tmpfs::mount("64k");
+    let fs = SmallFs::tmpfs("64k");
     let path = fs.path().join("events.jsonl");
     let filler = fs.path().join("filler");
     // Leave the file two pages (8 KiB): about 80 of our lines.
@@ -233,6 +348,8 @@ fn a_full_disk_loses_only_bulk_lines_counted_and_lifecycle_lines_wait_for_space(
     )
     .unwrap();
     let sink = FileSink::open(&path, config.file.file_mode).unwrap();
+    append_only(&path);
+    let tail = Tail::follow(&path);
     let mut h = SinkHandle::spawn(
         "file",
         file_settings(&config.file, EventMask::ALL),
@@ -328,21 +445,35 @@ fn a_full_disk_loses_only_bulk_lines_counted_and_lifecycle_lines_wait_for_space(
     );
     drop(shared);
     drop(h);
+    tail.check();
 }
 
-/// The sink alone on a full tmpfs: a short write is cut back to the last
-/// whole line, the lines written are reported, and the rest is written
-/// once (not twice) when space returns.
-#[test]
-fn a_short_write_is_cut_back_to_the_last_whole_line() {
-    let fs = Tmpfs::mount("64k");
+/// Fills the file system with `filler`, then frees `room` bytes of it.
+fn leave_room(filler: &Path, room: u64) {
+    fill(filler);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(filler)
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(room)).unwrap();
+}
+
+/// The sink alone on a full file system: it writes the whole lines there is
+/// room for and nothing of the next one (it reserves the room first:
+/// nothing is cut back, the file never shrinks), reports the lines
+/// written, and writes the rest once (not twice) when space returns.
+fn a_full_disk_takes_whole_lines_only(fs: &SmallFs) {
     let path = fs.path().join("events.jsonl");
     let filler = fs.path().join("filler");
-    std::fs::write(&filler, vec![b'x'; 60 * 1024]).unwrap();
     let mut sink = FileSink::open(&path, 0o640).unwrap();
+    append_only(&path);
+    leave_room(&filler, 4096);
+    let tail = Tail::follow(&path);
     let texts: Vec<String> = (0..100).map(|n| event(n).json.to_string()).collect();
     let e = sink.put(&texts).unwrap_err();
     assert!(e.delivered > 0 && e.delivered < 100, "{e:?}");
+    assert!(e.message.contains("No space left on device"), "{e:?}");
     assert_eq!(lines(&path), (0..e.delivered as u64).collect::<Vec<_>>());
     // Still full: nothing more, nothing torn.
     let again = sink.put(&texts[e.delivered..]).unwrap_err();
@@ -351,4 +482,15 @@ fn a_short_write_is_cut_back_to_the_last_whole_line() {
     std::fs::remove_file(&filler).unwrap();
     sink.put(&texts[e.delivered..]).unwrap();
     assert_eq!(lines(&path), (0..100).collect::<Vec<_>>());
+    tail.check();
+}
+
+#[test]
+fn a_full_tmpfs_takes_whole_lines_only_and_the_file_never_shrinks() {
+    a_full_disk_takes_whole_lines_only(&SmallFs::tmpfs("64k"));
+}
+
+#[test]
+fn a_full_ext4_takes_whole_lines_only_and_the_file_never_shrinks() {
+    a_full_disk_takes_whole_lines_only(&SmallFs::ext4(1024));
 }

@@ -1,6 +1,6 @@
 //! A spool record on disk, `<seq>\t<json>\n`: encoding, decoding, and the
 //! rules that decide which lines of a segment are records to deliver (see
-//! "Recovery" in the module above). Pure functions over bytes; the files
+//! "Damage found on open" in the module above). Pure functions over bytes; the files
 //! are in `segment`.
 
 use std::fmt;
@@ -65,6 +65,51 @@ impl fmt::Display for Defect {
                     "sequence number {seq} is not below the next record's {next}"
                 )
             }
+        }
+    }
+}
+
+/// What a skipped line of a segment costs: the records in it that can be
+/// told apart, or the bytes in which they cannot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Records lost, counted by their headers.
+    pub records: u64,
+    /// Bytes of a damaged stretch in which records cannot be told apart
+    /// (the records in them are lost, and not counted in `records`).
+    pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, other: Cost) {
+        self.records += other.records;
+        self.bytes += other.bytes;
+    }
+}
+
+/// What skipping a line costs (`line` without its newline, `len` its length
+/// on disk with it; see [`decode`] for `newline` and `too_long`). Every
+/// record has exactly one tab, after its number, and no other byte below
+/// 0x20 (JSON escapes them), so: a line of text (valid UTF-8, no control
+/// byte but tabs, with its newline) is whole records, one per tab and at
+/// least one; any other line (a NUL or another control byte, not UTF-8,
+/// cut short, too long to hold) is a damaged stretch: its bytes are
+/// counted, and the records whose header is still in it.
+pub fn cost(line: &[u8], len: u64, newline: bool, too_long: bool) -> Cost {
+    let tabs = line.iter().filter(|&&b| b == b'\t').count() as u64;
+    let text = newline
+        && !too_long
+        && !line.iter().any(|&b| b < 0x20 && b != b'\t')
+        && std::str::from_utf8(line).is_ok();
+    if text {
+        Cost {
+            records: tabs.max(1),
+            bytes: 0,
+        }
+    } else {
+        Cost {
+            records: tabs,
+            bytes: len,
         }
     }
 }
@@ -185,13 +230,13 @@ pub fn check_next(seq: u64, floor: u64, next: Option<u64>) -> Result<(), Defect>
 }
 
 /// The reference reader: what a spool made of these segment files (name,
-/// content) and this acknowledged sequence number delivers, and how many
-/// lines it counts corrupt, computed on whole files in memory by the rules
+/// content) and this acknowledged sequence number delivers, and what the
+/// lines it skips cost, computed on whole files in memory by the rules
 /// alone. The spool's streaming reader must agree with it (tests, fuzzing).
 #[cfg(any(test, fuzzing))]
-pub fn reference(segments: &[(u64, &[u8])], acked: u64) -> (Vec<(u64, String)>, u64) {
+pub fn reference(segments: &[(u64, &[u8])], acked: u64) -> (Vec<(u64, String)>, Cost) {
     let mut out = Vec::new();
-    let mut corrupt = 0u64;
+    let mut corrupt = Cost::default();
     let count = segments.len();
     for (k, &(name, bytes)) in segments.iter().enumerate() {
         let next_segment = segments.get(k + 1).map(|s| s.0);
@@ -218,6 +263,7 @@ pub fn reference(segments: &[(u64, &[u8])], acked: u64) -> (Vec<(u64, String)>, 
         let mut floor = name.saturating_sub(1);
         for (i, &(line, newline)) in lines.iter().enumerate() {
             let too_long = line.len() + 1 > MAX_LINE;
+            let len = line.len() as u64 + u64::from(newline);
             let verdict = decode(line, newline, too_long).and_then(|(seq, json)| {
                 check_order(seq, floor, next_segment)?;
                 let next = lines
@@ -234,7 +280,8 @@ pub fn reference(segments: &[(u64, &[u8])], acked: u64) -> (Vec<(u64, String)>, 
                         out.push((seq, json.to_string()));
                     }
                 }
-                Err(_) => corrupt += 1,
+                Err(_) if too_long => corrupt += cost(&[], len, newline, true),
+                Err(_) => corrupt += cost(line, len, newline, false),
             }
         }
     }
@@ -324,12 +371,54 @@ mod tests {
         let (records, corrupt) = reference(&[(1, seg1), (5, seg5)], 0);
         let seqs: Vec<u64> = records.iter().map(|r| r.0).collect();
         assert_eq!(seqs, vec![1, 2, 4, 5, 6, 7]);
-        assert_eq!(corrupt, 2, "`bad` and 70; the torn tail is not counted");
+        let two = Cost {
+            records: 2,
+            bytes: 0,
+        };
+        assert_eq!(corrupt, two, "`bad` and 70; the torn tail is not counted");
         // Acknowledged up to 2: still counted.
-        assert_eq!(reference(&[(1, seg1), (5, seg5)], 2).1, 2);
+        assert_eq!(reference(&[(1, seg1), (5, seg5)], 2).1, two);
         // Acknowledged up to 4: the first segment is gone unread.
         let (records, corrupt) = reference(&[(1, seg1), (5, seg5)], 4);
         assert_eq!(records.len(), 3);
-        assert_eq!(corrupt, 1);
+        assert_eq!(corrupt.records, 1);
+    }
+
+    #[test]
+    fn what_a_skipped_line_costs() {
+        let records = |records| Cost { records, bytes: 0 };
+        // Lines of text: whole records, one per header, at least one.
+        assert_eq!(cost(b"1\t{\"a\":}", 10, true, false), records(1));
+        assert_eq!(cost(b"garbage", 8, true, false), records(1));
+        // Two records whose newline was changed: two headers.
+        assert_eq!(cost(b"5\t{}x6\t{}", 11, true, false), records(2));
+        // 4 KiB zeroed inside records: the bytes, and the header left.
+        let mut zeroed = b"7\t{\"pad\":\"".to_vec();
+        zeroed.extend_from_slice(&[0; 4096]);
+        zeroed.extend_from_slice(b"xx\"}");
+        let len = zeroed.len() as u64 + 1;
+        assert_eq!(
+            cost(&zeroed, len, true, false),
+            Cost {
+                records: 1,
+                bytes: len
+            }
+        );
+        // Not UTF-8, cut short, too long: bytes.
+        assert_eq!(cost(b"2\t{\"\xff\"}", 9, true, false).bytes, 9);
+        assert_eq!(
+            cost(b"3\t{\"a", 6, false, false),
+            Cost {
+                records: 1,
+                bytes: 6
+            }
+        );
+        assert_eq!(
+            cost(b"", 99, true, true),
+            Cost {
+                records: 0,
+                bytes: 99
+            }
+        );
     }
 }

@@ -8,6 +8,17 @@
 //! [`Spool`] itself is single-threaded (the caller wraps it in a `Mutex`).
 //! Nothing else may change its files while it is open.
 //!
+//! # Layout (after Vector's `disk_v2`)
+//!
+//! - this file: the format, the rules and the [`Spool`] that callers use;
+//! - `ledger`: what the spool knows of its folder (lock, segments, counts,
+//!   sequence numbers, age index), built by the scan on open;
+//! - `writer`: appending, starting segments, undoing a failed write;
+//! - `reader`: peeking at the oldest records and moving past acknowledged
+//!   ones;
+//! - `format` (a line's bytes and the rules), `segment` (a segment file and
+//!   walking its lines), `ack` (the `ack` file).
+//!
 //! # On-disk format
 //!
 //! Files in the spool's folder ([`SpoolConfig::dir`]; created with its
@@ -58,7 +69,7 @@
 //! Dropping a [`Spool`] does not sync: the caller calls [`Spool::sync`]
 //! before closing.
 //!
-//! # Recovery (on open)
+//! # Damage found on open
 //!
 //! Opening never fails because of what the files hold: only a folder that
 //! cannot be created, listed or locked is an error. Segments are scanned
@@ -69,9 +80,9 @@
 //! - **Torn tail**: the last line of the last segment without its newline is
 //!   a record cut short by a crash (its `append` never returned): the file is
 //!   cut back to the last complete line. Not counted as corruption; it is in
-//!   [`Recovery::torn`].
-//! - **Corrupt lines** are skipped, counted ([`Spool::corrupt_records`]) and
-//!   listed with their file and byte offset ([`Recovery::corrupt`], the
+//!   [`Damage::torn`].
+//! - **Corrupt lines** are skipped, counted as what they cost (below) and
+//!   listed with their file and byte offset ([`Damage::corrupt`], the
 //!   first [`REPORTED`]): a line that does not decode (no `<digits>\t`
 //!   header, a number of 0 or above `MAX_SEQ`, not UTF-8, not one JSON
 //!   object, longer than `MAX_LINE`, a non-last segment ending without a
@@ -88,6 +99,22 @@
 //!   neighbour shows). The same rules decide what
 //!   `peek` returns, so counts and reads always agree
 //!   ([`format::reference`] is the rules on whole files, for tests).
+//! - **What a skipped line costs** ([`format::cost`]). A record has exactly
+//!   one tab (after its number) and no other byte below 0x20, so a skipped
+//!   line of text (UTF-8, no control byte but tabs, with its newline) is
+//!   whole records, one per tab and at least one: counted in
+//!   [`Damage::corrupt_records`]. Any other line (zeroed or binary bytes,
+//!   not UTF-8, cut short, longer than `MAX_LINE`) is a damaged stretch in
+//!   which records cannot be told apart: its bytes are counted in
+//!   [`Damage::corrupt_bytes`] (and the headers still in it as records);
+//!   [`Damage::records_in`] puts them in records at the average length of
+//!   the records read.
+//! - **A segment cut short**: a segment other than the last that ends
+//!   inside a record lost its end (only the last segment is appended to).
+//!   What the end held is gone, so it is counted by sequence numbers: the
+//!   ones between the last record kept in it and the next segment's name
+//!   ([`Damage::cut_segments`], [`Damage::cut_records_at_most`]; exact when
+//!   every event of the sink is spooled, an upper bound otherwise).
 //! - What one changed byte costs (proved by a property test): the record it
 //!   is in; both records, when it is the newline between them (two lines
 //!   merge into one that is not JSON); and when it makes a sequence number
@@ -97,11 +124,15 @@
 //!   costs nothing (the record is delivered under the new number).
 //! - **`ack` file**: missing, empty or zeroed (a power cut with `Interval`
 //!   or `Never`) means 0; anything else that is not a sequence number is
-//!   reported ([`Recovery::ack_unreadable`]) and also taken as 0: every
+//!   reported ([`Damage::ack_unreadable`]) and also taken as 0: every
 //!   record is sent again rather than lost. A changed digit in it is not
 //!   detected (lower: sent again; higher: records count as delivered).
-//! - A segment that cannot be read (an I/O error) counts as one corrupt
-//!   record, is never appended to, and is deleted in turn.
+//! - A segment that cannot be read (an I/O error) counts as its bytes, is
+//!   never appended to, and is deleted in turn.
+//!
+//! Skipped bytes are not kept elsewhere: a segment is deleted once the
+//! records kept in it are acknowledged. To look at the damage, copy the
+//! folder before the spool is opened again (Janus stopped).
 //!
 //! # Age of the oldest pending event
 //!
@@ -118,24 +149,23 @@
 
 mod ack;
 pub mod format;
+mod ledger;
+mod reader;
 mod segment;
+mod writer;
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use crate::durable::Fsync;
-use segment::Walker;
+use ledger::Ledger;
+use reader::Reader;
+use writer::Writer;
 
-const LOCK: &str = "lock";
-/// Corrupt records listed in [`Recovery::corrupt`] (all are counted).
+/// Corrupt records listed in [`Damage::corrupt`] (all are counted).
 pub const REPORTED: usize = 8;
-/// Marks of the age index (see the module documentation).
-const MARKS: usize = 4096;
 
 /// Where and how a spool keeps its events.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,253 +267,73 @@ impl fmt::Display for CorruptRecord {
     }
 }
 
-/// What opening found wrong in the files (see "Recovery" above).
+/// What opening found damaged in the files (see "Damage found on open"
+/// above).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// Corrupt records skipped (not delivered).
+pub struct Damage {
+    /// Records skipped (not delivered), counted by their headers.
     pub corrupt_records: u64,
-    /// The first [`REPORTED`] of them.
+    /// Bytes skipped in which records cannot be told apart (the records in
+    /// them are lost too, and not counted in `corrupt_records`).
+    pub corrupt_bytes: u64,
+    /// Segments, other than the last, that end inside a record: their end
+    /// is missing, and with it records that nothing counts (each is in
+    /// `corrupt` with the sequence numbers they can have had).
+    pub cut_segments: u64,
+    /// The most records the missing ends of those segments can have held:
+    /// the sequence numbers between the last record kept in each and the
+    /// next segment's first (exact when every event of the sink is spooled
+    /// and none fell back to memory; an upper bound otherwise).
+    pub cut_records_at_most: u64,
+    /// The first [`REPORTED`] skipped lines and cut segments.
     pub corrupt: Vec<CorruptRecord>,
+    /// How many there are in all.
+    pub reports: u64,
     /// The record torn by a crash, cut from the end of the last segment.
     pub torn: Option<CorruptRecord>,
     /// What the `ack` file held when it was not a sequence number.
     pub ack_unreadable: Option<String>,
+    /// The average length of a record read on open (with its header and
+    /// newline; 0 when none was), to put skipped bytes in records.
+    pub record_len: u64,
 }
 
-impl Recovery {
+impl Damage {
     /// Anything worth saying?
     pub fn is_clean(&self) -> bool {
-        self.corrupt_records == 0 && self.torn.is_none() && self.ack_unreadable.is_none()
+        self.corrupt_records == 0
+            && self.corrupt_bytes == 0
+            && self.cut_segments == 0
+            && self.torn.is_none()
+            && self.ack_unreadable.is_none()
+    }
+
+    /// About how many records `bytes` of damage held (see `record_len`).
+    pub fn records_in(&self, bytes: u64) -> Option<u64> {
+        (self.record_len > 0).then(|| bytes.div_ceil(self.record_len))
     }
 }
 
-/// One segment file.
-#[derive(Debug)]
-struct Segment {
-    /// From the file name; no record kept in it is below it.
-    name: u64,
-    bytes: u64,
-    /// Records to deliver (acknowledged or not), corrupt lines left out.
-    kept: u64,
-    last_kept: Option<u64>,
-}
-
-impl Segment {
-    /// The floor of the order rule after its last line.
-    fn floor_at_end(&self) -> u64 {
-        self.last_kept.unwrap_or(self.name.saturating_sub(1))
-    }
-
-    /// Nothing in it left to deliver.
-    fn done(&self, acked: u64) -> bool {
-        self.last_kept.is_none_or(|last| last <= acked)
-    }
-}
-
-/// A place in the spool: a byte offset in a segment, how many records of
-/// that segment were kept before it, and the floor of the order rule there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Pos {
-    /// The segment's name. A segment that no longer exists stands for its
-    /// end.
-    seg: u64,
-    off: u64,
-    idx: u64,
-    floor: u64,
-}
-
-/// Skipped lines: all counted, the first few listed.
-#[derive(Debug, Clone, Default)]
-struct Counter {
-    counted: u64,
-    reports: Vec<CorruptRecord>,
-}
-
-impl Counter {
-    fn skip(&mut self, report: CorruptRecord) {
-        self.counted += 1;
-        if self.reports.len() < REPORTED {
-            self.reports.push(report);
-        }
-    }
-}
-
-/// The age index (see the module documentation).
-#[derive(Debug)]
-struct Ages {
-    /// (sequence number, time): records from that number on were appended
-    /// at or after that time.
-    marks: VecDeque<(u64, SystemTime)>,
-    step: Duration,
-}
-
-impl Ages {
-    fn new() -> Ages {
-        Ages {
-            marks: VecDeque::new(),
-            step: Duration::from_secs(1),
-        }
-    }
-
-    fn note(&mut self, seq: u64, at: SystemTime) {
-        let due = self
-            .marks
-            .back()
-            .is_none_or(|&(_, t)| at.duration_since(t).is_ok_and(|d| d >= self.step));
-        if !due {
-            return;
-        }
-        self.marks.push_back((seq, at));
-        // Too many: coarser steps, dropping the marks closer than a step to
-        // the one kept before them, until half are left.
-        if self.marks.len() <= MARKS {
-            return;
-        }
-        loop {
-            self.step *= 2;
-            let step = self.step;
-            let mut kept: Option<SystemTime> = None;
-            self.marks.retain(|&(_, t)| {
-                let keep = kept.is_none_or(|k| t.duration_since(k).is_ok_and(|d| d >= step));
-                if keep {
-                    kept = Some(t);
-                }
-                keep
-            });
-            if self.marks.len() <= MARKS / 2 {
-                break;
-            }
-        }
-    }
-
-    /// Forgets the marks before the one that covers `oldest`.
-    fn release(&mut self, oldest: u64) {
-        while self.marks.get(1).is_some_and(|&(seq, _)| seq <= oldest) {
-            self.marks.pop_front();
-        }
-    }
-
-    fn clear(&mut self) {
-        self.marks.clear();
-        self.step = Duration::from_secs(1);
-    }
-}
-
-/// What an acknowledgement changes, computed before anything is changed.
-struct AckPlan {
-    /// Records of the peek window that are now acknowledged.
-    popped: usize,
-    cursor: Option<Pos>,
-    pending: u64,
-    /// The first record not acknowledged, if it had to be read.
-    next: Option<(Record, Pos)>,
-}
-
-/// See the module documentation.
+/// See the module documentation: the [`Ledger`] of the folder, and the
+/// [`Writer`] and the [`Reader`] that keep it.
 #[derive(Debug)]
 pub struct Spool {
-    cfg: SpoolConfig,
-    /// Holds the `flock` while the spool is open.
-    _lock: File,
-    segments: VecDeque<Segment>,
-    /// Appends go to the last segment through this handle (no buffer).
-    writer: Option<File>,
-    /// The last segment must not be appended to (a write that could not be
-    /// undone, a torn tail that could not be cut, a segment that cannot be
-    /// read): the next record starts a new segment.
-    rotate_next: bool,
-    walker: Option<Walker>,
-    /// Where reading the oldest unacknowledged record starts (meaningful
-    /// while `pending > 0`).
-    cursor: Option<Pos>,
-    /// The records returned by the last peek, from `cursor` on, each with
-    /// where the line after it starts: a record is read from disk once.
-    window: VecDeque<(Record, Pos)>,
-    last_seq: u64,
-    acked_seq: u64,
-    pending: u64,
-    bytes: u64,
-    /// What `sync` has to fsync (never set with `Fsync::Never`).
-    dirty_data: bool,
-    dirty_ack: bool,
-    dirty_dir: bool,
-    ages: Ages,
-    recovery: Recovery,
+    ledger: Ledger,
+    writer: Writer,
+    reader: Reader,
 }
 
 impl Spool {
     /// Opens (creating if needed) the spool in `cfg.dir` and finds what was
-    /// not acknowledged, skipping what cannot be read (see "Recovery").
+    /// not acknowledged, skipping what cannot be read (see "Damage found on
+    /// open").
     pub fn open(cfg: SpoolConfig) -> Result<Spool, SpoolError> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(cfg.dir_mode())
-            .create(&cfg.dir)?;
-        let lock_path = cfg.dir.join(LOCK);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(cfg.file_mode)
-            .open(&lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(SpoolError::Locked(lock_path)),
-            Err(TryLockError::Error(e)) => return Err(e.into()),
-        }
-        ack::remove_stale(&cfg.dir)?;
-        let mut recovery = Recovery::default();
-        let acked_seq = match ack::read(&cfg.dir) {
-            Ok(ack::Acked::Upto(seq)) => seq,
-            Ok(ack::Acked::Unreadable(text)) => {
-                recovery.ack_unreadable = Some(format!("{text:?}"));
-                0
-            }
-            Err(e) => {
-                recovery.ack_unreadable = Some(e.to_string());
-                0
-            }
-        };
-        let names = segment::list(&cfg.dir)?;
-        let mut spool = Spool {
-            cfg,
-            _lock: lock,
-            segments: VecDeque::new(),
-            writer: None,
-            rotate_next: false,
-            walker: None,
-            cursor: None,
-            window: VecDeque::new(),
-            last_seq: acked_seq,
-            acked_seq,
-            pending: 0,
-            bytes: 0,
-            dirty_data: false,
-            dirty_ack: false,
-            dirty_dir: false,
-            ages: Ages::new(),
-            recovery,
-        };
-        let mut counter = Counter::default();
-        for (k, &name) in names.iter().enumerate() {
-            let next = names.get(k + 1).copied();
-            spool.last_seq = spool.last_seq.max(name);
-            if next.is_some_and(|n| n - 1 <= acked_seq) {
-                // Acknowledged whole: deleted below, unread.
-                let bytes =
-                    fs::metadata(segment::path(&spool.cfg.dir, name)).map_or(0, |m| m.len());
-                spool.push_segment(name, bytes);
-                continue;
-            }
-            spool.load_segment(name, next, &mut counter);
-        }
-        spool.recovery.corrupt_records = counter.counted;
-        spool.recovery.corrupt = counter.reports;
-        // A deletion that fails is retried at the next acknowledgement.
-        let _ = spool.drop_acked_segments();
-        spool.sync_dir_if_always()?;
-        Ok(spool)
+        let opened = Ledger::open(cfg)?;
+        Ok(Spool {
+            ledger: opened.ledger,
+            writer: Writer::new(opened.rotate_next),
+            reader: Reader::new(opened.cursor),
+        })
     }
 
     /// Appends a record. `seq` must be greater than
@@ -492,63 +342,13 @@ impl Spool {
     /// when this returns. Fails with `Full`, writing nothing, when the
     /// segments would exceed `max_bytes`.
     pub fn append(&mut self, seq: u64, json: &str) -> Result<(), SpoolError> {
-        if seq <= self.last_seq || seq > format::MAX_SEQ {
-            return Err(SpoolError::Invalid(format!(
-                "sequence number {seq} is not after {}",
-                self.last_seq
-            )));
-        }
-        format::check_new(json)
-            .map_err(|what| SpoolError::Invalid(format!("record {seq}: {what}")))?;
-        let line = format::encode(seq, json);
-        let len = line.len() as u64;
-        if self.bytes.saturating_add(len) > self.cfg.max_bytes {
-            return Err(SpoolError::Full {
-                max_bytes: self.cfg.max_bytes,
-            });
-        }
-        let rotate = self.rotate_next
-            || self
-                .segments
-                .back()
-                .is_none_or(|s| s.bytes >= self.cfg.segment_bytes);
-        if rotate {
-            self.start_segment(seq)?;
-        } else if self.writer.is_none() {
-            let name = self.segments.back().map_or(0, |s| s.name);
-            self.writer = Some(segment::open_append(&self.cfg.dir, name)?);
-        }
-        let (Some(writer), Some(segment)) = (self.writer.as_mut(), self.segments.back_mut()) else {
-            unreachable!("a segment is open for appending");
-        };
-        if let Err(e) = writer.write_all(line.as_bytes()) {
-            self.undo_write();
-            return Err(e.into());
-        }
-        let at = Pos {
-            seg: segment.name,
-            off: segment.bytes,
-            idx: segment.kept,
-            floor: segment.floor_at_end(),
-        };
-        segment.bytes += len;
-        segment.kept += 1;
-        segment.last_kept = Some(seq);
-        self.bytes += len;
-        self.last_seq = seq;
-        if self.pending == 0 {
-            self.cursor = Some(at);
-            self.window.clear();
-        }
-        self.pending += 1;
-        self.ages.note(seq, SystemTime::now());
-        match self.cfg.fsync {
-            Fsync::Always => {
-                writer.sync_data()?;
-                self.sync_dir_if_always()?;
-            }
-            Fsync::Interval => self.dirty_data = true,
-            Fsync::Never => {}
+        let was_empty = self.ledger.pending == 0;
+        let reader = &mut self.reader;
+        let at = self
+            .writer
+            .append(&mut self.ledger, seq, json, |name| reader.forget(name))?;
+        if was_empty {
+            self.reader.start_at(at);
         }
         Ok(())
     }
@@ -557,468 +357,94 @@ impl Spool {
     /// removing them: repeated calls return the same records until `ack`.
     /// Reads from disk only records it has not returned before.
     pub fn peek(&mut self, max: usize) -> Result<Vec<Record>, SpoolError> {
-        self.window.truncate(max);
-        while self.window.len() < max && (self.window.len() as u64) < self.pending {
-            let from = match (self.window.back(), self.cursor) {
-                (Some((_, end)), _) => *end,
-                (None, Some(cursor)) => cursor,
-                (None, None) => break,
-            };
-            match self.read_from(from)? {
-                Some(next) => self.window.push_back(next),
-                None => break,
-            }
-        }
-        Ok(self.window.iter().map(|(r, _)| r.clone()).collect())
+        self.reader.peek(&self.ledger, max)
     }
 
     /// Everything with a sequence number up to `seq` was delivered: persists
     /// the acknowledgement (atomically) and deletes the segment files whose
     /// records are all acknowledged. A `seq` above `last_seq` acknowledges up
-    /// to `last_seq`; one not above `acked_seq` changes nothing.
+    /// to `last_seq`; one not above `acked_seq` changes nothing. On an error
+    /// nothing changed: the same records are pending.
     pub fn ack(&mut self, seq: u64) -> Result<(), SpoolError> {
-        let seq = seq.min(self.last_seq);
-        if seq > self.acked_seq {
-            let plan = self.plan_ack(seq)?;
-            ack::write(
-                &self.cfg.dir,
-                seq,
-                self.cfg.fsync == Fsync::Always,
-                self.cfg.file_mode,
-            )?;
-            if self.cfg.fsync == Fsync::Interval {
-                self.dirty_ack = true;
-            }
-            self.dir_changed();
-            self.window.drain(..plan.popped);
-            if let Some(next) = plan.next {
-                debug_assert!(self.window.is_empty());
-                self.window.push_back(next);
-            }
-            self.cursor = plan.cursor;
-            self.pending = plan.pending;
-            self.acked_seq = seq;
-            if self.pending == 0 {
-                self.window.clear();
-                self.ages.clear();
+        let ledger = &mut self.ledger;
+        let seq = seq.min(ledger.last_seq);
+        if seq > ledger.acked_seq {
+            let plan = self.reader.plan_ack(ledger, seq)?;
+            ledger.write_ack(seq)?;
+            ledger.pending = self.reader.apply(plan);
+            ledger.acked_seq = seq;
+            if ledger.pending == 0 {
+                ledger.ages.clear();
             } else {
-                self.ages.release(self.oldest_pending_floor());
+                ledger
+                    .ages
+                    .release(self.reader.oldest_pending_floor(ledger.acked_seq));
             }
         }
         // Also retries deletions that failed before.
-        self.drop_acked_segments()?;
-        self.sync_dir_if_always()
+        let (writer, reader) = (&mut self.writer, &mut self.reader);
+        ledger.drop_acked_segments(|name| {
+            writer.forget(name);
+            reader.forget(name);
+        })?;
+        ledger.sync_dir_if_always()?;
+        Ok(())
     }
 
     /// Makes the appended records and the last acknowledgement durable
     /// (fsync of the last segment, the `ack` file and the folder, each only
     /// if it changed). Does nothing with `Fsync::Never`.
     pub fn sync(&mut self) -> Result<(), SpoolError> {
-        if self.dirty_data {
-            if let Some(writer) = &self.writer {
-                writer.sync_data()?;
-            }
-            self.dirty_data = false;
-        }
-        if self.dirty_ack {
-            ack::sync(&self.cfg.dir)?;
-            self.dirty_ack = false;
-        }
-        if self.dirty_dir {
-            File::open(&self.cfg.dir)?.sync_all()?;
-            self.dirty_dir = false;
-        }
+        self.writer.sync()?;
+        self.ledger.sync()?;
         Ok(())
     }
 
     /// Highest sequence number ever appended (also across restarts), or
     /// acknowledged, and at least every segment's name; 0 for none.
     pub fn last_seq(&self) -> u64 {
-        self.last_seq
+        self.ledger.last_seq
     }
 
     /// Highest acknowledged sequence number, or 0.
     pub fn acked_seq(&self) -> u64 {
-        self.acked_seq
+        self.ledger.acked_seq
     }
 
     /// Records appended and not acknowledged.
     pub fn pending(&self) -> u64 {
-        self.pending
+        self.ledger.pending
     }
 
     /// Bytes of segment files on disk.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.ledger.bytes
     }
 
-    /// Corrupt records skipped since open.
+    /// Corrupt records skipped on open (see [`Damage`]).
     pub fn corrupt_records(&self) -> u64 {
-        self.recovery.corrupt_records
+        self.ledger.damage.corrupt_records
     }
 
-    /// What opening found wrong in the files.
-    pub fn recovery(&self) -> &Recovery {
-        &self.recovery
+    /// Bytes skipped on open in which records cannot be told apart.
+    pub fn corrupt_bytes(&self) -> u64 {
+        self.ledger.damage.corrupt_bytes
+    }
+
+    /// What opening found damaged in the files.
+    pub fn damage(&self) -> &Damage {
+        &self.ledger.damage
     }
 
     /// How long the oldest unacknowledged event has been in the spool (None
     /// when there is none): never less than the truth, more by at most the
     /// step described in the module documentation. Reads no disk.
     pub fn oldest_pending_age(&self) -> Option<Duration> {
-        if self.pending == 0 {
+        if self.ledger.pending == 0 {
             return None;
         }
-        let &(_, since) = self.ages.marks.front()?;
+        let &(_, since) = self.ledger.ages.marks.front()?;
         Some(SystemTime::now().duration_since(since).unwrap_or_default())
-    }
-
-    /// The oldest pending record's sequence number as far as it is known
-    /// without reading: exact once peeked.
-    fn oldest_pending_floor(&self) -> u64 {
-        self.window
-            .front()
-            .map_or(self.acked_seq + 1, |(record, _)| record.seq)
-    }
-
-    fn push_segment(&mut self, name: u64, bytes: u64) {
-        self.bytes += bytes;
-        self.segments.push_back(Segment {
-            name,
-            bytes,
-            kept: 0,
-            last_kept: None,
-        });
-    }
-
-    /// Scans a segment on open: its records, the cursor, a torn tail, corrupt
-    /// lines (see "Recovery"). An I/O error makes it one corrupt record.
-    fn load_segment(&mut self, name: u64, next: Option<u64>, counter: &mut Counter) {
-        let path = segment::path(&self.cfg.dir, name);
-        let before = counter.clone();
-        let scanned = self.scan(name, next, counter);
-        let is_last = next.is_none();
-        let (mut seg, pending, first, torn) = match scanned {
-            Ok(scanned) => scanned,
-            Err(e) => {
-                *counter = before;
-                let bytes = fs::metadata(&path).map_or(0, |m| m.len());
-                counter.skip(CorruptRecord {
-                    file: path,
-                    offset: 0,
-                    len: bytes,
-                    what: format!("the segment cannot be read: {e}"),
-                });
-                self.push_segment(name, bytes);
-                if is_last {
-                    self.rotate_next = true;
-                }
-                return;
-            }
-        };
-        if let Some(torn) = torn {
-            let cut = segment::truncate(
-                &self.cfg.dir,
-                name,
-                torn.offset,
-                self.cfg.fsync != Fsync::Never,
-            );
-            if cut.is_err() {
-                self.rotate_next = true;
-                seg.bytes += torn.len;
-            }
-            self.recovery.torn = Some(torn);
-        }
-        if pending > 0 {
-            let meta = fs::metadata(&path).ok();
-            let since = meta
-                .as_ref()
-                .and_then(|m| m.created().or_else(|_| m.modified()).ok())
-                .unwrap_or_else(SystemTime::now);
-            if let Some(first) = first {
-                self.ages.marks.push_back((first.floor + 1, since));
-            }
-        }
-        self.last_seq = self.last_seq.max(seg.last_kept.unwrap_or(0));
-        self.pending += pending;
-        if self.cursor.is_none() {
-            self.cursor = first;
-        }
-        self.bytes += seg.bytes;
-        self.segments.push_back(seg);
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn scan(
-        &mut self,
-        name: u64,
-        next: Option<u64>,
-        counter: &mut Counter,
-    ) -> io::Result<(Segment, u64, Option<Pos>, Option<CorruptRecord>)> {
-        let path = segment::path(&self.cfg.dir, name);
-        let len = fs::metadata(&path)?.len();
-        let mut walker = Walker::open(&self.cfg.dir, name)?;
-        let mut seg = Segment {
-            name,
-            bytes: len,
-            kept: 0,
-            last_kept: None,
-        };
-        let mut floor = name.saturating_sub(1);
-        let (mut pending, mut first, mut torn) = (0, None, None);
-        while let Some(step) = walker.step(len, floor, next)? {
-            match step.verdict {
-                Ok(seq) => {
-                    if seq > self.acked_seq {
-                        pending += 1;
-                        first.get_or_insert(Pos {
-                            seg: name,
-                            off: step.line.off,
-                            idx: seg.kept,
-                            floor,
-                        });
-                    }
-                    seg.kept += 1;
-                    seg.last_kept = Some(seq);
-                    floor = seq;
-                }
-                Err(_) if next.is_none() && !step.line.newline => {
-                    // Only the last line can lack its newline.
-                    seg.bytes = step.line.off;
-                    torn = Some(CorruptRecord {
-                        file: path.clone(),
-                        offset: step.line.off,
-                        len: step.line.len,
-                        what: "a record cut short by a crash, cut off".into(),
-                    });
-                }
-                Err(defect) => counter.skip(CorruptRecord {
-                    file: path.clone(),
-                    offset: step.line.off,
-                    len: step.line.len,
-                    what: defect.to_string(),
-                }),
-            }
-        }
-        Ok((seg, pending, first, torn))
-    }
-
-    /// Starts the segment whose first record is `seq`.
-    fn start_segment(&mut self, seq: u64) -> Result<(), SpoolError> {
-        // The segment being closed is complete on disk before the next one
-        // exists, so that a power cut can only damage the last one.
-        if self.dirty_data {
-            if let Some(writer) = &self.writer {
-                writer.sync_data()?;
-            }
-            self.dirty_data = false;
-        }
-        self.writer = None;
-        let file = segment::create(&self.cfg.dir, seq, self.cfg.file_mode)?;
-        self.writer = Some(file);
-        self.rotate_next = false;
-        self.segments.push_back(Segment {
-            name: seq,
-            bytes: 0,
-            kept: 0,
-            last_kept: None,
-        });
-        self.dir_changed();
-        Ok(())
-    }
-
-    /// After a failed write to the last segment: cuts what was written of
-    /// the record (or deletes a segment that has nothing else).
-    fn undo_write(&mut self) {
-        let Some(segment) = self.segments.back() else {
-            return;
-        };
-        let (name, bytes) = (segment.name, segment.bytes);
-        if self.walker.as_ref().is_some_and(|w| w.name == name) {
-            self.walker = None;
-        }
-        if bytes == 0 {
-            self.writer = None;
-            self.segments.pop_back();
-            let _ = fs::remove_file(segment::path(&self.cfg.dir, name));
-            self.dir_changed();
-            // The previous segment may be the one a failed write could not
-            // be undone in: never append to it again.
-            self.rotate_next = true;
-            return;
-        }
-        let undone = self
-            .writer
-            .as_ref()
-            .is_some_and(|w| w.set_len(bytes).is_ok());
-        if !undone {
-            self.writer = None;
-            self.rotate_next = true;
-        }
-    }
-
-    /// Deletes the leading segments with nothing left to deliver.
-    fn drop_acked_segments(&mut self) -> Result<(), SpoolError> {
-        while let Some(segment) = self.segments.front() {
-            if !segment.done(self.acked_seq) {
-                break;
-            }
-            let (name, bytes) = (segment.name, segment.bytes);
-            if self.segments.len() == 1 {
-                // The last segment: nothing to sync in it any more.
-                self.writer = None;
-                self.dirty_data = false;
-            }
-            if self.walker.as_ref().is_some_and(|w| w.name == name) {
-                self.walker = None;
-            }
-            match fs::remove_file(segment::path(&self.cfg.dir, name)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
-            self.segments.pop_front();
-            self.bytes -= bytes;
-            self.dir_changed();
-        }
-        Ok(())
-    }
-
-    /// Notes a change of the folder (a file created, renamed or deleted).
-    fn dir_changed(&mut self) {
-        if self.cfg.fsync != Fsync::Never {
-            self.dirty_dir = true;
-        }
-    }
-
-    fn sync_dir_if_always(&mut self) -> Result<(), SpoolError> {
-        if self.cfg.fsync == Fsync::Always && self.dirty_dir {
-            File::open(&self.cfg.dir)?.sync_all()?;
-            self.dirty_dir = false;
-        }
-        Ok(())
-    }
-
-    /// `pos`, or the start of the next segment if `pos` is past the last
-    /// record kept in its segment (nothing but corrupt lines, if anything,
-    /// is left to read there), with the segment's index; `None` at the end
-    /// of the spool.
-    fn normalize(&self, pos: Pos) -> Option<(usize, Pos)> {
-        let mut i = self.segments.partition_point(|s| s.name < pos.seg);
-        let mut pos = pos;
-        loop {
-            let segment = self.segments.get(i)?;
-            if segment.name != pos.seg {
-                // The end of the previous (or of a deleted) segment.
-                pos = Pos {
-                    seg: segment.name,
-                    off: 0,
-                    idx: 0,
-                    floor: segment.name.saturating_sub(1),
-                };
-            }
-            if pos.off < segment.bytes && pos.idx < segment.kept {
-                return Some((i, pos));
-            }
-            i += 1;
-        }
-    }
-
-    /// The first record kept at or after `pos`, and where the line after it
-    /// starts; `None` at the end of the spool.
-    fn read_from(&mut self, pos: Pos) -> io::Result<Option<(Record, Pos)>> {
-        let mut pos = pos;
-        loop {
-            let Some((i, at)) = self.normalize(pos) else {
-                return Ok(None);
-            };
-            pos = at;
-            let end = self.segments[i].bytes;
-            let next_segment = self.segments.get(i + 1).map(|s| s.name);
-            if self.walker.as_ref().is_none_or(|w| w.name != pos.seg) {
-                self.walker = None;
-                self.walker = Some(Walker::open(&self.cfg.dir, pos.seg)?);
-            }
-            let walker = self.walker.as_mut().expect("just set");
-            let step = walker
-                .seek(pos.off)
-                .and_then(|()| walker.step(end, pos.floor, next_segment));
-            let step = match step {
-                Ok(Some(step)) => step,
-                Ok(None) => {
-                    pos.off = end;
-                    continue;
-                }
-                Err(e) => {
-                    self.walker = None;
-                    return Err(e);
-                }
-            };
-            let after = step.line.off + step.line.len;
-            match step.verdict {
-                Err(_) => pos.off = after,
-                Ok(seq) => {
-                    let record = Record {
-                        seq,
-                        json: walker.json().to_string(),
-                    };
-                    let end = Pos {
-                        seg: pos.seg,
-                        off: after,
-                        idx: pos.idx + 1,
-                        floor: seq,
-                    };
-                    return Ok(Some((record, end)));
-                }
-            }
-        }
-    }
-
-    /// Where the cursor goes when everything up to `seq` is acknowledged
-    /// (`seq` not above `last_seq`): past the acknowledged records of the
-    /// peek window, then past whole segments, then record by record.
-    fn plan_ack(&mut self, seq: u64) -> io::Result<AckPlan> {
-        let popped = self.window.iter().take_while(|(r, _)| r.seq <= seq).count();
-        let mut pending = self.pending - popped as u64;
-        let mut cursor = match popped {
-            0 => self.cursor,
-            n => Some(self.window[n - 1].1),
-        };
-        let mut next = None;
-        if popped == self.window.len() {
-            while pending > 0 {
-                let Some((i, pos)) = cursor.and_then(|p| self.normalize(p)) else {
-                    break;
-                };
-                let segment = &self.segments[i];
-                if segment.done(seq) {
-                    pending = pending.saturating_sub(segment.kept - pos.idx);
-                    cursor = Some(Pos {
-                        seg: segment.name,
-                        off: segment.bytes,
-                        idx: segment.kept,
-                        floor: segment.floor_at_end(),
-                    });
-                    continue;
-                }
-                let Some((record, end)) = self.read_from(pos)? else {
-                    break;
-                };
-                if record.seq <= seq {
-                    pending -= 1;
-                    cursor = Some(end);
-                } else {
-                    cursor = Some(pos);
-                    next = Some((record, end));
-                    break;
-                }
-            }
-        }
-        Ok(AckPlan {
-            popped,
-            cursor,
-            pending,
-            next,
-        })
     }
 }
 

@@ -234,6 +234,12 @@ impl Walker {
         Ok(Some(Step { line, verdict }))
     }
 
+    /// The line of the last step, without its newline (empty if it was
+    /// too long to hold).
+    pub fn line(&self) -> &[u8] {
+        &self.cur
+    }
+
     /// The JSON of the record the last step kept.
     pub fn json(&self) -> &str {
         std::str::from_utf8(&self.cur[self.cur_json..]).unwrap_or_default()

@@ -1,9 +1,12 @@
-//! The spool: its API, the files it leaves, recovery from crashes and
+//! The spool: its API, the files it leaves, what it makes of crashes and
 //! corruption, a model-based test and a single-byte corruption property.
 
 use super::format::{self, MAX_SEQ};
+use super::ledger::{Ages, MARKS};
 use super::*;
-use std::io::{BufRead, BufReader};
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 
 /// A folder for a test, in memory where there is a tmpfs: the property
@@ -101,10 +104,18 @@ fn read_segments(dir: &Path) -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
-fn reference(dir: &Path, acked: u64) -> (Vec<(u64, String)>, u64) {
+fn reference(dir: &Path, acked: u64) -> (Vec<(u64, String)>, format::Cost) {
     let files = read_segments(dir);
     let borrowed: Vec<(u64, &[u8])> = files.iter().map(|(n, b)| (*n, &b[..])).collect();
     format::reference(&borrowed, acked)
+}
+
+/// What the spool's scan on open counted, as the reference counts it.
+fn cost(s: &Spool) -> format::Cost {
+    format::Cost {
+        records: s.corrupt_records(),
+        bytes: s.corrupt_bytes(),
+    }
 }
 
 fn pairs(records: &[Record]) -> Vec<(u64, String)> {
@@ -127,7 +138,7 @@ fn an_empty_spool_has_nothing() {
     s.sync().unwrap();
     assert!(segment_files(dir.path()).is_empty());
     assert!(dir.path().join("lock").exists());
-    assert!(s.recovery().is_clean());
+    assert!(s.damage().is_clean());
 }
 
 /// The process's umask (from /proc: no unsafe call needed).
@@ -369,7 +380,7 @@ fn reopen_resumes_with_the_same_records() {
     s.append(21, &json(21)).unwrap();
     assert_eq!(segment_files(dir.path()).len(), before);
     assert_eq!(seqs(&all(&mut s)), (8..=21).collect::<Vec<_>>());
-    assert!(s.recovery().is_clean());
+    assert!(s.damage().is_clean());
 }
 
 #[test]
@@ -433,7 +444,7 @@ fn a_torn_last_record_is_cut_on_open_and_not_counted() {
     let mut s = open(dir.path(), 2 * line_len(1));
     assert_eq!(fs::metadata(&last).unwrap().len(), complete, "truncated");
     assert_eq!((s.last_seq(), s.pending(), s.corrupt_records()), (3, 3, 0));
-    let torn = s.recovery().torn.clone().unwrap();
+    let torn = s.damage().torn.clone().unwrap();
     assert_eq!(
         (torn.file, torn.offset, torn.len),
         (last.clone(), complete, 14)
@@ -446,7 +457,7 @@ fn a_torn_last_record_is_cut_on_open_and_not_counted() {
     let got = all(&mut s);
     assert_eq!(seqs(&got), vec![1, 2, 3, 4]);
     assert_eq!(got[3].json, json(4));
-    assert!(s.recovery().is_clean());
+    assert!(s.damage().is_clean());
 }
 
 #[test]
@@ -474,7 +485,7 @@ fn torn_tails_of_other_shapes() {
         segment_files(dir.path()).is_empty(),
         "an empty segment is removed"
     );
-    assert!(s.recovery().torn.is_some());
+    assert!(s.damage().torn.is_some());
     s.append(10, "{}").unwrap();
 }
 
@@ -503,7 +514,7 @@ fn corrupt_lines_are_skipped_counted_and_located() {
         );
         assert_eq!(s.pending(), got.len() as u64, "{what}");
         assert_eq!(s.corrupt_records(), 1, "{what}");
-        let report = &s.recovery().corrupt[0];
+        let report = &s.damage().corrupt[0];
         assert_eq!(
             (&report.file, report.offset),
             (&seg(dir.path(), 1), offset),
@@ -532,7 +543,7 @@ fn corrupt_segments_and_names() {
     assert_eq!(seqs(&all(&mut s)), vec![1, 5, 6, 9, 10]);
     assert_eq!(s.corrupt_records(), 3);
     let at: Vec<(u64, u64)> = s
-        .recovery()
+        .damage()
         .corrupt
         .iter()
         .map(|c| {
@@ -544,11 +555,21 @@ fn corrupt_segments_and_names() {
             )
         })
         .collect();
-    assert_eq!(at, vec![(1, 5), (5, 0), (5, 15)]);
-    assert!(s.recovery().corrupt[0].what.contains("newline"));
-    assert!(s.recovery().corrupt[1].what.contains("not above 4"));
-    assert!(s.recovery().corrupt[2].what.contains("next segment"));
-    assert_eq!(s.corrupt_records(), reference(dir.path(), 0).1);
+    // The cut segment is listed twice: its torn last line, and where its
+    // end is missing.
+    assert_eq!(at, vec![(1, 5), (1, 8), (5, 0), (5, 15)]);
+    assert!(s.damage().corrupt[0].what.contains("newline"));
+    assert!(
+        s.damage().corrupt[1]
+            .what
+            .contains("numbered after 1 and before 5 (at most 2)"),
+        "{:?}",
+        s.damage().corrupt[1]
+    );
+    assert!(s.damage().corrupt[2].what.contains("not above 4"));
+    assert!(s.damage().corrupt[3].what.contains("next segment"));
+    assert_eq!((s.corrupt_bytes(), s.damage().cut_segments), (3, 1));
+    assert_eq!(cost(&s), reference(dir.path(), 0).1);
     // A segment that cannot be read at all (a folder by that name).
     let dir = tempdir();
     fs::write(seg(dir.path(), 1), b"1\t{}\n").unwrap();
@@ -556,11 +577,16 @@ fn corrupt_segments_and_names() {
     fs::write(seg(dir.path(), 7), b"7\t{}\n").unwrap();
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![1, 7]);
-    assert_eq!(s.corrupt_records(), 1);
+    // Its records cannot be counted: its size is.
+    assert_eq!(s.corrupt_records(), 0);
+    assert_eq!(
+        s.corrupt_bytes(),
+        fs::metadata(seg(dir.path(), 3)).unwrap().len()
+    );
     assert!(
-        s.recovery().corrupt[0].what.contains("cannot be read"),
+        s.damage().corrupt[0].what.contains("cannot be read"),
         "{:?}",
-        s.recovery()
+        s.damage()
     );
 }
 
@@ -575,9 +601,9 @@ fn a_digit_changed_upwards_costs_its_own_record_only() {
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![100, 101, 103, 104]);
     assert_eq!(s.corrupt_records(), 1);
-    assert_eq!(s.recovery().corrupt[0].offset, 14);
+    assert_eq!(s.damage().corrupt[0].offset, 14);
     assert!(
-        s.recovery().corrupt[0]
+        s.damage().corrupt[0]
             .what
             .contains("not below the next record's 103")
     );
@@ -610,7 +636,7 @@ fn corrupt_lines_in_the_acknowledged_part_are_counted_too() {
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![3]);
     assert_eq!(s.corrupt_records(), 2);
-    let offsets: Vec<u64> = s.recovery().corrupt.iter().map(|c| c.offset).collect();
+    let offsets: Vec<u64> = s.damage().corrupt.iter().map(|c| c.offset).collect();
     assert_eq!(offsets, vec![5, 13]);
     // The segment goes once 3 is delivered.
     s.ack(3).unwrap();
@@ -627,7 +653,93 @@ fn corrupt_lines_in_the_acknowledged_part_are_counted_too() {
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![48]);
     assert_eq!(s.corrupt_records(), 1);
-    assert_eq!(s.recovery().corrupt[0].offset, 6);
+    assert_eq!(s.damage().corrupt[0].offset, 6);
+}
+
+/// Issue 16, finding 5: 4 KiB zeroed inside a segment (a bad block)
+/// merged ten records into one line, counted as one corrupt record. What
+/// it costs is now counted: the header left in it, and the bytes in which
+/// records cannot be told apart, which the average record puts at the
+/// number lost.
+#[test]
+fn a_zeroed_block_is_counted_by_its_bytes() {
+    let dir = tempdir();
+    let body = |seq: u64| format!("{{\"seq\":{seq:03},\"pad\":\"{}\"}}", "p".repeat(380));
+    let len = format::encode(100, &body(100)).len() as u64;
+    {
+        let mut s = open(dir.path(), 1 << 20);
+        for seq in 100..160 {
+            s.append(seq, &body(seq)).unwrap();
+        }
+    }
+    // From the middle of record 110 on, 4 KiB of zeros.
+    let path = seg(dir.path(), 100);
+    let mut bytes = fs::read(&path).unwrap();
+    let from = (10 * len + len / 2) as usize;
+    bytes[from..from + 4096].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    // The records it touched: 110 up to the one the zeros end in.
+    let touched: Vec<u64> = (110..160)
+        .filter(|seq| (seq - 100) * len < (from + 4096) as u64)
+        .collect();
+    let mut s = open(dir.path(), 1 << 20);
+    let got = seqs(&all(&mut s));
+    assert_eq!(got.len() + touched.len(), 60);
+    assert!(got.iter().all(|seq| !touched.contains(seq)));
+    assert_eq!(s.corrupt_bytes(), touched.len() as u64 * len);
+    assert_eq!(s.corrupt_records(), 1, "the header of 110 is left");
+    assert_eq!(
+        s.damage().records_in(s.corrupt_bytes()),
+        Some(touched.len() as u64)
+    );
+    let report = &s.damage().corrupt[0];
+    assert_eq!((report.offset, report.len), (10 * len, s.corrupt_bytes()));
+    assert!(report.what.contains("cannot be told apart"), "{report}");
+    assert_eq!(cost(&s), reference(dir.path(), 0).1);
+}
+
+/// Issue 16, finding 5: a segment that is not the last, cut in the middle
+/// of a record (a file system that lost its end), lost every record after
+/// the cut, and was counted as one. Its missing end is now counted as a
+/// cut segment, and reported with the sequence numbers it held.
+#[test]
+fn a_segment_cut_short_is_counted_with_what_it_held() {
+    let dir = tempdir();
+    {
+        let mut s = open(dir.path(), 100 * line_len(100));
+        for seq in 1..=150 {
+            s.append(seq, &json(seq)).unwrap();
+        }
+    }
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    let (first, second) = (files[0].0, files[1].0);
+    let path = seg(dir.path(), first);
+    // Cut in the middle of the 30th record: 71 lost (30 to 100).
+    let cut = (0..29).map(|seq| line_len(seq + 1)).sum::<u64>() + 7;
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    let mut s = open(dir.path(), 100 * line_len(100));
+    let got = seqs(&all(&mut s));
+    let lost = second - 30;
+    assert_eq!(got.len() as u64 + lost, 150);
+    let damage = s.damage().clone();
+    assert_eq!(damage.cut_segments, 1);
+    assert_eq!(damage.cut_records_at_most, lost - 1);
+    assert_eq!((damage.corrupt_records, damage.corrupt_bytes), (1, 7));
+    let missing = &damage.corrupt[1];
+    assert_eq!((&missing.file, missing.offset), (&path, cut));
+    let at_most = lost - 1;
+    assert!(
+        missing.what.contains(&format!(
+            "numbered after 29 and before {second} (at most {at_most})"
+        )),
+        "{missing}"
+    );
 }
 
 #[test]
@@ -642,7 +754,7 @@ fn only_the_first_few_are_listed_all_are_counted() {
     let mut s = open(dir.path(), 1 << 20);
     assert_eq!(seqs(&all(&mut s)), vec![1, 2]);
     assert_eq!(s.corrupt_records(), 100);
-    assert_eq!(s.recovery().corrupt.len(), REPORTED);
+    assert_eq!(s.damage().corrupt.len(), REPORTED);
 }
 
 #[test]
@@ -658,8 +770,10 @@ fn a_line_longer_than_max_line_is_skipped_without_holding_it() {
     drop(file);
     let mut s = open(dir.path(), 1 << 30);
     assert_eq!(seqs(&all(&mut s)), vec![1, 3]);
-    assert_eq!(s.corrupt_records(), 1);
-    assert!(s.recovery().corrupt[0].what.contains("longer than"));
+    // Not held, so not counted by its headers: by its bytes.
+    assert_eq!(s.corrupt_records(), 0);
+    assert_eq!(s.corrupt_bytes(), format::MAX_LINE as u64 + 11);
+    assert!(s.damage().corrupt[0].what.contains("longer than"));
     assert!(
         s.append(
             4,
@@ -689,14 +803,14 @@ fn the_ack_file() {
         let mut s = open(dir.path(), 1 << 20);
         assert_eq!(s.acked_seq(), 0);
         assert_eq!(seqs(&s.peek(10).unwrap()), vec![1, 2, 3]);
-        assert!(s.recovery().is_clean());
+        assert!(s.damage().is_clean());
     }
     // Unreadable: everything is sent again, and it is said.
     fs::write(dir.path().join("ack"), b"two\n").unwrap();
     {
         let mut s = open(dir.path(), 1 << 20);
         assert_eq!(seqs(&s.peek(10).unwrap()), vec![1, 2, 3]);
-        assert_eq!(s.recovery().ack_unreadable.as_deref(), Some("\"two\""));
+        assert_eq!(s.damage().ack_unreadable.as_deref(), Some("\"two\""));
         s.ack(1).unwrap();
     }
     assert_eq!(
@@ -840,9 +954,12 @@ fn fsync_policies() {
             assert_eq!(seqs(&s.peek(5).unwrap()), vec![1, 2, 3, 4, 5]);
             s.ack(4).unwrap();
             s.append(11, &json(11)).unwrap();
-            assert_eq!(s.dirty_dir, fsync == Fsync::Interval, "{fsync:?}");
+            assert_eq!(s.ledger.dirty_dir, fsync == Fsync::Interval, "{fsync:?}");
             s.sync().unwrap();
-            assert!(!s.dirty_data && !s.dirty_ack && !s.dirty_dir, "{fsync:?}");
+            assert!(
+                !s.writer.dirty_data && !s.ledger.dirty_ack && !s.ledger.dirty_dir,
+                "{fsync:?}"
+            );
             s.ack(11).unwrap();
             s.sync().unwrap();
             s.append(12, &json(12)).unwrap();
@@ -1215,7 +1332,7 @@ mod properties {
                 .count();
             prop_assert!(lost <= touched.len());
             if lost > 0 {
-                prop_assert!(s.corrupt_records() > 0 || s.recovery().torn.is_some());
+                prop_assert!(!s.damage().is_clean());
             }
         }
 
@@ -1245,7 +1362,7 @@ mod properties {
             let (want, corrupt) = reference(dir.path(), acked);
             let mut s = open(dir.path(), 1 << 20);
             prop_assert_eq!(s.acked_seq(), acked);
-            prop_assert_eq!(s.corrupt_records(), corrupt);
+            prop_assert_eq!(cost(&s), corrupt);
             prop_assert_eq!(s.pending(), want.len() as u64);
             // Peeking in small steps reads the same.
             let mut got = Vec::new();
