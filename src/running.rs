@@ -21,7 +21,7 @@ use crate::intake::{self, ChannelView, Gauge, Intake};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::recovery::SessionStore;
-use crate::sinks::{Router, SinkShared, build};
+use crate::sinks::{Router, SinkShared, open};
 use crate::tracker::{SessionView, Tracker, TrackerConfig};
 use crate::worker::{self, Checkpoints, Control, Pipeline, WorkerHandle};
 
@@ -92,7 +92,7 @@ impl Running {
             });
         }
         let metrics = Arc::new(Metrics::default());
-        let router = Router::new(build::build(&config)?);
+        let router = Router::new(open::open_all(&config)?);
         let sinks = router.shared();
         let bus = Bus::new(config.general.inject.clone());
         let bus_available = bus.available();

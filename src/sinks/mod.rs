@@ -7,15 +7,15 @@
 //! other sinks. The runner does the batching, the retries with backoff, the
 //! flushing and the bounded shutdown; every drop is counted.
 //!
-//! - [`build`]: the sinks a config asks for, opened and started.
+//! - [`open`]: the sinks a config asks for, opened and started.
 //! - [`file`]: JSON Lines, appended to a local file (the default sink).
 //! - [`http`]: HTTP POST to a backend, in Janus's sampleevh format.
 //!
 //! Janus's own event bus is not a sink: see `crate::bus`.
 
-pub mod build;
 pub mod file;
 pub mod http;
+pub mod open;
 pub mod queue;
 mod runner;
 pub mod spool;

@@ -11,7 +11,7 @@ use super::*;
 use crate::config::{Config, EventMask};
 use crate::output::OutEvent;
 use crate::sinks::SinkHandle;
-use crate::sinks::build::file_settings;
+use crate::sinks::open::file_settings;
 
 fn ev(n: u64) -> String {
     format!("{{\"session_id\":{n}}}")
