@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! entry          the C entry points (catch panics, convert, hand over)
-//!   handler      the one global: init / destroy / offer / request
+//!   instance     the one instance: init / destroy / offer / request
 //!     admin      query_eventhandler: parse, answer from running's status view
 //!     running    the running handler: intake + worker thread + sinks + bus
 //!       exporter the Prometheus endpoint: its thread, the exposition
@@ -43,7 +43,7 @@ pub mod exporter;
 pub mod faults;
 #[allow(unsafe_code)]
 pub mod ffi;
-pub mod handler;
+pub mod instance;
 pub mod intake;
 pub mod janus;
 #[macro_use]

@@ -3,7 +3,7 @@
 //! (which owns the tracker, the router to the sinks, the bus and the crash
 //! state) and what the Admin API reads: a [`Status`] view and a few
 //! controls. The events thread's end of the queue, the [`Intake`], is handed
-//! to the caller of [`Running::start`] (see `crate::handler`).
+//! to the caller of [`Running::start`] (see `crate::instance`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -180,7 +180,7 @@ impl Running {
         Ok((running, intake))
     }
 
-    /// Counts an event that could not be queued (see `handler::offer`).
+    /// Counts an event that could not be queued (see `instance::offer`).
     pub fn refused(&self, event_type: Option<i64>) {
         self.gauge.refused(event_type);
     }

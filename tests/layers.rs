@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Top to bottom. A module may use `crate::<m>` only for an `m` below it.
 const LAYERS: &[&str] = &[
-    "entry", "handler", "admin", "running", "exporter", "worker", "intake", "sinks", "error",
+    "entry", "instance", "admin", "running", "exporter", "worker", "intake", "sinks", "error",
     "bus", "recovery", "metrics", "output", "tracker", "config", "janus", "reason", "durable",
     "faults", "sync", "log", "ffi",
 ];
