@@ -14,7 +14,7 @@
 //!       sinks    file, http (+ spool), each on its own thread and queue
 //!       bus      re-injection of synthetic endings into Janus's event bus
 //!       recovery crash state: the open sessions on disk
-//!       metrics  counters shared with the Admin API
+//!       counters counters shared by the Admin API and the Prometheus endpoint
 //!       output   what the handler writes (Janus's shape + reason, synthetic)
 //!       tracker  the session lifecycle state machine (pure Rust)
 //!       config   the .jcfg file (strict parser), settings, masks
@@ -48,7 +48,7 @@ pub mod intake;
 pub mod janus;
 #[macro_use]
 pub mod log;
-pub mod metrics;
+pub mod counters;
 pub mod output;
 pub mod reason;
 pub mod recovery;

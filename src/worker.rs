@@ -15,10 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::bus::Bus;
+use crate::counters::{Counters, TrackerSnapshot};
 use crate::intake::{Inbound, Next, Outlet};
 use crate::janus::{self, IdSet, Kind, types};
 use crate::log::RateLimit;
-use crate::metrics::{Metrics, TrackerSnapshot};
 use crate::output::{self, OutEvent};
 use crate::recovery::{self, Recovered, SessionStore};
 use crate::sinks::Router;
@@ -38,7 +38,7 @@ pub struct Pipeline {
     tracker: Tracker,
     router: Router,
     bus: Bus,
-    metrics: Arc<Metrics>,
+    counters: Arc<Counters>,
     /// The `emitter` of Janus's own events, copied onto synthetic ones.
     emitter: Option<String>,
     outputs: Vec<Output>,
@@ -89,12 +89,12 @@ pub enum Control {
 }
 
 impl Pipeline {
-    pub fn new(tracker: Tracker, router: Router, bus: Bus, metrics: Arc<Metrics>) -> Pipeline {
+    pub fn new(tracker: Tracker, router: Router, bus: Bus, counters: Arc<Counters>) -> Pipeline {
         let p = Pipeline {
             tracker,
             router,
             bus,
-            metrics,
+            counters,
             emitter: None,
             outputs: Vec::new(),
             bad_events: RateLimit::new(Duration::from_secs(10)),
@@ -125,7 +125,7 @@ impl Pipeline {
         }
         self.crash_state = Some(crash_state);
         // Opening the store wrote a new snapshot.
-        self.metrics.checkpointed_at_us.store(now_us(), Relaxed);
+        self.counters.checkpointed_at_us.store(now_us(), Relaxed);
         let ids: IdSet<u64> = recovered.sessions.iter().map(|s| s.session_id).collect();
         let written = match file {
             Some(path) => recovery::endings_in_file(path, recovered.file_position, &ids)
@@ -173,11 +173,13 @@ impl Pipeline {
             self.synthesize(&ending, false);
             ended += 1;
         }
-        self.metrics.recovered.fetch_add(ended, Relaxed);
-        self.metrics
+        self.counters.recovered.fetch_add(ended, Relaxed);
+        self.counters
             .recovered_written
             .fetch_add(written.len() as u64, Relaxed);
-        self.metrics.recovered_repeated.fetch_add(repeated, Relaxed);
+        self.counters
+            .recovered_repeated
+            .fetch_add(repeated, Relaxed);
         if !recovered.sessions.is_empty() {
             crate::jlog!(
                 Warn,
@@ -216,7 +218,7 @@ impl Pipeline {
         };
         let result = what(&mut st.sessions);
         if let Err(e) = &result {
-            self.metrics.state_errors.fetch_add(1, Relaxed);
+            self.counters.state_errors.fetch_add(1, Relaxed);
             if let Some(more) = st.errors.allow() {
                 crate::jlog!(
                     Err,
@@ -229,14 +231,14 @@ impl Pipeline {
 
     /// Handles one event (its JSON text, as Janus serialised it).
     pub fn handle(&mut self, text: &[u8]) {
-        self.metrics.processed.fetch_add(1, Relaxed);
+        self.counters.processed.fetch_add(1, Relaxed);
         #[cfg(feature = "fault-injection")]
         crate::faults::on_worker_event();
         let facts = match janus::decode(text) {
             Ok(f) => f,
             Err(e) => {
-                self.metrics.decode_errors.fetch_add(1, Relaxed);
-                self.metrics.count_type(0);
+                self.counters.decode_errors.fetch_add(1, Relaxed);
+                self.counters.count_type(0);
                 if let Some(more) = self.bad_events.allow() {
                     crate::jlog!(
                         Warn,
@@ -248,7 +250,7 @@ impl Pipeline {
                 return;
             }
         };
-        self.metrics.count_type(facts.ty);
+        self.counters.count_type(facts.ty);
         if matches!(facts.kind, Kind::CoreStartup(_))
             && let Some(started) = self.on_janus_started.take()
         {
@@ -303,7 +305,7 @@ impl Pipeline {
                     self.observe_duration(&ending);
                 }
                 Output::Duplicate { .. } | Output::Echo { .. } => {
-                    self.metrics.suppressed.fetch_add(1, Relaxed);
+                    self.counters.suppressed.fetch_add(1, Relaxed);
                 }
                 Output::Synthesize(ending) => self.synthesize(&ending, may_inject),
             }
@@ -333,7 +335,7 @@ impl Pipeline {
             st.next = Instant::now() + st.every;
             if self.persist(|s| s.checkpoint()) {
                 // The wall clock (`now_us` here is the tracker's clock).
-                self.metrics
+                self.counters
                     .checkpointed_at_us
                     .store(self::now_us(), Relaxed);
             }
@@ -369,7 +371,7 @@ impl Pipeline {
     /// Publishes the tracker's counters for the Admin API.
     pub fn publish(&self) {
         let cfg = self.tracker.config();
-        self.metrics.set_tracker(TrackerSnapshot {
+        self.counters.set_tracker(TrackerSnapshot {
             stats: self.tracker.stats().clone(),
             live_sessions: self.tracker.live_sessions(),
             reclaim_session_timeout: cfg.reclaim_session_timeout,
@@ -415,7 +417,7 @@ impl Pipeline {
     /// How long an ended session lived, for the duration histogram.
     fn observe_duration(&self, ending: &Ending) {
         if let Some(us) = ending.duration_us() {
-            self.metrics.durations.observe(ending.reason, us);
+            self.counters.durations.observe(ending.reason, us);
         }
     }
 
@@ -479,7 +481,7 @@ impl Pipeline {
         // The endings decided, on disk before any sink has them.
         self.persist(|s| s.write_decided());
         let n = self.router.flush();
-        self.metrics.forwarded.fetch_add(n, Relaxed);
+        self.counters.forwarded.fetch_add(n, Relaxed);
         self.acknowledge();
     }
 }
@@ -524,12 +526,12 @@ fn run<T: Inbound>(
     shutdown_timeout: Duration,
 ) {
     outlet.bind_to_current_thread();
-    let metrics = pipeline.metrics.clone();
+    let counters = pipeline.counters.clone();
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut since_publish = 0u32;
     let guarded = |pipeline: &mut Pipeline, f: &mut dyn FnMut(&mut Pipeline)| {
         if catch_unwind(AssertUnwindSafe(|| f(pipeline))).is_err() {
-            metrics.internal_errors.fetch_add(1, Relaxed);
+            counters.internal_errors.fetch_add(1, Relaxed);
             crate::jlog!(
                 Err,
                 "internal error (panic) in the worker; the event was skipped"
@@ -583,8 +585,8 @@ fn run<T: Inbound>(
         if ev.write_json(&mut buf) {
             guarded(&mut pipeline, &mut |p| p.handle(&buf));
         } else {
-            metrics.processed.fetch_add(1, Relaxed);
-            metrics.decode_errors.fetch_add(1, Relaxed);
+            counters.processed.fetch_add(1, Relaxed);
+            counters.decode_errors.fetch_add(1, Relaxed);
         }
         drop(ev);
         since_publish += 1;

@@ -9,7 +9,7 @@ use std::path::Path;
 /// Top to bottom. A module may use `crate::<m>` only for an `m` below it.
 const LAYERS: &[&str] = &[
     "entry", "instance", "admin", "running", "exporter", "worker", "intake", "sinks", "error",
-    "bus", "recovery", "metrics", "output", "tracker", "config", "janus", "reason", "durable",
+    "bus", "recovery", "counters", "output", "tracker", "config", "janus", "reason", "durable",
     "faults", "sync", "log", "ffi",
 ];
 
