@@ -9,19 +9,19 @@
 //! error naming the file, the key and the problem; the handler then disables
 //! itself and Janus keeps running.
 
+pub mod exporter;
 pub mod jcfg;
 pub mod keys;
 pub mod mask;
-pub mod metrics;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use exporter::MetricsConfig;
 use jcfg::{Setting, Value};
 use keys::{Default as KeyDefault, Key, Kind};
 pub use mask::EventMask;
-pub use metrics::MetricsConfig;
 
 pub use crate::durable::Fsync;
 
@@ -342,7 +342,7 @@ impl Config {
                     r.finish()?;
                 }
                 // Reads and checks its keys itself.
-                "metrics" => metrics = metrics::read_metrics(path, items)?,
+                "metrics" => metrics = exporter::read_metrics(path, items)?,
                 other => {
                     return Err(ConfigError {
                         file: path.to_path_buf(),

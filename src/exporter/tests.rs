@@ -1045,7 +1045,7 @@ fn https_serves_and_follows_a_renewed_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (ca1, cert1, key1) = pki("CA 1");
     let (ca2, cert2, key2) = pki("CA 2");
-    let files = crate::config::metrics::TlsFiles {
+    let files = crate::config::exporter::TlsFiles {
         cert: dir.path().join("metrics.crt"),
         key: dir.path().join("metrics.key"),
     };
