@@ -13,7 +13,7 @@
 //!       intake   the queue from the events thread to the worker (sheds bulk only)
 //!       sinks    file, http (+ spool), each on its own thread and queue
 //!       bus      re-injection of synthetic endings into Janus's event bus
-//!       recovery crash state: the open sessions on disk
+//!       crash_state the open sessions on disk, for crash recovery
 //!       counters counters shared by the Admin API and the Prometheus endpoint
 //!       output   what the handler writes (Janus's shape + reason, synthetic)
 //!       tracker  the session lifecycle state machine (pure Rust)
@@ -49,9 +49,9 @@ pub mod janus;
 #[macro_use]
 pub mod log;
 pub mod counters;
+pub mod crash_state;
 pub mod output;
 pub mod reason;
-pub mod recovery;
 pub mod running;
 pub mod sinks;
 pub mod sync;

@@ -16,11 +16,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::bus::Bus;
 use crate::counters::{Counters, TrackerSnapshot};
+use crate::crash_state::{self, Recovered, SessionStore};
 use crate::intake::{Inbound, Next, Outlet};
 use crate::janus::{self, IdSet, Kind, types};
 use crate::log::RateLimit;
 use crate::output::{self, OutEvent};
-use crate::recovery::{self, Recovered, SessionStore};
 use crate::sinks::Router;
 use crate::sync::Spawned;
 use crate::tracker::{Ending, Output, Reason, SessionView, Tracker};
@@ -54,7 +54,7 @@ pub struct Pipeline {
 
 /// The crash-recovery store, when it is next checkpointed, and the endings
 /// routed to the sinks but not yet acknowledged by them (see
-/// `crate::recovery` for the order).
+/// `crate::crash_state` for the order).
 pub struct Checkpoints {
     sessions: SessionStore,
     every: Duration,
@@ -128,7 +128,7 @@ impl Pipeline {
         self.counters.checkpointed_at_us.store(now_us(), Relaxed);
         let ids: IdSet<u64> = recovered.sessions.iter().map(|s| s.session_id).collect();
         let written = match file {
-            Some(path) => recovery::endings_in_file(path, recovered.file_position, &ids)
+            Some(path) => crash_state::endings_in_file(path, recovered.file_position, &ids)
                 .unwrap_or_else(|e| {
                     crate::jlog!(
                         Warn,

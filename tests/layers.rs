@@ -8,9 +8,28 @@ use std::path::Path;
 
 /// Top to bottom. A module may use `crate::<m>` only for an `m` below it.
 const LAYERS: &[&str] = &[
-    "entry", "instance", "admin", "running", "exporter", "worker", "intake", "sinks", "error",
-    "bus", "recovery", "counters", "output", "tracker", "config", "janus", "reason", "durable",
-    "faults", "sync", "log", "ffi",
+    "entry",
+    "instance",
+    "admin",
+    "running",
+    "exporter",
+    "worker",
+    "intake",
+    "sinks",
+    "error",
+    "bus",
+    "crash_state",
+    "counters",
+    "output",
+    "tracker",
+    "config",
+    "janus",
+    "reason",
+    "durable",
+    "faults",
+    "sync",
+    "log",
+    "ffi",
 ];
 
 /// What `path` (a file under src/) refers to as `crate::<module>`, outside

@@ -55,7 +55,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Sink, SinkError};
 use crate::config::dir_mode;
-use crate::recovery::FilePosition;
+use crate::crash_state::FilePosition;
 
 pub struct FileSink {
     path: PathBuf,

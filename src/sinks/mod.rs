@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 use crate::config::EventMask;
+use crate::crash_state::FilePosition;
 use crate::output::OutEvent;
-use crate::recovery::FilePosition;
 use crate::sync::{Spawned, lock};
 use queue::{Queue, Queued};
 use spool::{Spool, SpoolConfig, SpoolError};
