@@ -11,9 +11,9 @@
 //!       exporter the Prometheus endpoint: its thread, the exposition
 //!       worker   decode -> track -> route; crash state; Janus's bus
 //!       intake   the queue from the events thread to the worker (sheds bulk only)
+//!       crash_state the open sessions on disk, for crash recovery
 //!       sinks    file, http (+ spool), each on its own thread and queue
 //!       bus      re-injection of synthetic endings into Janus's event bus
-//!       crash_state the open sessions on disk, for crash recovery
 //!       counters counters shared by the Admin API and the Prometheus endpoint
 //!       output   what the handler writes (Janus's shape + reason, synthetic)
 //!       tracker  the session lifecycle state machine (pure Rust)

@@ -55,7 +55,17 @@ use serde_json::{Map, Value, json};
 
 use super::{Sink, SinkError};
 use crate::config::dir_mode;
-use crate::crash_state::FilePosition;
+
+/// Where the file stands: which file (device and inode) and how long it is
+/// after the last delivered batch. Crash recovery records it with each
+/// acknowledged ending and, on the next start, reads the file from there
+/// for endings written just before a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilePosition {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+}
 
 pub struct FileSink {
     path: PathBuf,

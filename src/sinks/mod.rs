@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 use crate::config::EventMask;
-use crate::crash_state::FilePosition;
 use crate::output::OutEvent;
 use crate::sync::{Spawned, lock};
+use file::FilePosition;
 use queue::{Queue, Queued};
 use spool::{Spool, SpoolConfig, SpoolError};
 
