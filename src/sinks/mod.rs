@@ -15,7 +15,7 @@
 //!   one sink; its `offer_all` puts events into the spool or the queue.
 //! - [`queue`], [`spool`]: the bounded memory queue; the durable spool.
 //! - `runner`: the sink's thread: batches, retries, flushes, acknowledges.
-//! - [`file`], [`http`]: the sinks themselves, behind the [`Sink`] trait.
+//! - [`file`](mod@file), [`http`]: the sinks themselves, behind the [`Sink`] trait.
 //!
 //! And around it: [`open`] opens the sinks a config asks for; `spawn`
 //! starts one on its thread and closes it; `settings` says how a sink is
