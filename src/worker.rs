@@ -229,13 +229,16 @@ impl Pipeline {
         result.is_ok()
     }
 
-    /// Handles one event (its JSON text, as Janus serialised it).
-    pub fn handle(&mut self, text: &[u8]) {
+    /// Handles one event (its JSON text, as Janus serialised it). The text
+    /// is checked and decoded once; what is forwarded is that text, and what
+    /// the sinks need of it (type, session, timestamp) goes with it.
+    pub fn handle(&mut self, bytes: &[u8]) {
         self.counters.processed.fetch_add(1, Relaxed);
         #[cfg(feature = "fault-injection")]
         crate::faults::on_worker_event();
-        let facts = match janus::decode(text) {
-            Ok(f) => f,
+        let decoded = janus::utf8(bytes).and_then(|text| Ok((text, janus::decode_text(text)?)));
+        let (text, facts) = match decoded {
+            Ok(d) => d,
             Err(e) => {
                 self.counters.decode_errors.fetch_add(1, Relaxed);
                 self.counters.count_type(0);
@@ -245,7 +248,8 @@ impl Pipeline {
                         "event that is not a Janus event object ({e}); forwarded as it is to sinks taking all events ({more} more since the last report)"
                     );
                 }
-                let raw = String::from_utf8_lossy(text).into_owned();
+                // Maybe not even UTF-8: the one copy that must repair it.
+                let raw = String::from_utf8_lossy(bytes).into_owned();
                 self.route(OutEvent::new(0, false, None, raw));
                 return;
             }
@@ -290,17 +294,27 @@ impl Pipeline {
         for out in outputs.drain(..) {
             match out {
                 Output::Forward => {
-                    // Janus's serialisation is valid UTF-8; lossy only guards the harness.
-                    let raw = String::from_utf8_lossy(text).into_owned();
-                    self.route(OutEvent::new(facts.ty, lifecycle, facts.session_id, raw));
+                    self.route(OutEvent::stamped(
+                        facts.ty,
+                        lifecycle,
+                        facts.session_id,
+                        facts.timestamp,
+                        text.to_owned(),
+                    ));
                 }
                 Output::ForwardEnding(ending) => {
                     let names = ending.transport.map(|k| self.tracker.transport_names(k));
                     let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
                     let json = output::annotate_destroyed(text, &ending, names)
-                        .unwrap_or_else(|| String::from_utf8_lossy(text).into_owned());
+                        .unwrap_or_else(|| text.to_owned());
                     self.decide(&ending, &json);
-                    let route = self.route(OutEvent::new(facts.ty, true, facts.session_id, json));
+                    let route = self.route(OutEvent::stamped(
+                        facts.ty,
+                        true,
+                        facts.session_id,
+                        facts.timestamp,
+                        json,
+                    ));
                     self.unacknowledged(route, ending.session_id);
                     self.observe_duration(&ending);
                 }
@@ -401,10 +415,11 @@ impl Pipeline {
         let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
         let json = output::destroyed_json(self.emitter.as_deref(), ending, names);
         self.decide(ending, &json);
-        let route = self.route(OutEvent::new(
+        let route = self.route(OutEvent::stamped(
             types::SESSION,
             true,
             Some(ending.session_id),
+            ending.timestamp,
             json,
         ));
         self.unacknowledged(route, ending.session_id);

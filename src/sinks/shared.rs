@@ -136,7 +136,10 @@ impl SinkShared {
                         Ok(()) => {
                             spooled += 1;
                             if was_empty {
-                                self.stats.spool_oldest(&ev.json);
+                                match ev.timestamp {
+                                    Some(ts) => self.stats.spool_oldest_at(ts),
+                                    None => self.stats.spool_oldest(&ev.json),
+                                }
                             }
                             continue;
                         }

@@ -79,7 +79,15 @@ impl SinkStats {
         }
     }
 
-    /// Records the oldest unacknowledged spooled event (its JSON text).
+    /// Records the Janus timestamp (µs, 0: none) of the oldest
+    /// unacknowledged spooled event, as the worker decoded it.
+    pub(crate) fn spool_oldest_at(&self, timestamp_us: i64) {
+        self.spool_oldest_us.store(timestamp_us, Relaxed);
+    }
+
+    /// Records the oldest unacknowledged spooled event from its JSON text:
+    /// for an event read back from the spool, or one the worker could not
+    /// decode.
     pub(crate) fn spool_oldest(&self, json: &str) {
         #[derive(serde::Deserialize)]
         struct Stamp {
@@ -90,6 +98,6 @@ impl SinkStats {
             .ok()
             .and_then(|s| s.timestamp)
             .unwrap_or(0);
-        self.spool_oldest_us.store(ts, Relaxed);
+        self.spool_oldest_at(ts);
     }
 }
