@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use janus_lifecycleevh::bus::Bus;
 use janus_lifecycleevh::config::EventMask;
+use janus_lifecycleevh::counters::Counters;
 use janus_lifecycleevh::janus::{Facts, Kind, TransportRef};
-use janus_lifecycleevh::metrics::Metrics;
 use janus_lifecycleevh::sinks::file::FileSink;
 use janus_lifecycleevh::sinks::{Router, SinkHandle, SinkSettings};
 use janus_lifecycleevh::tracker::{Output, Tracker, TrackerConfig};
@@ -147,7 +147,7 @@ fn pipeline() -> f64 {
         Tracker::new(TrackerConfig::default()),
         Router::new(vec![handle]),
         Bus::with_availability(vec![], false),
-        Arc::new(Metrics::default()),
+        Arc::new(Counters::default()),
     );
     let event = r#"{"emitter":"MyJanusInstance","type":32,"subtype":3,"timestamp":1795534522675943,"session_id":1000,"handle_id":2000,"event":{"mid":"0","mindex":0,"media":"audio","base":48000,"rtt":20,"lost":0,"lost-by-remote":0,"jitter-local":2,"jitter-remote":3,"in-link-quality":100,"in-media-link-quality":100,"out-link-quality":100,"out-media-link-quality":100,"packets-received":1000,"packets-sent":990,"bytes-received":160000,"bytes-sent":158000,"bytes-received-lastsec":16000,"bytes-sent-lastsec":15800,"nacks-received":0,"nacks-sent":0}}"#;
     let n = 500_000;

@@ -310,7 +310,7 @@ fn tweak(r: &Running, t: &Tweak) -> Result<Value, AdminError> {
 
 /// `info`: version, counters, channel, tracker and sinks.
 fn info(r: &Status<'_>) -> Value {
-    let m = r.metrics;
+    let m = r.counters;
     let t = m.tracker();
     let mut endings = Map::new();
     let mut synthetic = Map::new();
@@ -331,10 +331,10 @@ fn info(r: &Status<'_>) -> Value {
     for ((_, name), n) in BULK.iter().zip(r.channel.dropped_bulk) {
         dropped_by_type.insert((*name).into(), json!(n));
     }
-    let by_type: Map<String, Value> = (0..crate::metrics::TYPE_SLOTS)
+    let by_type: Map<String, Value> = (0..crate::counters::TYPE_SLOTS)
         .map(|i| {
             (
-                crate::metrics::type_label(i).to_string(),
+                crate::counters::type_label(i).to_string(),
                 json!(m.processed_by_type[i].load(Relaxed)),
             )
         })
@@ -421,7 +421,7 @@ fn info(r: &Status<'_>) -> Value {
 
 /// What an operator should fix, in words.
 fn warnings(
-    t: &crate::metrics::TrackerSnapshot,
+    t: &crate::counters::TrackerSnapshot,
     endpoint: Vec<String>,
     sinks: &[std::sync::Arc<crate::sinks::SinkShared>],
 ) -> Vec<String> {

@@ -1,6 +1,6 @@
 //! The C entry points Janus calls: the top of the crate. Each one only
 //! crosses the boundary: it catches panics (none may unwind into C),
-//! converts pointers to safe values and hands over to [`crate::handler`].
+//! converts pointers to safe values and hands over to [`crate::instance`].
 //! With `crate::ffi`, the only module allowed `unsafe`.
 
 use std::cell::UnsafeCell;
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ffi::{JsonRef, sys};
-use crate::handler;
+use crate::instance;
 use crate::janus::types;
 
 /// The table Janus reads. `events_mask` starts empty and becomes "all" once
@@ -101,7 +101,7 @@ extern "C" fn init(config_path: *const c_char) -> c_int {
             // SAFETY: Janus passes a NUL-terminated path that lives during the call.
             let bytes = unsafe { CStr::from_ptr(config_path) }.to_bytes();
             let folder = Path::new(std::ffi::OsStr::from_bytes(bytes));
-            match handler::init(folder) {
+            match instance::init(folder) {
                 Ok(()) => {
                     set_events_mask(types::ALL);
                     0
@@ -122,7 +122,7 @@ extern "C" fn destroy() {
         || (),
         || {
             set_events_mask(0);
-            handler::destroy();
+            instance::destroy();
         },
     )
 }
@@ -172,7 +172,7 @@ extern "C" fn incoming_event(event: *mut sys::json_t) {
         || {
             // SAFETY: Janus passes a live json_t, borrowed for this call; retain()
             // takes our own reference before the call returns.
-            handler::offer(|| unsafe { JsonRef::retain(event) });
+            instance::offer(|| unsafe { JsonRef::retain(event) });
         },
     )
 }
@@ -189,7 +189,7 @@ extern "C" fn handle_request(request: *mut sys::json_t) -> *mut sys::json_t {
                     .then(|| serde_json::from_slice::<serde_json::Value>(&buf).ok())
                     .flatten()
             });
-            handler::request(parsed.as_ref())
+            instance::request(parsed.as_ref())
         },
     );
     let text = answer.to_string();

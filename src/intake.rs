@@ -35,9 +35,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
 use rtrb::{PushError, RingBuffer};
 
+use crate::counters::Counters;
 use crate::ffi::JsonRef;
 use crate::janus::types;
-use crate::metrics::Metrics;
 
 /// Slots per ring: the unit in which the queue grows and shrinks
 /// (4 KiB of pointers for Janus's events).
@@ -134,8 +134,8 @@ impl Shared {
     }
 
     /// Counts an event dropped although nothing was full, classified.
-    fn count_dropped(&self, metrics: &Metrics, event_type: Option<i64>) {
-        metrics.dropped.fetch_add(1, Relaxed);
+    fn count_dropped(&self, counters: &Counters, event_type: Option<i64>) {
+        counters.dropped.fetch_add(1, Relaxed);
         match bulk_index(event_type) {
             Some(i) => self.dropped_bulk[i].fetch_add(1, Relaxed),
             None => self.dropped_lifecycle.fetch_add(1, Relaxed),
@@ -154,7 +154,7 @@ pub struct Intake<T: Inbound> {
     popped_seen: u64,
     capacity: u64,
     shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
+    counters: Arc<Counters>,
     /// Dropped last (fields drop in order): wakes the worker once the ring
     /// and the side channel are closed, so that it drains and stops.
     _closer: WakeOnDrop,
@@ -176,7 +176,7 @@ pub struct Outlet<T: Inbound> {
     rings: Receiver<rtrb::Consumer<T>>,
     popped: u64,
     shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
+    counters: Arc<Counters>,
 }
 
 /// What the Admin API and the control requests hold: counters and a way to
@@ -184,7 +184,7 @@ pub struct Outlet<T: Inbound> {
 #[derive(Clone)]
 pub struct Gauge {
     shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
+    counters: Arc<Counters>,
 }
 
 /// The queue's state for the Admin API `info`.
@@ -205,7 +205,10 @@ pub struct ChannelView {
 /// Makes the queue: the intake for the events thread, the outlet for the
 /// worker, the gauge for the Admin API. Allocates one ring, whatever the
 /// capacity.
-pub fn queue<T: Inbound>(capacity: usize, metrics: Arc<Metrics>) -> (Intake<T>, Outlet<T>, Gauge) {
+pub fn queue<T: Inbound>(
+    capacity: usize,
+    counters: Arc<Counters>,
+) -> (Intake<T>, Outlet<T>, Gauge) {
     let shared = Arc::new(Shared {
         capacity: capacity as u64,
         popped: AtomicU64::new(0),
@@ -228,7 +231,7 @@ pub fn queue<T: Inbound>(capacity: usize, metrics: Arc<Metrics>) -> (Intake<T>, 
         popped_seen: 0,
         capacity: capacity as u64,
         shared: shared.clone(),
-        metrics: metrics.clone(),
+        counters: counters.clone(),
         _closer: WakeOnDrop(shared.clone()),
     };
     let outlet = Outlet {
@@ -236,16 +239,16 @@ pub fn queue<T: Inbound>(capacity: usize, metrics: Arc<Metrics>) -> (Intake<T>, 
         rings: rings_rx,
         popped: 0,
         shared: shared.clone(),
-        metrics: metrics.clone(),
+        counters: counters.clone(),
     };
-    (intake, outlet, Gauge { shared, metrics })
+    (intake, outlet, Gauge { shared, counters })
 }
 
 impl<T: Inbound> Intake<T> {
     /// Hands one event to the worker; at capacity, drops it if it is bulk.
     #[inline]
     pub fn offer(&mut self, event: T) {
-        self.metrics.received.fetch_add(1, Relaxed);
+        self.counters.received.fetch_add(1, Relaxed);
         if self.queued - self.popped_seen >= self.capacity && self.full() {
             self.overflow(event);
         } else {
@@ -298,7 +301,8 @@ impl<T: Inbound> Intake<T> {
         // the worker moves on only from an empty, abandoned ring.
         if self.rings.send(consumer).is_err() {
             // The worker is gone.
-            self.shared.count_dropped(&self.metrics, event.event_type());
+            self.shared
+                .count_dropped(&self.counters, event.event_type());
             return;
         }
         let pushed = producer.push(event).is_ok();
@@ -316,12 +320,12 @@ impl<T: Inbound> Intake<T> {
         let ty = event.event_type();
         if let Some(i) = bulk_index(ty) {
             self.shared.dropped_bulk[i].fetch_add(1, Relaxed);
-            self.metrics.dropped.fetch_add(1, Relaxed);
+            self.counters.dropped.fetch_add(1, Relaxed);
             return;
         }
         if self.shared.worker_gone.load(Relaxed) {
             self.shared.dropped_lifecycle.fetch_add(1, Relaxed);
-            self.metrics.dropped.fetch_add(1, Relaxed);
+            self.counters.dropped.fetch_add(1, Relaxed);
             return;
         }
         self.shared.over_capacity.fetch_add(1, Relaxed);
@@ -371,10 +375,10 @@ impl<T: Inbound> Outlet<T> {
         // counters at every event would pull its cache line away from it.
         if self.popped.is_multiple_of(64) {
             let depth = self
-                .metrics
+                .counters
                 .received
                 .load(Relaxed)
-                .saturating_sub(self.metrics.dropped.load(Relaxed))
+                .saturating_sub(self.counters.dropped.load(Relaxed))
                 .saturating_sub(self.popped);
             if depth > self.shared.peak_depth.load(Relaxed) {
                 self.shared.raise_peak_depth(depth);
@@ -427,8 +431,8 @@ impl Gauge {
     /// Counts an event refused without being queued (a second thread called
     /// `incoming_event` during a call; never inside Janus).
     pub fn refused(&self, event_type: Option<i64>) {
-        self.metrics.received.fetch_add(1, Relaxed);
-        self.shared.count_dropped(&self.metrics, event_type);
+        self.counters.received.fetch_add(1, Relaxed);
+        self.shared.count_dropped(&self.counters, event_type);
     }
 
     pub fn view<T>(&self) -> ChannelView {
@@ -437,8 +441,8 @@ impl Gauge {
 
     fn view_of_size(&self, slot: usize) -> ChannelView {
         let s = &self.shared;
-        let received = self.metrics.received.load(Relaxed);
-        let dropped = self.metrics.dropped.load(Relaxed);
+        let received = self.counters.received.load(Relaxed);
+        let dropped = self.counters.dropped.load(Relaxed);
         let popped = s.popped.load(Relaxed);
         let ring_bytes = (RING * slot) as u64;
         ChannelView {
@@ -499,8 +503,8 @@ mod tests {
 
     #[test]
     fn at_capacity_sheds_bulk_and_keeps_lifecycle_in_order() {
-        let metrics = Arc::new(Metrics::default());
-        let (mut intake, mut out, gauge) = queue::<Vec<u8>>(16, metrics.clone());
+        let counters = Arc::new(Counters::default());
+        let (mut intake, mut out, gauge) = queue::<Vec<u8>>(16, counters.clone());
         // 16 media fill it; then alternate media and session events.
         for n in 0..16 {
             intake.offer(ev(types::MEDIA, n));
@@ -523,8 +527,8 @@ mod tests {
         assert_eq!(v.dropped_bulk, [500, 1, 1, 1]);
         assert_eq!(v.dropped_lifecycle, 0);
         assert_eq!(v.over_capacity, 502);
-        assert_eq!(metrics.received.load(Relaxed), 1021);
-        assert_eq!(metrics.dropped.load(Relaxed), 503);
+        assert_eq!(counters.received.load(Relaxed), 1021);
+        assert_eq!(counters.dropped.load(Relaxed), 503);
         // Beyond one ring: it grew, lazily.
         assert_eq!(
             v.buffer_bytes,
@@ -551,7 +555,7 @@ mod tests {
     #[test]
     fn an_unused_capacity_allocates_nothing() {
         let (mut intake, mut out, gauge) =
-            queue::<Vec<u8>>(16_777_216, Arc::new(Metrics::default()));
+            queue::<Vec<u8>>(16_777_216, Arc::new(Counters::default()));
         let one_ring = (RING * std::mem::size_of::<Vec<u8>>()) as u64;
         assert_eq!(gauge.view::<Vec<u8>>().buffer_bytes, one_ring);
         // Steady flow below a ring: the same ring, never a new one.
@@ -566,7 +570,7 @@ mod tests {
 
     #[test]
     fn closing_lets_the_worker_drain_then_stop() {
-        let (mut intake, mut out, _gauge) = queue::<Vec<u8>>(64, Arc::new(Metrics::default()));
+        let (mut intake, mut out, _gauge) = queue::<Vec<u8>>(64, Arc::new(Counters::default()));
         for n in 0..2000 {
             intake.offer(ev(types::SESSION, n));
         }
@@ -577,8 +581,8 @@ mod tests {
 
     #[test]
     fn a_gone_worker_costs_drops_not_memory() {
-        let metrics = Arc::new(Metrics::default());
-        let (mut intake, out, gauge) = queue::<Vec<u8>>(16, metrics.clone());
+        let counters = Arc::new(Counters::default());
+        let (mut intake, out, gauge) = queue::<Vec<u8>>(16, counters.clone());
         drop(out);
         for n in 0..100 {
             intake.offer(ev(types::SESSION, n));
@@ -594,8 +598,8 @@ mod tests {
     /// the whole 60 s timeout).
     #[test]
     fn threads_keep_order_across_rings_and_wake_the_worker() {
-        let metrics = Arc::new(Metrics::default());
-        let (mut intake, mut out, gauge) = queue::<Vec<u8>>(1 << 20, metrics);
+        let counters = Arc::new(Counters::default());
+        let (mut intake, mut out, gauge) = queue::<Vec<u8>>(1 << 20, counters);
         let worker = std::thread::spawn(move || {
             out.bind_to_current_thread();
             let mut next = 0u64;

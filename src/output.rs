@@ -11,7 +11,8 @@ use crate::janus::types;
 use crate::tracker::Ending;
 
 /// One event on its way to the sinks: its compact JSON text plus what sinks
-/// filter and prioritise on. Shared between sinks without copying.
+/// filter and prioritise on, as decoded once by the worker. Shared between
+/// sinks without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutEvent {
     /// Janus event type (0 when the event could not be decoded).
@@ -20,16 +21,43 @@ pub struct OutEvent {
     pub lifecycle: bool,
     /// The session this event belongs to, if any.
     pub session_id: Option<u64>,
+    /// Its Janus `timestamp` (µs; 0 when it has none), when the worker
+    /// decoded it or made it; None when not known (read from `json` then).
+    pub timestamp: Option<i64>,
     /// The event, one line of compact JSON (no trailing newline).
     pub json: Box<str>,
 }
 
 impl OutEvent {
+    /// An event whose timestamp was not decoded (an event that is not a
+    /// Janus event object; tests).
     pub fn new(ty: u32, lifecycle: bool, session_id: Option<u64>, json: String) -> Arc<OutEvent> {
+        Self::make(ty, lifecycle, session_id, None, json)
+    }
+
+    /// A decoded or synthetic event: its `timestamp` is known.
+    pub fn stamped(
+        ty: u32,
+        lifecycle: bool,
+        session_id: Option<u64>,
+        timestamp: i64,
+        json: String,
+    ) -> Arc<OutEvent> {
+        Self::make(ty, lifecycle, session_id, Some(timestamp), json)
+    }
+
+    fn make(
+        ty: u32,
+        lifecycle: bool,
+        session_id: Option<u64>,
+        timestamp: Option<i64>,
+        json: String,
+    ) -> Arc<OutEvent> {
         Arc::new(OutEvent {
             ty,
             lifecycle,
             session_id,
+            timestamp,
             json: json.into_boxed_str(),
         })
     }
@@ -111,45 +139,75 @@ pub fn destroyed_json(
     .expect("serialising plain fields cannot fail")
 }
 
-/// Janus's own `destroyed` event with the handler's fields added inside
-/// `event` (replacing any already there); everything else is kept as it was,
-/// byte for byte and in the same order. None for what `janus::decode`
-/// rejects or an event without an `event` object.
+/// Janus's own `destroyed` event (its text, as the worker decoded it) with
+/// the handler's fields added inside `event` (replacing any already there);
+/// everything else is kept as it was, byte for byte and in the same order.
+/// None for text that is not a JSON object with an `event` object (what
+/// `janus::decode` rejects).
+///
+/// The text is read once at its top level, to find `event`, and `event`
+/// once, to drop the fields the handler replaces; nothing else is parsed
+/// or written again.
 pub fn annotate_destroyed(
-    text: &[u8],
+    text: &str,
     ending: &Ending,
     transport: Option<(&str, &str)>,
 ) -> Option<String> {
-    use serde_json::value::RawValue;
-    let text = std::str::from_utf8(text).ok()?;
     let top: RawObject<'_> = serde_json::from_str(text).ok()?;
-    let (_, body) = top.0.iter().rev().find(|(k, _)| k == "event")?;
-    let inner: RawObject<'_> = serde_json::from_str(body.get()).ok()?;
-    let added_text = serde_json::to_string(&Added::new(ending, transport)).ok()?;
-    let added_fields: RawObject<'_> = serde_json::from_str(&added_text).ok()?;
-    let mut fields: Vec<(&str, &RawValue)> = inner
+    // Where each top-level `event` value lies in `text` (Janus writes one).
+    let spans: Vec<(usize, usize)> = top
+        .0
+        .iter()
+        .filter(|(k, _)| k == "event")
+        .map(|(_, v)| span_in(text, v.get()))
+        .collect::<Option<_>>()?;
+    let &(start, end) = spans.last()?;
+    let inner: RawObject<'_> = serde_json::from_str(&text[start..end]).ok()?;
+    let added = serde_json::to_string(&Added::new(ending, transport)).ok()?;
+    // `{"reason":...}` without its braces: never empty (reason, synthetic).
+    let added = &added[1..added.len() - 1];
+    let mut event = String::with_capacity(end - start + added.len() + 2);
+    event.push('{');
+    for (k, v) in inner
         .0
         .iter()
         .filter(|(k, _)| !Added::KEYS.contains(&k.as_ref()))
-        .map(|(k, v)| (k.as_ref(), *v))
-        .collect();
-    fields.extend(added_fields.0.iter().map(|(k, v)| (k.as_ref(), *v)));
-    let event = RawValue::from_string(serde_json::to_string(&Fields(&fields)).ok()?).ok()?;
-    let top_fields: Vec<(&str, &RawValue)> = top
-        .0
-        .iter()
-        .map(|(k, v)| (k.as_ref(), if k == "event" { &*event } else { *v }))
-        .collect();
-    serde_json::to_string(&Fields(&top_fields)).ok()
+    {
+        push_key(&mut event, k);
+        event.push(':');
+        event.push_str(v.get());
+        event.push(',');
+    }
+    event.push_str(added);
+    event.push('}');
+    let mut out = String::with_capacity(text.len() + event.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        out.push_str(&text[at..start]);
+        out.push_str(&event);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
-/// Writes keys and raw values as one JSON object, in order.
-struct Fields<'a, 'b>(&'b [(&'a str, &'a serde_json::value::RawValue)]);
-
-impl serde::Serialize for Fields<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+/// Writes a key as serde_json does: quoted, escaped only where JSON needs it.
+fn push_key(out: &mut String, key: &str) {
+    if key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&serde_json::to_string(key).expect("a string serialises"));
+    } else {
+        out.push('"');
+        out.push_str(key);
+        out.push('"');
     }
+}
+
+/// Where `part`, a slice borrowed from `text`, lies in it.
+fn span_in(text: &str, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start + part.len();
+    let same = text.get(start..end)?;
+    std::ptr::eq(same.as_ptr(), part.as_ptr()).then_some((start, end))
 }
 
 /// A JSON object as its keys and the raw text of their values, in order:
@@ -192,7 +250,7 @@ mod tests {
             destroyed_json(Some("MyJanusInstance"), &ending, None),
             r#"{"emitter":"MyJanusInstance","type":1,"timestamp":1795534522677901,"session_id":42,"event":{"name":"destroyed","reason":"transport_gone","synthetic":true}}"#
         );
-        let native = br#"{"emitter":"J","type":1,"timestamp":5,"session_id":42,"event":{"name":"destroyed"}}"#;
+        let native = r#"{"emitter":"J","type":1,"timestamp":5,"session_id":42,"event":{"name":"destroyed"}}"#;
         let ending = Ending {
             reason: Reason::Request,
             synthetic: false,
@@ -213,7 +271,8 @@ mod tests {
         // UTF-8 inside an unknown key's value.
         let crash = include_bytes!("../fuzz/seeds/decode_track/crash-023b6925");
         assert!(decode(crash).is_err());
-        assert!(annotate_destroyed(crash, &ending, None).is_none());
+        // ... as not text: annotate_destroyed takes only text.
+        assert!(crate::janus::utf8(crash).is_err());
         // An `event` that is an array is not an event object.
         let array = br#"{"type": 1, "session_id": 1, "event": ["destroyed"]}"#;
         assert!(decode(array).is_err());
@@ -229,18 +288,38 @@ mod tests {
             decode(deep.as_bytes()).unwrap().kind,
             Kind::SessionDestroyed
         );
-        let annotated = annotate_destroyed(deep.as_bytes(), &ending, None).unwrap();
+        let annotated = annotate_destroyed(&deep, &ending, None).unwrap();
         assert!(
             annotated.ends_with(r#""reason":"request","synthetic":false}}"#),
             "{annotated}"
         );
         // A reason already there is replaced, not repeated; values are kept as written.
-        let odd =
-            br#"{"type":1,"session_id":1,"event":{"reason":"x","name":"destroyed","n":1.50}}"#;
+        let odd = r#"{"type":1,"session_id":1,"event":{"reason":"x","name":"destroyed","n":1.50}}"#;
         assert_eq!(
             annotate_destroyed(odd, &ending, None).unwrap(),
             r#"{"type":1,"session_id":1,"event":{"name":"destroyed","n":1.50,"reason":"request","synthetic":false}}"#
         );
+    }
+
+    /// Only `event` is written again: the rest of the text is Janus's, byte
+    /// for byte (spacing and escapes included); inside `event`, keys come out
+    /// as serde_json writes them, escaped where JSON needs it.
+    #[test]
+    fn annotating_rewrites_only_the_event_object() {
+        let ending = Ending::new(1, Reason::Request, 1, false);
+        let text = r#"{ "type" : 1, "x\u0041":"\/", "event":{"na\"me":"destroyed", "k\u0041":[1, 2]} , "z":0 }"#;
+        assert_eq!(
+            annotate_destroyed(text, &ending, None).unwrap(),
+            r#"{ "type" : 1, "x\u0041":"\/", "event":{"na\"me":"destroyed","kA":[1, 2],"reason":"request","synthetic":false} , "z":0 }"#
+        );
+        // What it makes is what serde_json makes of the same fields.
+        let annotated = annotate_destroyed(text, &ending, None).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&annotated).unwrap();
+        assert_eq!(v["event"]["reason"], "request");
+        assert_eq!(v["xA"], "/");
+        assert!(annotate_destroyed(r#"{"type":1}"#, &ending, None).is_none());
+        assert!(annotate_destroyed(r#"{"event":[1]}"#, &ending, None).is_none());
+        assert!(annotate_destroyed("[1]", &ending, None).is_none());
     }
 
     /// Every `destroyed` carries what billing needs: creation time, duration
@@ -256,7 +335,7 @@ mod tests {
             destroyed_json(None, &ending, ws),
             r#"{"type":1,"timestamp":61500000,"session_id":7,"event":{"name":"destroyed","reason":"timeout","synthetic":true,"created":1000000,"duration_us":60500000,"transport":{"transport":"janus.transport.websockets","id":"123"}}}"#
         );
-        let native = br#"{"type":1,"timestamp":3000000,"session_id":7,"event":{"name":"destroyed","duration_us":"x"}}"#;
+        let native = r#"{"type":1,"timestamp":3000000,"session_id":7,"event":{"name":"destroyed","duration_us":"x"}}"#;
         let ending = Ending {
             reason: Reason::Request,
             synthetic: false,

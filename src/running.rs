@@ -3,7 +3,7 @@
 //! (which owns the tracker, the router to the sinks, the bus and the crash
 //! state) and what the Admin API reads: a [`Status`] view and a few
 //! controls. The events thread's end of the queue, the [`Intake`], is handed
-//! to the caller of [`Running::start`] (see `crate::handler`).
+//! to the caller of [`Running::start`] (see `crate::instance`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,14 +14,14 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::bus::{Bus, BusStats};
 use crate::config::Config;
+use crate::counters::Counters;
+use crate::crash_state::SessionStore;
 use crate::error::InitError;
 use crate::exporter::{Endpoint, Sources};
 use crate::ffi::JsonRef;
 use crate::intake::{self, ChannelView, Gauge, Intake};
-use crate::metrics::Metrics;
 use crate::reason::Reason;
-use crate::recovery::SessionStore;
-use crate::sinks::{Router, SinkShared, build};
+use crate::sinks::{Router, SinkShared, open};
 use crate::tracker::{SessionView, Tracker, TrackerConfig};
 use crate::worker::{self, Checkpoints, Control, Pipeline, WorkerHandle};
 
@@ -34,7 +34,7 @@ pub struct Running {
     gauge: Gauge,
     worker: WorkerHandle,
     control: Sender<Control>,
-    metrics: Arc<Metrics>,
+    counters: Arc<Counters>,
     sinks: Vec<Arc<SinkShared>>,
     bus_available: bool,
     bus: Arc<BusStats>,
@@ -51,7 +51,7 @@ const ENDPOINT_STOP: Duration = Duration::from_millis(1500);
 /// What the Admin API `info` reports: a read-only view of the running handler.
 pub struct Status<'a> {
     pub config: &'a Config,
-    pub metrics: &'a Metrics,
+    pub counters: &'a Counters,
     pub inside_janus: bool,
     pub uptime: Duration,
     /// The queue between Janus's events thread and the worker.
@@ -91,8 +91,8 @@ impl Running {
                 file: config.file_path.clone(),
             });
         }
-        let metrics = Arc::new(Metrics::default());
-        let router = Router::new(build::build(&config)?);
+        let counters = Arc::new(Counters::default());
+        let router = Router::new(open::open_all(&config)?);
         let sinks = router.shared();
         let bus = Bus::new(config.general.inject.clone());
         let bus_available = bus.available();
@@ -107,7 +107,7 @@ impl Running {
             Tracker::new(tracker_config(&config)),
             router,
             bus,
-            metrics.clone(),
+            counters.clone(),
         );
         if let Some(dir) = &config.general.state_dir {
             let (store, recovered) =
@@ -128,13 +128,13 @@ impl Running {
             );
         }
         let (intake, outlet, gauge) =
-            intake::queue(config.general.channel_capacity, metrics.clone());
+            intake::queue(config.general.channel_capacity, counters.clone());
         let mut endpoint = config.metrics.enabled.then(|| {
             let gauge = gauge.clone();
             Endpoint::start(
                 &config.metrics,
                 Sources {
-                    metrics: metrics.clone(),
+                    metrics: counters.clone(),
                     sinks: sinks.clone(),
                     bus: bus_stats.clone(),
                     bus_available,
@@ -168,7 +168,7 @@ impl Running {
             gauge,
             worker,
             control,
-            metrics,
+            counters,
             sinks,
             bus_available,
             bus: bus_stats,
@@ -180,7 +180,7 @@ impl Running {
         Ok((running, intake))
     }
 
-    /// Counts an event that could not be queued (see `handler::offer`).
+    /// Counts an event that could not be queued (see `instance::offer`).
     pub fn refused(&self, event_type: Option<i64>) {
         self.gauge.refused(event_type);
     }
@@ -197,7 +197,7 @@ impl Running {
     pub fn status(&self) -> Status<'_> {
         Status {
             config: &self.config,
-            metrics: &self.metrics,
+            counters: &self.counters,
             inside_janus: self.inside_janus,
             uptime: self.started.elapsed(),
             channel: self.gauge.view::<JsonRef>(),
@@ -249,7 +249,7 @@ impl Running {
         let Running {
             worker,
             control,
-            metrics,
+            counters,
             config,
             bus,
             endpoint,
@@ -276,9 +276,9 @@ impl Running {
             crate::jlog!(
                 Info,
                 "JANUS lifecycleevh destroyed ({} events received, {} forwarded, {} dropped)",
-                metrics.received.load(Relaxed),
-                metrics.forwarded.load(Relaxed),
-                metrics.dropped.load(Relaxed)
+                counters.received.load(Relaxed),
+                counters.forwarded.load(Relaxed),
+                counters.dropped.load(Relaxed)
             );
             // An injected ending comes back to this handler in the same
             // dispatch of Janus's events thread that gives it to every other
@@ -286,7 +286,7 @@ impl Running {
             // bus had stopped (the worker has seen everything Janus
             // delivered by now).
             let injected = bus.injected_total();
-            let back = metrics.tracker().stats.echoes;
+            let back = counters.tracker().stats.echoes;
             if back < injected {
                 crate::jlog!(
                     Warn,

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::bus::Bus;
+use crate::counters::{Counters, TrackerSnapshot};
+use crate::crash_state::{self, Recovered, SessionStore};
 use crate::intake::{Inbound, Next, Outlet};
 use crate::janus::{self, IdSet, Kind, types};
 use crate::log::RateLimit;
-use crate::metrics::{Metrics, TrackerSnapshot};
 use crate::output::{self, OutEvent};
-use crate::recovery::{self, Recovered, SessionStore};
 use crate::sinks::Router;
 use crate::sync::Spawned;
 use crate::tracker::{Ending, Output, Reason, SessionView, Tracker};
@@ -38,7 +38,7 @@ pub struct Pipeline {
     tracker: Tracker,
     router: Router,
     bus: Bus,
-    metrics: Arc<Metrics>,
+    counters: Arc<Counters>,
     /// The `emitter` of Janus's own events, copied onto synthetic ones.
     emitter: Option<String>,
     outputs: Vec<Output>,
@@ -54,7 +54,7 @@ pub struct Pipeline {
 
 /// The crash-recovery store, when it is next checkpointed, and the endings
 /// routed to the sinks but not yet acknowledged by them (see
-/// `crate::recovery` for the order).
+/// `crate::crash_state` for the order).
 pub struct Checkpoints {
     sessions: SessionStore,
     every: Duration,
@@ -89,12 +89,12 @@ pub enum Control {
 }
 
 impl Pipeline {
-    pub fn new(tracker: Tracker, router: Router, bus: Bus, metrics: Arc<Metrics>) -> Pipeline {
+    pub fn new(tracker: Tracker, router: Router, bus: Bus, counters: Arc<Counters>) -> Pipeline {
         let p = Pipeline {
             tracker,
             router,
             bus,
-            metrics,
+            counters,
             emitter: None,
             outputs: Vec::new(),
             bad_events: RateLimit::new(Duration::from_secs(10)),
@@ -125,10 +125,10 @@ impl Pipeline {
         }
         self.crash_state = Some(crash_state);
         // Opening the store wrote a new snapshot.
-        self.metrics.checkpointed_at_us.store(now_us(), Relaxed);
+        self.counters.checkpointed_at_us.store(now_us(), Relaxed);
         let ids: IdSet<u64> = recovered.sessions.iter().map(|s| s.session_id).collect();
         let written = match file {
-            Some(path) => recovery::endings_in_file(path, recovered.file_position, &ids)
+            Some(path) => crash_state::endings_in_file(path, recovered.file_position, &ids)
                 .unwrap_or_else(|e| {
                     crate::jlog!(
                         Warn,
@@ -173,11 +173,13 @@ impl Pipeline {
             self.synthesize(&ending, false);
             ended += 1;
         }
-        self.metrics.recovered.fetch_add(ended, Relaxed);
-        self.metrics
+        self.counters.recovered.fetch_add(ended, Relaxed);
+        self.counters
             .recovered_written
             .fetch_add(written.len() as u64, Relaxed);
-        self.metrics.recovered_repeated.fetch_add(repeated, Relaxed);
+        self.counters
+            .recovered_repeated
+            .fetch_add(repeated, Relaxed);
         if !recovered.sessions.is_empty() {
             crate::jlog!(
                 Warn,
@@ -216,7 +218,7 @@ impl Pipeline {
         };
         let result = what(&mut st.sessions);
         if let Err(e) = &result {
-            self.metrics.state_errors.fetch_add(1, Relaxed);
+            self.counters.state_errors.fetch_add(1, Relaxed);
             if let Some(more) = st.errors.allow() {
                 crate::jlog!(
                     Err,
@@ -227,28 +229,32 @@ impl Pipeline {
         result.is_ok()
     }
 
-    /// Handles one event (its JSON text, as Janus serialised it).
-    pub fn handle(&mut self, text: &[u8]) {
-        self.metrics.processed.fetch_add(1, Relaxed);
+    /// Handles one event (its JSON text, as Janus serialised it). The text
+    /// is checked and decoded once; what is forwarded is that text, and what
+    /// the sinks need of it (type, session, timestamp) goes with it.
+    pub fn handle(&mut self, bytes: &[u8]) {
+        self.counters.processed.fetch_add(1, Relaxed);
         #[cfg(feature = "fault-injection")]
         crate::faults::on_worker_event();
-        let facts = match janus::decode(text) {
-            Ok(f) => f,
+        let decoded = janus::utf8(bytes).and_then(|text| Ok((text, janus::decode_text(text)?)));
+        let (text, facts) = match decoded {
+            Ok(d) => d,
             Err(e) => {
-                self.metrics.decode_errors.fetch_add(1, Relaxed);
-                self.metrics.count_type(0);
+                self.counters.decode_errors.fetch_add(1, Relaxed);
+                self.counters.count_type(0);
                 if let Some(more) = self.bad_events.allow() {
                     crate::jlog!(
                         Warn,
                         "event that is not a Janus event object ({e}); forwarded as it is to sinks taking all events ({more} more since the last report)"
                     );
                 }
-                let raw = String::from_utf8_lossy(text).into_owned();
+                // Maybe not even UTF-8: the one copy that must repair it.
+                let raw = String::from_utf8_lossy(bytes).into_owned();
                 self.route(OutEvent::new(0, false, None, raw));
                 return;
             }
         };
-        self.metrics.count_type(facts.ty);
+        self.counters.count_type(facts.ty);
         if matches!(facts.kind, Kind::CoreStartup(_))
             && let Some(started) = self.on_janus_started.take()
         {
@@ -288,22 +294,32 @@ impl Pipeline {
         for out in outputs.drain(..) {
             match out {
                 Output::Forward => {
-                    // Janus's serialisation is valid UTF-8; lossy only guards the harness.
-                    let raw = String::from_utf8_lossy(text).into_owned();
-                    self.route(OutEvent::new(facts.ty, lifecycle, facts.session_id, raw));
+                    self.route(OutEvent::stamped(
+                        facts.ty,
+                        lifecycle,
+                        facts.session_id,
+                        facts.timestamp,
+                        text.to_owned(),
+                    ));
                 }
                 Output::ForwardEnding(ending) => {
                     let names = ending.transport.map(|k| self.tracker.transport_names(k));
                     let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
                     let json = output::annotate_destroyed(text, &ending, names)
-                        .unwrap_or_else(|| String::from_utf8_lossy(text).into_owned());
+                        .unwrap_or_else(|| text.to_owned());
                     self.decide(&ending, &json);
-                    let route = self.route(OutEvent::new(facts.ty, true, facts.session_id, json));
+                    let route = self.route(OutEvent::stamped(
+                        facts.ty,
+                        true,
+                        facts.session_id,
+                        facts.timestamp,
+                        json,
+                    ));
                     self.unacknowledged(route, ending.session_id);
                     self.observe_duration(&ending);
                 }
                 Output::Duplicate { .. } | Output::Echo { .. } => {
-                    self.metrics.suppressed.fetch_add(1, Relaxed);
+                    self.counters.suppressed.fetch_add(1, Relaxed);
                 }
                 Output::Synthesize(ending) => self.synthesize(&ending, may_inject),
             }
@@ -333,7 +349,7 @@ impl Pipeline {
             st.next = Instant::now() + st.every;
             if self.persist(|s| s.checkpoint()) {
                 // The wall clock (`now_us` here is the tracker's clock).
-                self.metrics
+                self.counters
                     .checkpointed_at_us
                     .store(self::now_us(), Relaxed);
             }
@@ -369,7 +385,7 @@ impl Pipeline {
     /// Publishes the tracker's counters for the Admin API.
     pub fn publish(&self) {
         let cfg = self.tracker.config();
-        self.metrics.set_tracker(TrackerSnapshot {
+        self.counters.set_tracker(TrackerSnapshot {
             stats: self.tracker.stats().clone(),
             live_sessions: self.tracker.live_sessions(),
             reclaim_session_timeout: cfg.reclaim_session_timeout,
@@ -399,10 +415,11 @@ impl Pipeline {
         let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
         let json = output::destroyed_json(self.emitter.as_deref(), ending, names);
         self.decide(ending, &json);
-        let route = self.route(OutEvent::new(
+        let route = self.route(OutEvent::stamped(
             types::SESSION,
             true,
             Some(ending.session_id),
+            ending.timestamp,
             json,
         ));
         self.unacknowledged(route, ending.session_id);
@@ -415,7 +432,7 @@ impl Pipeline {
     /// How long an ended session lived, for the duration histogram.
     fn observe_duration(&self, ending: &Ending) {
         if let Some(us) = ending.duration_us() {
-            self.metrics.durations.observe(ending.reason, us);
+            self.counters.durations.observe(ending.reason, us);
         }
     }
 
@@ -479,7 +496,7 @@ impl Pipeline {
         // The endings decided, on disk before any sink has them.
         self.persist(|s| s.write_decided());
         let n = self.router.flush();
-        self.metrics.forwarded.fetch_add(n, Relaxed);
+        self.counters.forwarded.fetch_add(n, Relaxed);
         self.acknowledge();
     }
 }
@@ -524,12 +541,12 @@ fn run<T: Inbound>(
     shutdown_timeout: Duration,
 ) {
     outlet.bind_to_current_thread();
-    let metrics = pipeline.metrics.clone();
+    let counters = pipeline.counters.clone();
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut since_publish = 0u32;
     let guarded = |pipeline: &mut Pipeline, f: &mut dyn FnMut(&mut Pipeline)| {
         if catch_unwind(AssertUnwindSafe(|| f(pipeline))).is_err() {
-            metrics.internal_errors.fetch_add(1, Relaxed);
+            counters.internal_errors.fetch_add(1, Relaxed);
             crate::jlog!(
                 Err,
                 "internal error (panic) in the worker; the event was skipped"
@@ -583,8 +600,8 @@ fn run<T: Inbound>(
         if ev.write_json(&mut buf) {
             guarded(&mut pipeline, &mut |p| p.handle(&buf));
         } else {
-            metrics.processed.fetch_add(1, Relaxed);
-            metrics.decode_errors.fetch_add(1, Relaxed);
+            counters.processed.fetch_add(1, Relaxed);
+            counters.decode_errors.fetch_add(1, Relaxed);
         }
         drop(ev);
         since_publish += 1;

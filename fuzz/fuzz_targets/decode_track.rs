@@ -29,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(facts.kind, Kind::SessionDestroyed);
                     let names = e.transport.map(|k| tracker.transport_names(k));
                     let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
-                    let annotated = annotate_destroyed(line, e, names).expect("annotatable");
+                    let text = std::str::from_utf8(line).expect("decoded, so text");
+                    let annotated = annotate_destroyed(text, e, names).expect("annotatable");
                     assert!(janus::decode(annotated.as_bytes()).is_ok());
                 }
                 Output::Synthesize(e) => {

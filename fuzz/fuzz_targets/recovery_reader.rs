@@ -6,7 +6,7 @@
 
 use janus_lifecycleevh::durable::Fsync;
 use janus_lifecycleevh::janus::IdSet;
-use janus_lifecycleevh::recovery::{SessionStore, endings_in_file, read_state};
+use janus_lifecycleevh::crash_state::{SessionStore, endings_in_file, read_state};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

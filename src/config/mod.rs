@@ -9,19 +9,19 @@
 //! error naming the file, the key and the problem; the handler then disables
 //! itself and Janus keeps running.
 
+pub mod exporter;
 pub mod jcfg;
 pub mod keys;
 pub mod mask;
-pub mod metrics;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use exporter::MetricsConfig;
 use jcfg::{Setting, Value};
 use keys::{Default as KeyDefault, Key, Kind};
 pub use mask::EventMask;
-pub use metrics::MetricsConfig;
 
 pub use crate::durable::Fsync;
 
@@ -342,7 +342,7 @@ impl Config {
                     r.finish()?;
                 }
                 // Reads and checks its keys itself.
-                "metrics" => metrics = metrics::read_metrics(path, items)?,
+                "metrics" => metrics = exporter::read_metrics(path, items)?,
                 other => {
                     return Err(ConfigError {
                         file: path.to_path_buf(),
@@ -725,4 +725,767 @@ pub fn parse_inject(text: &str) -> Result<Vec<Reason>, String> {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            Path::new("/etc/janus/janus.eventhandler.lifecycleevh.jcfg"),
+            text,
+        )
+    }
+
+    #[test]
+    fn sample_config_parses_to_the_defaults() {
+        let text = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
+        // The sample turns the handler on (copying it is how one installs it);
+        // everything else it sets, uncommented, is the default.
+        let sample = parse(text).unwrap();
+        let defaults = parse("general: { enabled = true }").unwrap();
+        assert_eq!(sample, defaults);
+        assert!(sample.http.is_empty());
+    }
+
+    #[test]
+    fn defaults_come_from_the_table_of_keys() {
+        // An empty file: every key takes its default, through the same checks
+        // as a value in the file (an invalid default would be an error here).
+        let c = parse("").unwrap();
+        assert!(!c.general.enabled);
+        assert_eq!(c.general.events, EventMask::ALL);
+        assert_eq!(c.general.channel_capacity, 65_536);
+        assert_eq!(c.general.settle, Duration::from_millis(500));
+        assert_eq!(c.general.reclaim_session_timeout, None);
+        assert_eq!(c.general.max_sessions, 1_000_000);
+        assert_eq!(c.general.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(
+            c.general.inject,
+            vec![
+                Reason::TransportGone,
+                Reason::Timeout,
+                Reason::ReclaimExpired,
+                Reason::Shutdown
+            ]
+        );
+        assert_eq!(c.general.state_dir, None);
+        assert_eq!(c.general.state_fsync, Fsync::Interval);
+        assert_eq!(c.general.checkpoint, Duration::from_secs(5));
+        assert_eq!(c.general.file_mode, 0o640);
+        assert!(c.file.enabled);
+        assert_eq!(
+            c.file.path,
+            PathBuf::from("/var/log/janus/lifecycleevh.jsonl")
+        );
+        assert_eq!(c.file.flush, Duration::from_secs(1));
+        assert_eq!(c.file.events, None);
+        assert_eq!(c.file.queue_size, 65_536);
+        assert_eq!(c.file.file_mode, 0o640);
+        let h = &parse("http: { backend = \"http://b/\" }").unwrap().http[0];
+        assert!(h.enabled);
+        assert_eq!(h.events, None);
+        assert!(h.target.grouping);
+        assert_eq!(h.max_batch, 100);
+        assert_eq!(h.max_delay, Duration::ZERO);
+        assert_eq!(h.target.json, JsonStyle::Compact);
+        assert_eq!((&h.target.user, &h.target.password), (&None, &None));
+        assert_eq!(h.target.compress, None);
+        assert_eq!(h.retries, 5);
+        assert_eq!(h.backoff, Duration::from_millis(100));
+        assert_eq!(h.backoff_max, Duration::from_secs(30));
+        assert_eq!(h.target.timeout, Duration::from_secs(10));
+        assert_eq!(h.target.ca_file, None);
+        assert!(h.target.tls_verify);
+        assert_eq!(h.queue_size, 65_536);
+        assert_eq!(h.spool, None);
+        assert_eq!(c.metrics, MetricsConfig::default());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = parse(
+            r#"
+general: {
+    enabled = "yes"
+    events = "sessions,handles"
+    channel_capacity = 1024
+    settle_ms = 250
+    reclaim_session_timeout = 30
+    max_sessions = 5000
+    shutdown_timeout_ms = 2000
+    inject = "none"
+    state_dir = "/var/lib/x"
+    state_fsync = "always"
+    checkpoint_ms = 200
+    file_mode = "0600"
+}
+file: {
+    enabled = false
+    path = "/tmp/x.jsonl"
+    flush_ms = 50
+    events = "core"
+    queue_size = 100
+    file_mode = "0644"
+}
+"#,
+        )
+        .unwrap();
+        assert!(c.general.enabled);
+        assert_eq!(c.general.events.to_string(), "sessions,handles");
+        assert_eq!(c.general.channel_capacity, 1024);
+        assert_eq!(c.general.settle, Duration::from_millis(250));
+        assert_eq!(c.general.reclaim_session_timeout, Some(30));
+        assert_eq!(c.general.max_sessions, 5000);
+        assert_eq!(c.general.shutdown_timeout, Duration::from_millis(2000));
+        assert!(c.general.inject.is_empty());
+        assert_eq!(c.general.state_dir, Some(PathBuf::from("/var/lib/x")));
+        assert_eq!(c.general.state_fsync, Fsync::Always);
+        assert_eq!(c.general.checkpoint, Duration::from_millis(200));
+        assert_eq!(c.general.file_mode, 0o600);
+        assert!(!c.file.enabled);
+        assert_eq!(c.file.path, PathBuf::from("/tmp/x.jsonl"));
+        assert_eq!(c.file.flush, Duration::from_millis(50));
+        assert_eq!(c.file.events.unwrap().to_string(), "core");
+        assert_eq!(c.file.queue_size, 100);
+        assert_eq!(c.file.file_mode, 0o644);
+    }
+
+    #[test]
+    fn errors_name_file_key_and_problem() {
+        let e = parse("general: { enabled = true, settle_ms = \"soon\" }").unwrap_err();
+        assert_eq!(e.key, "general.settle_ms");
+        assert!(e.problem.contains("\"soon\""), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "/etc/janus/janus.eventhandler.lifecycleevh.jcfg: general.settle_ms: "
+            ),
+            "{e}"
+        );
+
+        let e = parse("general: { enabled = maybe }").unwrap_err();
+        assert_eq!(e.key, "");
+        assert!(e.problem.starts_with("syntax error at line 1"), "{e}");
+
+        let e = parse("general: { enabled = 2 }").unwrap_err();
+        assert_eq!(e.key, "general.enabled");
+
+        let e = parse("general: { events = \"sessions,handels\" }").unwrap_err();
+        assert_eq!(e.key, "general.events");
+        assert!(e.problem.contains("handels"));
+
+        let e = parse("general: { setle_ms = 5 }").unwrap_err();
+        assert_eq!(e.key, "general.setle_ms");
+        assert!(e.problem.starts_with("unknown key"));
+
+        let e = parse("fiel: { path = \"/x\" }").unwrap_err();
+        assert_eq!(e.key, "fiel");
+
+        let e = parse("file: { path = 5 }").unwrap_err();
+        assert_eq!(e.key, "file.path");
+        assert!(e.problem.contains("quoted string"));
+
+        let e = parse("file: { path = \"\" }").unwrap_err();
+        assert_eq!(e.key, "file.path");
+
+        let e = parse("general: { channel_capacity = 3 }").unwrap_err();
+        assert!(e.problem.contains("out of range"), "{e}");
+
+        let e = parse("general: { inject = \"transport_gone,request\" }").unwrap_err();
+        assert_eq!(e.key, "general.inject");
+
+        let e = parse("general = 5").unwrap_err();
+        assert_eq!(e.key, "general");
+
+        let e = parse("general: { events = [\"a\"] }").unwrap_err();
+        assert!(e.problem.contains("single value"), "{e}");
+    }
+
+    #[test]
+    fn inject_lists() {
+        assert_eq!(
+            parse_inject("shutdown, timeout,shutdown").unwrap(),
+            vec![Reason::Shutdown, Reason::Timeout]
+        );
+        assert_eq!(parse_inject("NONE").unwrap(), vec![]);
+        assert!(parse_inject("gateway_restart").is_err());
+        assert!(parse_inject("").is_err());
+    }
+
+    /// Janus's own files are not read (what the handler needs of Janus comes
+    /// from its events): whatever libconfig accepts there, `@include` included,
+    /// never turns into a handler error.
+    #[test]
+    fn janus_own_files_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("janus.jcfg"),
+            "@include \"elsewhere.jcfg\"\ngeneral: { session_timeout = 60L, x = 0x10 }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("janus.transport.websockets.jcfg"),
+            "general: { events = false",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("janus.eventhandler.lifecycleevh.jcfg"),
+            "general: { enabled = true }",
+        )
+        .unwrap();
+        let c = Config::load(dir.path()).unwrap();
+        assert!(c.general.enabled);
+    }
+
+    #[test]
+    fn load_reports_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Config::load(dir.path()).unwrap_err();
+        assert!(e.file.ends_with("janus.eventhandler.lifecycleevh.jcfg"));
+        assert!(e.problem.starts_with("cannot read the file"));
+    }
+
+    #[test]
+    fn the_sample_http_section_parses_with_every_key() {
+        let sample = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
+        let start = sample.find("#http-billing: {").unwrap();
+        let section: String = sample[start..]
+            .lines()
+            .map(|l| l.strip_prefix('#').unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = parse(&format!("general: {{ enabled = true }}\n{section}")).unwrap();
+        let h = &c.http[0];
+        assert_eq!(h.name, "http-billing");
+        assert_eq!(h.target.backend, "https://billing.example.com/janus-events");
+        assert_eq!(h.events.unwrap().to_string(), "sessions");
+        assert!(h.target.grouping);
+        assert_eq!(h.max_batch, 100);
+        assert_eq!(h.max_delay, Duration::ZERO);
+        assert_eq!(h.target.json, JsonStyle::Compact);
+        assert_eq!(h.target.user.as_deref(), Some("janus"));
+        assert_eq!(h.target.password.as_deref(), Some("secret"));
+        assert_eq!(h.target.compress, None);
+        assert_eq!(h.retries, 5);
+        assert_eq!(h.backoff, Duration::from_millis(100));
+        assert_eq!(h.backoff_max, Duration::from_secs(30));
+        assert_eq!(h.target.timeout, Duration::from_secs(10));
+        assert_eq!(
+            h.target.ca_file,
+            Some(PathBuf::from("/etc/ssl/private-ca.pem"))
+        );
+        assert!(h.target.tls_verify);
+        assert_eq!(h.queue_size, 65536);
+        let spool = h.spool.as_ref().unwrap();
+        assert_eq!(
+            spool.dir,
+            PathBuf::from("/var/spool/lifecycleevh/http-billing")
+        );
+        assert!(!spool.all_events);
+        assert_eq!(spool.fsync, Fsync::Interval);
+        assert_eq!(spool.fsync_every, Duration::from_secs(1));
+        assert_eq!(spool.max_bytes, 1024 << 20);
+        assert_eq!(spool.file_mode, 0o640);
+    }
+
+    #[test]
+    fn http_errors() {
+        let e = parse("http: { events = \"all\" }").unwrap_err();
+        assert_eq!(e.key, "http.backend");
+        assert!(e.problem.starts_with("missing"));
+        let e = parse("http-x: { backend = \"ftp://x\" }").unwrap_err();
+        assert_eq!(e.key, "http-x.backend");
+        let e = parse("http-x: { backend = \"http://x\", json = \"pretty\" }").unwrap_err();
+        assert_eq!(e.key, "http-x.json");
+        assert!(e.problem.contains("compact, plain, indented"));
+        let e = parse("http-x: { backend = \"http://x\", compression = 10 }").unwrap_err();
+        assert_eq!(e.key, "http-x.compression");
+        let e =
+            parse("http-x: { backend = \"http://x\", spool_fsync = \"sometimes\" }").unwrap_err();
+        assert_eq!(e.key, "http-x.spool_fsync");
+        let e = parse("http-x!: { backend = \"http://x\" }").unwrap_err();
+        assert_eq!(e.key, "");
+        let e = parse("http-: { backend = \"http://x\" }").unwrap_err();
+        assert_eq!(e.key, "http-");
+        let c = parse("http: { backend = \"http://a\", grouping = false, max_batch = 50, compress = true, compression_format = \"zlib\" }\nhttp-b: { backend = \"http://b\", enabled = false }").unwrap();
+        assert_eq!(c.http.len(), 2);
+        assert_eq!(c.http[0].max_batch, 1, "no grouping: one event per request");
+        assert_eq!(c.http[0].target.compress, Some((Compression::Zlib, 6)));
+        assert!(!c.http[1].enabled);
+    }
+
+    /// Every setting of the sample config, commented out or not, with its
+    /// category (`http-*` categories as `http`), in file order.
+    fn sample_settings() -> Vec<(String, jcfg::Setting)> {
+        let sample = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
+        // Settings and categories, commented out or not; prose comments dropped.
+        let is_setting = |t: &str| {
+            let name: String = t
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            !name.is_empty() && t[name.len()..].trim_start().starts_with('=')
+        };
+        let uncommented: String = sample
+            .lines()
+            .map(|l| l.trim_start().trim_start_matches('#').trim_start())
+            .filter(|t| is_setting(t) || t.ends_with(": {") || *t == "}")
+            .collect::<Vec<_>>()
+            .join("\n");
+        let doc = jcfg::parse(&uncommented).expect("the sample parses once uncommented");
+        let mut settings = Vec::new();
+        for cat in &doc.settings {
+            if let jcfg::Value::Group(items) = &cat.value {
+                let category = if cat.name.starts_with("http") {
+                    "http"
+                } else {
+                    &cat.name
+                };
+                for item in items {
+                    settings.push((category.to_string(), item.clone()));
+                }
+            }
+        }
+        settings
+    }
+
+    /// Every key of the sample config, as `category.key`.
+    fn sample_keys() -> Vec<String> {
+        sample_settings()
+            .iter()
+            .map(|(category, s)| format!("{category}.{}", s.name))
+            .collect()
+    }
+
+    /// Every key of the table of keys, as `category.key`.
+    fn table_keys() -> Vec<String> {
+        keys::CATEGORIES
+            .iter()
+            .flat_map(|(category, keys)| keys.iter().map(move |k| format!("{category}.{}", k.name)))
+            .collect()
+    }
+
+    fn table_key(category: &str, name: &str) -> &'static Key {
+        let (_, keys) = keys::CATEGORIES
+            .iter()
+            .find(|(c, _)| *c == category)
+            .unwrap_or_else(|| panic!("no category {category}"));
+        keys::find(keys, name).unwrap_or_else(|| panic!("{category}.{name} is not in the table"))
+    }
+
+    /// The sample jcfg shows every key of the table and no other, each with its
+    /// default where it has one of its own (commented out or not), and says
+    /// each range in the comment next to its key.
+    #[test]
+    fn the_sample_config_agrees_with_the_table_of_keys() {
+        let mut sample = sample_keys();
+        let mut table = table_keys();
+        sample.sort();
+        table.sort();
+        assert_eq!(
+            sample, table,
+            "the sample config and keys.rs list different keys"
+        );
+        let text = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
+        for (category, setting) in sample_settings() {
+            let key = table_key(&category, &setting.name);
+            let shown = setting.value.as_text().unwrap_or_default();
+            if let KeyDefault::Is(default) = key.default {
+                // The sample turns the handler on: that is what it is for.
+                if (category.as_str(), key.name) != ("general", "enabled") {
+                    assert_eq!(
+                        shown, default,
+                        "{category}.{}: the sample shows {shown:?}, the default is {default:?}",
+                        key.name
+                    );
+                }
+            }
+            if let Kind::Whole { min, max, .. } = key.kind {
+                // The comment from this key's line (in its category) to the next key's.
+                let category_at = text
+                    .lines()
+                    .position(|l| {
+                        let t = l.trim_start_matches('#');
+                        t.starts_with(category.as_str()) && t.trim_end().ends_with('{')
+                    })
+                    .unwrap();
+                let at = category_at
+                    + text
+                        .lines()
+                        .skip(category_at)
+                        .position(|l| {
+                            let t = l.trim_start().trim_start_matches('#').trim_start();
+                            t.starts_with(key.name)
+                                && t[key.name.len()..].trim_start().starts_with('=')
+                        })
+                        .unwrap();
+                let comment: String = text
+                    .lines()
+                    .skip(at)
+                    .take_while({
+                        let mut first = true;
+                        move |l| {
+                            let t = l.trim_start().trim_start_matches('#').trim_start();
+                            let is_key = t.split_whitespace().nth(1) == Some("=");
+                            std::mem::replace(&mut first, false) || !is_key
+                        }
+                    })
+                    .flat_map(|l| l.split_whitespace().filter(|w| *w != "#"))
+                    .map(|w| w.trim_start_matches('#'))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                assert!(
+                    comment.contains(&format!("({min} to {max}")),
+                    "{category}.{}: the sample's comment does not say ({min} to {max}...: {comment}",
+                    key.name
+                );
+            }
+        }
+    }
+
+    /// The tables of docs/configuration.md under `## \`general\``, `## \`file\``,
+    /// `## \`http\`` and `## \`metrics\``: (category, key, default cell, values
+    /// cell) per row.
+    fn documented_rows() -> Vec<(String, String, String, String)> {
+        let doc = include_str!("../../docs/configuration.md");
+        let mut rows = Vec::new();
+        for (category, _) in keys::CATEGORIES {
+            let heading = format!("## `{category}`");
+            let at = doc
+                .lines()
+                .position(|l| l.starts_with(&heading))
+                .unwrap_or_else(|| panic!("docs/configuration.md: no heading {heading}"));
+            let table: Vec<&str> = doc
+                .lines()
+                .skip(at + 1)
+                .skip_while(|l| !l.starts_with('|'))
+                .take_while(|l| l.starts_with('|'))
+                .collect();
+            let cells = |line: &str| -> Vec<String> {
+                line.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            };
+            assert_eq!(
+                cells(table[0])[..3],
+                ["key", "default", "values"],
+                "docs/configuration.md {heading}: the table's columns"
+            );
+            for line in &table[2..] {
+                let c = cells(line);
+                let key = c[0].trim_matches('`').to_string();
+                rows.push((category.to_string(), key, c[1].clone(), c[2].clone()));
+            }
+        }
+        rows
+    }
+
+    /// docs/configuration.md's tables list every key of the table and no
+    /// other, each with the default and the values keys.rs gives it.
+    #[test]
+    fn the_docs_agree_with_the_table_of_keys() {
+        let rows = documented_rows();
+        let mut documented: Vec<String> =
+            rows.iter().map(|(c, k, _, _)| format!("{c}.{k}")).collect();
+        let mut table = table_keys();
+        documented.sort();
+        table.sort();
+        assert_eq!(documented, table, "the docs and keys.rs differ");
+        for (category, name, default, values) in &rows {
+            let key = table_key(category, name);
+            assert_eq!(
+                *default,
+                key.default.describe(),
+                "docs/configuration.md: the default of {category}.{name}"
+            );
+            assert_eq!(
+                *values,
+                key.kind.describe(),
+                "docs/configuration.md: the values of {category}.{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_range_says_why() {
+        for (category, keys) in keys::CATEGORIES {
+            for key in keys {
+                if let Kind::Whole { min, max, why } = key.kind {
+                    assert!(min <= max && why.len() > 10, "{category}.{}", key.name);
+                    // The reason is in the error message.
+                    let backend = if category == "http" {
+                        "backend = \"http://x/\", "
+                    } else {
+                        ""
+                    };
+                    let text = format!("{category}: {{ {backend}{} = {} }}", key.name, max + 1);
+                    let e = parse(&text).unwrap_err();
+                    assert!(e.problem.contains(why), "{e}");
+                    assert!(e.problem.contains(&format!("({min} to {max}: ")), "{e}");
+                }
+            }
+        }
+    }
+
+    /// `max_sessions = 1.5e3` was accepted as 1500: the parser turned the float
+    /// into the text "1500". Whole-number keys refuse fractions and exponents.
+    #[test]
+    fn whole_numbers_refuse_fractions_and_exponents() {
+        for bad in [
+            "1.5e3",
+            "2.0",
+            "1e3",
+            "1500.",
+            "1.5",
+            "\"1.5e3\"",
+            "\"1500.0\"",
+            "true",
+        ] {
+            let e = parse(&format!("general: {{ max_sessions = {bad} }}")).unwrap_err();
+            assert_eq!(e.key, "general.max_sessions", "{bad}");
+            assert!(
+                e.problem
+                    .starts_with("expected a whole number from 1 to 4294967296, found "),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse("general: { settle_ms = 1.5e3 }").unwrap_err();
+        assert_eq!(
+            e.problem,
+            "expected a whole number from 0 to 600000, found 1500.0 (a fraction or an exponent is not a whole number) (line 1)"
+        );
+        for good in ["1500", "\"1500\"", "0x5DC", "1500L"] {
+            let c = parse(&format!("general: {{ max_sessions = {good} }}")).unwrap();
+            assert_eq!(c.general.max_sessions, 1500, "{good}");
+        }
+    }
+
+    #[test]
+    fn backend_must_be_an_http_url_with_a_host() {
+        for bad in [
+            "http://[::1",
+            "http://",
+            "http:///path",
+            "http:host",
+            "HTTPS:\\\\host/",
+            "https://:80/",
+            "ftp://host/",
+            "host:80/path",
+            "",
+            "http://exa mple.com/",
+        ] {
+            let text = format!("http: {{ backend = \"{bad}\" }}");
+            let e = parse(&text).expect_err(&text);
+            assert_eq!(e.key, "http.backend", "{bad}: {e}");
+        }
+        for good in [
+            "http://127.0.0.1:8080/events",
+            "https://[::1]:8443/",
+            "http://janus:pw@example.com/x?y=1",
+        ] {
+            let c = parse(&format!("http: {{ backend = \"{good}\" }}")).unwrap();
+            assert_eq!(c.http[0].target.backend, good);
+        }
+        // The password of a URL is not repeated in the error.
+        let e = parse("http: { backend = \"http://janus:hunter2@[::1\" }").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("http://janus:***@[::1"), "{e}");
+    }
+
+    #[test]
+    fn file_modes() {
+        for (text, mode) in [
+            ("\"0640\"", 0o640),
+            ("\"640\"", 0o640),
+            ("\"0600\"", 0o600),
+            ("\"0644\"", 0o644),
+            ("\"0755\"", 0o755),
+        ] {
+            let c = parse(&format!("general: {{ file_mode = {text} }}")).unwrap();
+            assert_eq!(c.general.file_mode, mode, "{text}");
+        }
+        for bad in [
+            "0640",
+            "640",
+            "\"0400\"",
+            "\"0200\"",
+            "\"4750\"",
+            "\"1777\"",
+            "\"0o640\"",
+            "\"rw-r-----\"",
+            "\"0648\"",
+            "\"06400\"",
+            "\"64\"",
+            "\"\"",
+        ] {
+            let e = parse(&format!("file: {{ file_mode = {bad} }}")).expect_err(bad);
+            assert_eq!(e.key, "file.file_mode", "{bad}: {e}");
+        }
+        // Group- or world-writable modes are refused, for every file_mode key,
+        // naming the key and the file (finding 6 of issue 16: "0777" made the
+        // billing log world-writable).
+        for (section, key) in [
+            ("general: { file_mode = ", "general.file_mode"),
+            ("file: { file_mode = ", "file.file_mode"),
+            (
+                "http: { backend = \"http://a/\", spool_dir = \"/s\", file_mode = ",
+                "http.file_mode",
+            ),
+            (
+                "http-billing: { backend = \"http://a/\", spool_dir = \"/s\", file_mode = ",
+                "http-billing.file_mode",
+            ),
+        ] {
+            for (bad, who) in [
+                ("\"0777\"", "the group and every user"),
+                ("\"0666\"", "the group and every user"),
+                ("\"0660\"", "the group write"),
+                ("\"0620\"", "the group write"),
+                ("\"0646\"", "every user write"),
+                ("\"0602\"", "every user write"),
+            ] {
+                let e = parse(&format!("{section}{bad} }}")).expect_err(bad);
+                assert_eq!(e.key, key, "{bad}: {e}");
+                assert!(e.problem.contains(who), "{bad}: {e}");
+                let shown = e.to_string();
+                assert!(shown.contains(key) && shown.contains(".jcfg"), "{shown}");
+            }
+        }
+        let e = parse("general: { file_mode = \"0440\" }").unwrap_err();
+        assert!(e.problem.contains("must keep both"), "{e}");
+        let e = parse("general: { file_mode = 640 }").unwrap_err();
+        assert!(e.problem.contains("quoted octal string"), "{e}");
+        // The sinks inherit general.file_mode unless they set their own,
+        // whichever comes first in the file.
+        let c = parse(
+            "file: { }\nhttp-a: { backend = \"http://a/\", spool_dir = \"/s\" }\n\
+         http-b: { backend = \"http://b/\", spool_dir = \"/s\", file_mode = \"0600\" }\n\
+         general: { file_mode = \"0644\" }",
+        )
+        .unwrap();
+        assert_eq!(c.file.file_mode, 0o644);
+        assert_eq!(c.http[0].spool.as_ref().unwrap().file_mode, 0o644);
+        assert_eq!(c.http[1].spool.as_ref().unwrap().file_mode, 0o600);
+        assert_eq!(dir_mode(0o640), 0o750);
+        assert_eq!(dir_mode(0o600), 0o700);
+        assert_eq!(dir_mode(0o664), 0o775);
+    }
+
+    #[test]
+    fn secrets_are_masked_when_shown() {
+        assert_eq!(
+            redact_url("https://janus:s3cret@host:8443/p?q=1"),
+            "https://janus:***@host:8443/p?q=1"
+        );
+        assert_eq!(redact_url("http://TOKEN@host/"), "http://***@host/");
+        assert_eq!(redact_url("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redact_url("http://u:p@w@host"), "http://u:***@host");
+        assert_eq!(redact_url("http://host"), "http://host");
+        assert_eq!(redact_url("not a url"), "not a url");
+        let c = parse(
+            "http: { backend = \"http://u:urlpass@b/\", backend_user = \"u\", backend_pwd = \"pwdpass\" }",
+        )
+        .unwrap();
+        let t = &c.http[0].target;
+        assert_eq!(t.backend_shown(), "http://u:***@b/");
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("urlpass") && !debug.contains("pwdpass"),
+            "{debug}"
+        );
+    }
+
+    /// Failure behaviour: every key, given a wrong type and a wrong value, is
+    /// refused with an error naming the file and that key.
+    #[test]
+    fn every_key_refuses_a_wrong_type_and_a_wrong_value() {
+        // (key, a value of the wrong type, a wrong value of the right type)
+        let cases: &[(&str, &str, &str)] = &[
+            ("general.enabled", "[true]", "\"perhaps\""),
+            ("general.events", "5", "\"sessions,everything\""),
+            ("general.channel_capacity", "\"many\"", "0"),
+            ("general.settle_ms", "true", "600001"),
+            ("general.reclaim_session_timeout", "\"soon\"", "-1"),
+            ("general.max_sessions", "1.5", "0"),
+            ("general.shutdown_timeout_ms", "\"x\"", "10"),
+            ("general.inject", "7", "\"request\""),
+            ("general.state_dir", "5", "\"\""),
+            ("general.state_fsync", "1", "\"sometimes\""),
+            ("general.checkpoint_ms", "\"often\"", "5"),
+            ("general.file_mode", "640", "\"0400\""),
+            ("file.enabled", "{ }", "\"y\""),
+            ("file.path", "true", "\"\""),
+            ("file.flush_ms", "\"fast\"", "0"),
+            ("file.events", "[1]", "\"nothing\""),
+            ("file.queue_size", "\"big\"", "1"),
+            ("file.file_mode", "[\"0640\"]", "\"7777\""),
+            ("http.enabled", "[]", "\"on\""),
+            ("http.backend", "5", "\"ftp://x\""),
+            ("http.events", "3", "\"al\""),
+            ("http.grouping", "[1]", "\"maybe\""),
+            ("http.max_batch", "\"lots\"", "0"),
+            ("http.max_delay_ms", "\"later\"", "60001"),
+            ("http.json", "1", "\"pretty\""),
+            ("http.backend_user", "5", ""),
+            ("http.backend_pwd", "5", ""),
+            ("http.compress", "(1)", "\"zip\""),
+            ("http.compression", "\"best\"", "10"),
+            ("http.compression_format", "1", "\"brotli\""),
+            ("http.max_retransmissions", "\"few\"", "-3"),
+            ("http.retransmissions_backoff", "\"short\"", "0"),
+            ("http.backoff_max_ms", "\"long\"", "0"),
+            ("http.timeout_ms", "\"5s\"", "50"),
+            ("http.ca_file", "5", "\"\""),
+            ("http.tls_verify", "[]", "\"never\""),
+            ("http.queue_size", "\"big\"", "2"),
+            ("http.spool_dir", "5", "\"\""),
+            ("http.spool", "1", "\"some\""),
+            ("http.spool_fsync", "0", "\"daily\""),
+            ("http.spool_fsync_ms", "\"1s\"", "1"),
+            ("http.spool_max_mb", "\"1G\"", "0"),
+            ("http.file_mode", "true", "\"0644x\""),
+            ("metrics.enabled", "[true]", "\"perhaps\""),
+            ("metrics.listen", "7090", "\"localhost:7090\""),
+            ("metrics.path", "5", "\"metrics\""),
+            ("metrics.user", "5", "\"a:b\""),
+            ("metrics.password", "5", "\"\""),
+            ("metrics.tls_cert", "5", "\"\""),
+            ("metrics.tls_key", "5", "\"\""),
+        ];
+        let documented = sample_keys();
+        for key in &documented {
+            assert!(
+                cases.iter().any(|(k, _, _)| k == key),
+                "{key} has no failure case: add one here and to the README's table"
+            );
+        }
+        for (key, _, _) in cases {
+            assert!(
+                documented.iter().any(|k| k == key),
+                "{key} is not in the sample config"
+            );
+        }
+        for (key, wrong_type, wrong_value) in cases {
+            let (category, name) = key.split_once('.').unwrap();
+            for bad in [wrong_type, wrong_value]
+                .into_iter()
+                .filter(|b| !b.is_empty())
+            {
+                let backend = if category == "http" && name != "backend" {
+                    "backend = \"http://127.0.0.1:1/\", "
+                } else {
+                    ""
+                };
+                let text = format!("{category}: {{ {backend}{name} = {bad} }}");
+                let e = parse(&text).expect_err(&text);
+                let names_key =
+                    e.key == *key || (e.key.is_empty() && e.problem.starts_with("syntax"));
+                assert!(names_key, "{text}: {e}");
+                assert!(
+                    e.to_string()
+                        .starts_with("/etc/janus/janus.eventhandler.lifecycleevh.jcfg: "),
+                    "{e}"
+                );
+            }
+        }
+    }
+}

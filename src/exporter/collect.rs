@@ -24,8 +24,10 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 
 use crate::bus::BusStats;
+use crate::counters::{
+    Counters as Metrics, DURATION_BUCKETS, TYPE_SLOTS, TrackerSnapshot, type_label,
+};
 use crate::intake::{BULK, ChannelView};
-use crate::metrics::{DURATION_BUCKETS, Metrics, TYPE_SLOTS, TrackerSnapshot, type_label};
 use crate::reason::Reason;
 use crate::sinks::{SinkShared, SinkStats};
 

@@ -14,10 +14,10 @@ use serde_json::{Map, Value};
 use super::*;
 use crate::bus::BusStats;
 use crate::config::MetricsConfig;
+use crate::counters::{Counters as Metrics, TrackerSnapshot};
 use crate::durable::Fsync;
 use crate::intake::ChannelView;
 use crate::janus::{CoreCounts, Version};
-use crate::metrics::{Metrics, TrackerSnapshot};
 use crate::output::OutEvent;
 use crate::reason::Reason;
 use crate::sinks::spool::SpoolConfig;
@@ -1045,7 +1045,7 @@ fn https_serves_and_follows_a_renewed_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (ca1, cert1, key1) = pki("CA 1");
     let (ca2, cert2, key2) = pki("CA 2");
-    let files = crate::config::metrics::TlsFiles {
+    let files = crate::config::exporter::TlsFiles {
         cert: dir.path().join("metrics.crt"),
         key: dir.path().join("metrics.key"),
     };

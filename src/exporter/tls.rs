@@ -14,7 +14,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::Shared;
-use crate::config::metrics::TlsFiles;
+use crate::config::exporter::TlsFiles;
 use crate::log::RateLimit;
 use crate::sync::lock;
 

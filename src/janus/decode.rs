@@ -238,7 +238,17 @@ struct Info {
 /// jansson always produces) holding a JSON object whose `event`, if present,
 /// is an object.
 pub fn decode(text: &[u8]) -> Result<Facts<'_>, DecodeError> {
-    let text = std::str::from_utf8(text).map_err(|e| DecodeError(format!("not UTF-8: {e}")))?;
+    decode_text(utf8(text)?)
+}
+
+/// An event's bytes as text: UTF-8, as jansson always produces.
+pub fn utf8(text: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(text).map_err(|e| DecodeError(format!("not UTF-8: {e}")))
+}
+
+/// Decodes one event already known to be text (see [`decode`]): for a
+/// caller that keeps the text, e.g. to forward it without checking it again.
+pub fn decode_text(text: &str) -> Result<Facts<'_>, DecodeError> {
     if text.trim_start().as_bytes().first() != Some(&b'{') {
         return Err(DecodeError("not a JSON object".into()));
     }

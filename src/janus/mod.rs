@@ -6,7 +6,9 @@
 
 mod decode;
 
-pub use decode::{CoreCounts, DecodeError, Facts, Kind, Startup, TransportRef, Version, decode};
+pub use decode::{
+    CoreCounts, DecodeError, Facts, Kind, Startup, TransportRef, Version, decode, decode_text, utf8,
+};
 
 /// Hashing for maps keyed by Janus's ids, which a client may choose (Janus's
 /// `create` accepts an `id`): randomly seeded, except in fuzzing builds

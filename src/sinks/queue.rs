@@ -40,7 +40,7 @@ pub struct QueueState {
     /// The sink's thread holds a batch taken from the queue.
     pub in_flight: bool,
     /// Where the sink's file stood after its last delivered batch.
-    pub position: Option<crate::recovery::FilePosition>,
+    pub position: Option<super::file::FilePosition>,
 }
 
 impl QueueState {

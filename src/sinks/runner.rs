@@ -471,7 +471,7 @@ impl Runner {
         &self,
         done: Option<u64>,
         batch: &[Item],
-        position: Option<crate::recovery::FilePosition>,
+        position: Option<super::file::FilePosition>,
     ) {
         let waiting = batch.iter().filter_map(Item::route).min();
         let mut st = lock(&self.shared.queue.state);

@@ -13,7 +13,7 @@ use crate::error::InitError;
 
 /// Opens and starts every enabled sink, the file first, then the HTTP
 /// backends in file order.
-pub fn build(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
+pub fn open_all(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
     let file = &config.file_path;
     let spawned = |name: &str, key: String, dir: Option<&std::path::Path>, e: SpawnError| match e {
         SpawnError::Spool(e) => InitError::unusable(

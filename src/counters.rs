@@ -12,14 +12,14 @@ use crate::sync::lock;
 use crate::tracker::{JanusView, TrackerStats};
 
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub struct Counters {
     /// Events Janus handed to `incoming_event` while the handler ran.
     pub received: AtomicU64,
     /// Of those, dropped because the channel to the worker was full.
     pub dropped: AtomicU64,
     /// Events the worker took off the channel.
     pub processed: AtomicU64,
-    /// Of those, by Janus's event type (see [`Metrics::count_type`]).
+    /// Of those, by Janus's event type (see [`Counters::count_type`]).
     pub processed_by_type: [AtomicU64; TYPE_SLOTS],
     /// Events (Janus's and synthetic) queued on at least one sink.
     pub forwarded: AtomicU64,
@@ -54,7 +54,7 @@ pub struct Metrics {
 /// one for events whose `type` is none of them.
 pub const TYPE_SLOTS: usize = EventType::ALL.len() + 1;
 
-/// The label of each slot of [`Metrics::processed_by_type`]: Janus's own
+/// The label of each slot of [`Counters::processed_by_type`]: Janus's own
 /// names for the types (as in `events` masks), and `other`.
 pub fn type_label(slot: usize) -> &'static str {
     EventType::ALL.get(slot).map_or("other", |t| t.mask_name())
@@ -78,7 +78,7 @@ pub struct TrackerSnapshot {
     pub connections_by_transport: Vec<(String, u64)>,
 }
 
-impl Metrics {
+impl Counters {
     pub fn tracker(&self) -> TrackerSnapshot {
         lock(&self.tracker).clone()
     }
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn types_have_janus_names() {
-        let m = Metrics::default();
+        let m = Counters::default();
         m.count_type(1);
         m.count_type(256);
         m.count_type(0);

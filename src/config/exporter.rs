@@ -1,4 +1,6 @@
-//! The `metrics` category: the Prometheus endpoint served from inside Janus.
+//! The `metrics` category: the settings of the Prometheus endpoint served
+//! from inside Janus (`crate::exporter`). The types keep the category's
+//! name, as the other categories' do (`FileConfig` for `file`).
 //!
 //! Self-contained (its own key reading), so that it stays one match arm in
 //! [`super::Config::parse`].

@@ -1,7 +1,8 @@
-//! The globals: the running handler (or why it is not running), reached
-//! by the C entry points, and the events thread's end of its queue. `init`
-//! starts a [`Running`], `destroy` stops it; events and Admin API requests
-//! go to it while it runs.
+//! The handler's one instance in this process: the slot holding the
+//! [`Running`] handler (or why it is not running) that the C entry points
+//! reach, and the events thread's end of its queue. `init` starts a
+//! [`Running`], `destroy` stops it; events and Admin API requests go to it
+//! while it runs.
 
 use std::path::Path;
 use std::sync::{Mutex, RwLock};

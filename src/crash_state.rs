@@ -68,6 +68,7 @@ use std::path::{Path, PathBuf};
 
 use crate::durable::{self, Fsync, write_atomically_mode};
 use crate::janus::{IdMap, IdSet};
+use crate::sinks::file::FilePosition;
 
 /// A session found open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +88,6 @@ pub struct OpenSession {
 pub struct Decided {
     pub reason: String,
     pub json: String,
-}
-
-/// Where the file sink's file stood when endings were last acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FilePosition {
-    pub dev: u64,
-    pub ino: u64,
-    pub len: u64,
 }
 
 /// What the previous run left open.
