@@ -38,7 +38,8 @@ pub enum Kind<'a> {
     },
     /// Core `started`: what the server reports about itself.
     CoreStartup(Box<Startup>),
-    /// Core `status: update` (Janus >= 1.2, every 15 s): the core's own counts.
+    /// Core `status: update` (Janus >= 1.2 and 0.x >= 0.14, every 15 s): the
+    /// core's own counts.
     CoreStatus(CoreCounts),
     CoreShutdown,
     /// A JSEP offer or answer the client sent (`owner: remote`).
@@ -69,7 +70,8 @@ pub struct Startup {
     pub server_name: Option<String>,
 }
 
-/// What Janus's periodic core `status: update` event counts (Janus >= 1.2).
+/// What Janus's periodic core `status: update` event counts (Janus >= 1.2,
+/// 0.x >= 0.14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CoreCounts {
     pub sessions: Option<u64>,
@@ -82,9 +84,17 @@ pub struct CoreCounts {
 pub struct Version(pub u32, pub u32, pub u32);
 
 impl Version {
-    /// The first version whose core ends a session itself when its transport
-    /// goes away with reclaim off (upstream issue 3533).
-    pub const NATIVE_TRANSPORT_GONE: Version = Version(1, 3, 2);
+    /// Whether this version's core ends a session itself when its transport
+    /// goes away with reclaim off (the upstream fix for issue 3533, released
+    /// on the same day in both maintained lines): 1.x from 1.3.2, 0.x from
+    /// 0.15.2, and any later major version.
+    pub fn ends_transport_gone(self) -> bool {
+        match self.0 {
+            0 => self >= Version(0, 15, 2),
+            1 => self >= Version(1, 3, 2),
+            _ => true,
+        }
+    }
 
     pub fn parse(text: &str) -> Option<Version> {
         let mut parts = text.trim().split('.').map(|p| {
@@ -385,8 +395,7 @@ mod tests {
         assert_eq!(Version::parse("1.3.2-dev"), Some(Version(1, 3, 2)));
         assert_eq!(Version::parse("2"), Some(Version(2, 0, 0)));
         assert_eq!(Version::parse("x"), None);
-        assert!(Version(1, 4, 1) >= Version::NATIVE_TRANSPORT_GONE);
-        assert!(Version(1, 1, 2) < Version::NATIVE_TRANSPORT_GONE);
+        assert_eq!(Version::parse("0.16.1"), Some(Version(0, 16, 1)));
         let update = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "update", "info": {"sessions": 3, "handles": 2, "peerconnections": 1, "stats-period": 1}}}"#;
         assert_eq!(
             decode(update).unwrap().kind,
@@ -404,6 +413,22 @@ mod tests {
                 ..CoreCounts::default()
             })
         );
+    }
+
+    /// Both maintained lines got the native transport-gone ending on the
+    /// same day: 1.3.2 and 0.15.2.
+    #[test]
+    fn which_versions_end_transport_gone_sessions_themselves() {
+        let old = ["0.11.8", "0.14.4", "0.15.1", "1.1.2", "1.2.4", "1.3.1"];
+        let new = [
+            "0.15.2", "0.15.3", "0.16.1", "1.3.2", "1.4.1", "1.4.2", "2.0.0",
+        ];
+        for v in old {
+            assert!(!Version::parse(v).unwrap().ends_transport_gone(), "{v}");
+        }
+        for v in new {
+            assert!(Version::parse(v).unwrap().ends_transport_gone(), "{v}");
+        }
     }
 
     #[test]

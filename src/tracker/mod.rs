@@ -12,19 +12,24 @@
 //! | --- | --- |
 //! | native `destroyed` | that event, with `reason: request` (or `transport_gone` after a disconnect) |
 //! | native `timeout` | the `timeout`, then a synthetic `destroyed` (`timeout`, or `reclaim_expired` after a disconnect with reclaim on) |
-//! | transport `disconnected`, reclaim off, Janus < 1.3.2 | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
-//! | transport `disconnected`, reclaim off, Janus >= 1.3.2 | Janus's own `destroyed` (`transport_gone`); none within `settle` means another connection had claimed the session: it lives on |
+//! | transport `disconnected`, reclaim off, a Janus that does not end transport-gone sessions (1.x < 1.3.2, 0.x < 0.15.2) | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
+//! | transport `disconnected`, reclaim off, a Janus that does (1.x >= 1.3.2, 0.x >= 0.15.2) | Janus's own `destroyed` (`transport_gone`); none within `settle` means another connection had claimed the session: it lives on |
 //! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout` (`reclaim_expired`); none by `reclaim_session_timeout` + two watchdog ticks + `settle` means it was claimed: it lives on |
 //! | core `shutdown` | a synthetic `destroyed`, `shutdown`, for every open session |
 //! | a second ending for an ended session | nothing (counted as a duplicate) |
 //!
 //! What it learns about Janus, from the stream only:
 //! - the version (core `started`), and whether the core ends transport-gone
-//!   sessions itself: version >= 1.3.2, or a native `destroyed` seen for a
-//!   session whose transport was gone;
+//!   sessions itself ([`JanusView::ends_transport_gone`]): the version says
+//!   so (1.x >= 1.3.2, 0.x >= 0.15.2: [`Version::ends_transport_gone`]), or
+//!   the stream proves it. On a Janus that did not say its version, one
+//!   native `destroyed` for a session whose transport was gone is the proof;
+//!   on one whose version says no, Janus's own `destroyed` for every session
+//!   of a closed connection that had two or more (one alone may answer the
+//!   client's `destroy`, sent as it closed: 1.1.2 does that);
 //! - `reclaim_session_timeout` (core `started`), unless the config pins it;
 //! - which transport instances are connections (they report `connected`):
-//!   on Janus >= 1.3.2 with reclaim off, Janus ends a connection's sessions
+//!   where Janus ends transport-gone sessions (reclaim off), it ends a connection's sessions
 //!   itself when it closes, shutdown included ([`Ending::janus_ends_too`]);
 //! - whether WebSocket disconnects are visible at all (a WebSocket session
 //!   whose connection never reported `connected`: the transport's `events`
@@ -62,8 +67,9 @@ pub struct Ending {
     /// ([`Tracker::transport_names`] gives its names).
     pub transport: Option<TransportKey>,
     /// For a synthetic ending: Janus will put its own `destroyed` for this
-    /// session on its bus (a connection's session at shutdown on Janus >=
-    /// 1.3.2 with reclaim off), so the handler must not inject one.
+    /// session on its bus (a connection's session at shutdown on a Janus
+    /// that ends transport-gone sessions, reclaim off), so the handler must
+    /// not inject one.
     pub janus_ends_too: bool,
 }
 
@@ -161,7 +167,8 @@ pub struct JanusView {
     pub version: Option<Version>,
     pub server_name: Option<String>,
     /// Janus ends a session itself when its transport goes away (reclaim
-    /// off): version >= 1.3.2, or seen happen.
+    /// off): its version says so (1.x >= 1.3.2, 0.x >= 0.15.2), or the
+    /// stream proved it (see the module documentation).
     pub ends_transport_gone: bool,
     /// False once a WebSocket session was created on a connection that never
     /// reported `connected`: the transport's events are off.
@@ -169,7 +176,7 @@ pub struct JanusView {
     /// Transport instances open (reported `connected`, not yet `disconnected`).
     pub connections: usize,
     /// The core's own counts from its latest `status: update` event (Janus
-    /// >= 1.2; None until one is seen).
+    /// >= 1.2 and 0.x >= 0.14; None until one is seen).
     pub core: Option<CoreCounts>,
 }
 
@@ -182,6 +189,14 @@ pub struct SessionView {
     pub last_event: i64,
     pub state: &'static str,
     pub handles: Vec<(u64, String)>,
+}
+
+/// The sessions of a closed connection that had two or more, on a Janus
+/// believed not to end transport-gone sessions: if Janus ends every one of
+/// them itself, the stream proves that it does.
+struct Probe {
+    sessions: Vec<u64>,
+    ended_by_janus: usize,
 }
 
 struct Tombstone {
@@ -223,6 +238,9 @@ pub struct Tracker {
     handles_open: Vec<u64>,
     /// Open connections, by transport module index.
     connections_open: Vec<u64>,
+    /// The latest closed connection that can prove Janus ends transport-gone
+    /// sessions itself (see [`Probe`]).
+    probe: Option<Probe>,
 }
 
 /// How long Janus's watchdog takes between checks (janus.c: every 2 s).
@@ -237,6 +255,9 @@ const CONNECTION_TRANSPORTS: [&str; 3] = [
     "janus.transport.webtransport",
 ];
 const WEBSOCKETS: &str = "janus.transport.websockets";
+/// The most sessions of one closed connection a [`Probe`] watches (two are
+/// proof enough; a bound keeps its lookups cheap whatever a client opens).
+const PROBE_MAX_SESSIONS: usize = 8;
 
 impl Tracker {
     pub fn new(config: TrackerConfig) -> Tracker {
@@ -263,6 +284,7 @@ impl Tracker {
             },
             handles_open: Vec::new(),
             connections_open: Vec::new(),
+            probe: None,
         }
     }
 
@@ -404,6 +426,14 @@ impl Tracker {
             };
             match session.state {
                 State::Disconnected { at, seq: s } if s == seq => {
+                    if self
+                        .probe
+                        .as_ref()
+                        .is_some_and(|p| p.sessions.contains(&sid))
+                    {
+                        // Janus left one of them to us: no proof.
+                        self.probe = None;
+                    }
                     if self.janus.ends_transport_gone {
                         // Janus ends a transport-gone session itself; it did
                         // not: the session had moved to another connection.
@@ -539,7 +569,8 @@ impl Tracker {
         }
         if let Some(v) = startup.version {
             self.janus.version = Some(v);
-            self.janus.ends_transport_gone = v >= Version::NATIVE_TRANSPORT_GONE;
+            // What the stream proved before stands.
+            self.janus.ends_transport_gone |= v.ends_transport_gone();
         }
         if startup.server_name.is_some() {
             self.janus.server_name.clone_from(&startup.server_name);
@@ -547,7 +578,8 @@ impl Tracker {
     }
 
     /// Whether Janus will end this open session itself when its connection
-    /// closes at shutdown: Janus >= 1.3.2, reclaim off, and the session is
+    /// closes at shutdown: Janus ends transport-gone sessions (1.x >= 1.3.2,
+    /// 0.x >= 0.15.2, or proved by the stream), reclaim off, and the session is
     /// bound to an open connection of a transport that ends its connections'
     /// sessions through the core. With the WebSockets transport's events off
     /// no connection is seen, but there a live WebSocket session is bound to
@@ -656,21 +688,22 @@ impl Tracker {
         };
         if let Some(session) = self.sessions.get(&sid) {
             let reason = match session.state {
-                // Janus 1.1.x never ends a transport-gone session itself: its
-                // `destroyed` after a disconnect answers a `destroy` the
-                // client sent just before closing.
-                State::Disconnected { .. } if self.janus.version.is_some() => {
+                State::Disconnected { .. } => {
+                    if self.janus.version.is_none() || self.probe_ended_by_janus(sid) {
+                        // A Janus that did not say its version, or every
+                        // session of a closed connection ended by Janus:
+                        // it ends transport-gone sessions itself.
+                        self.janus.ends_transport_gone = true;
+                    }
                     if self.janus.ends_transport_gone {
                         Reason::TransportGone
                     } else {
+                        // A Janus that does not end transport-gone sessions
+                        // (1.1.x, 0.x < 0.15.2): its `destroyed` after a
+                        // disconnect answers a `destroy` the client sent
+                        // just before closing.
                         Reason::Request
                     }
-                }
-                State::Disconnected { .. } => {
-                    // A Janus that did not say its version: this proves it
-                    // ends transport-gone sessions itself.
-                    self.janus.ends_transport_gone = true;
-                    Reason::TransportGone
                 }
                 State::Live | State::AwaitingReclaim { .. } => Reason::Request,
             };
@@ -698,6 +731,23 @@ impl Tracker {
             self.bury(sid, Reason::Request);
             out.push(Output::ForwardEnding(ending));
         }
+    }
+
+    /// Counts Janus's own ending of a session of the probed connection; true
+    /// when that was the last of them (the proof).
+    fn probe_ended_by_janus(&mut self, sid: u64) -> bool {
+        let Some(p) = self.probe.as_mut() else {
+            return false;
+        };
+        if !p.sessions.contains(&sid) {
+            return false;
+        }
+        p.ended_by_janus += 1;
+        if p.ended_by_janus < p.sessions.len() {
+            return false;
+        }
+        self.probe = None;
+        true
     }
 
     fn on_native_timeout(&mut self, ev: &Facts<'_>, out: &mut Vec<Output>) {
@@ -743,6 +793,19 @@ impl Tracker {
             return;
         };
         let reclaim = self.config.reclaim_session_timeout;
+        if reclaim == 0 && !self.janus.ends_transport_gone {
+            let live: Vec<u64> = sids
+                .iter()
+                .copied()
+                .filter(|sid| self.sessions.contains_key(sid))
+                .collect();
+            if (2..=PROBE_MAX_SESSIONS).contains(&live.len()) {
+                self.probe = Some(Probe {
+                    sessions: live,
+                    ended_by_janus: 0,
+                });
+            }
+        }
         for sid in sids {
             let seq = self.next_seq;
             self.next_seq = self.next_seq.wrapping_add(1);

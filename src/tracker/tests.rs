@@ -961,35 +961,172 @@ fn invisible_disconnects_are_noticed() {
     assert!(!t.janus().disconnects_visible);
 }
 
-/// On a Janus that says it is 1.1.x, a native `destroyed` right after a
-/// disconnect answers the client's own `destroy` (sent just before it
-/// closed): a request, and no proof of the 1.3.2 behaviour.
+/// On a Janus that says it is 1.1.x (or 0.x before 0.15.2), a native
+/// `destroyed` right after a disconnect answers the client's own `destroy`
+/// (sent just before it closed): a request, and no proof of the 1.3.2
+/// behaviour.
 #[test]
 fn a_destroy_racing_a_close_on_1_1_2_is_a_request() {
+    for version in ["1.1.2", "0.11.8"] {
+        let mut t = tracker();
+        let got = replay(
+            &mut t,
+            &[
+                started(version, 0),
+                connected(5, "7"),
+                created(10, 1, "7"),
+                disconnected(100, "7"),
+                session(101, 1, "destroyed"),
+            ],
+        );
+        assert_eq!(got.last().unwrap(), "end 1 request", "{version}");
+        assert!(!t.janus().ends_transport_gone, "{version}");
+        // Later disconnects are still ended by the handler.
+        let mut got = replay(
+            &mut t,
+            &[
+                connected(200, "8"),
+                created(210, 2, "8"),
+                disconnected(300, "8"),
+            ],
+        );
+        got.extend(finish(&mut t, 300 + 600 * MS));
+        assert_eq!(
+            got.last().unwrap(),
+            "SYNTH 2 transport_gone @300",
+            "{version}"
+        );
+    }
+}
+
+/// One WebSocket session dropped and one alive at shutdown, as each Janus
+/// line reports them: a Janus that ends transport-gone sessions itself sends
+/// its own `destroyed` after the `disconnected` (and at shutdown, as the
+/// transport closes the connection), one that does not sends nothing.
+fn drop_and_shutdown(version: &str, janus_ends_them: bool) -> Vec<String> {
     let mut t = tracker();
-    let got = replay(
+    let mut input = vec![
+        started(version, 0),
+        connected(5, "7"),
+        created(10, 1, "7"),
+        disconnected(100, "7"),
+    ];
+    if janus_ends_them {
+        input.push(session(101, 1, "destroyed"));
+    }
+    let mut got = replay(&mut t, &input);
+    got.extend(finish(&mut t, 100 + 600 * MS));
+    let mut input = vec![connected(700 * MS, "8"), created(710 * MS, 2, "8")];
+    input.push(shutdown(800 * MS));
+    if janus_ends_them {
+        input.extend([
+            disconnected(801 * MS, "8"),
+            session(802 * MS, 2, "destroyed"),
+        ]);
+    }
+    got.extend(replay(&mut t, &input));
+    assert_eq!(t.live_sessions(), 0, "{version}");
+    assert_eq!(t.janus().ends_transport_gone, janus_ends_them, "{version}");
+    got.into_iter().filter(|l| !l.starts_with("fwd")).collect()
+}
+
+/// Both Janus lines got the native transport-gone ending on the same day
+/// (1.3.2 and 0.15.2): the version in `started` says which behaviour to
+/// expect, on 0.x as on 1.x.
+#[test]
+fn the_version_says_which_behaviour_on_both_lines() {
+    for version in ["0.11.8", "0.14.4", "0.15.1", "1.1.2", "1.2.4", "1.3.1"] {
+        assert_eq!(
+            drop_and_shutdown(version, false),
+            [
+                "SYNTH 1 transport_gone @100",
+                &format!("SYNTH 2 shutdown @{}", 800 * MS)
+            ],
+            "{version}"
+        );
+    }
+    for version in ["0.15.2", "0.16.1", "1.3.2", "1.4.1"] {
+        assert_eq!(
+            drop_and_shutdown(version, true),
+            [
+                "end 1 transport_gone",
+                &format!("SYNTH 2 shutdown @{} (janus too)", 800 * MS),
+                "dup 2"
+            ],
+            "{version}"
+        );
+    }
+}
+
+/// A connection with two sessions closes on a Janus whose version says it
+/// does not end transport-gone sessions, and Janus ends both itself (a
+/// patched or mislabelled build): the stream wins over the version. A
+/// client does not `destroy` two sessions at the moment it closes.
+#[test]
+fn the_stream_proves_native_endings_whatever_the_version_says() {
+    for version in ["1.1.2", "0.11.8"] {
+        let mut t = tracker();
+        let mut got = replay(
+            &mut t,
+            &[
+                started(version, 0),
+                connected(5, "7"),
+                created(10, 1, "7"),
+                created(11, 2, "7"),
+                disconnected(100, "7"),
+                session(101, 1, "destroyed"),
+                session(102, 2, "destroyed"),
+                // From now on a single session's native ending is Janus's own.
+                connected(200, "8"),
+                created(210, 3, "8"),
+                disconnected(300, "8"),
+                session(301, 3, "destroyed"),
+                connected(400, "9"),
+                created(410, 4, "9"),
+                shutdown(500),
+            ],
+        );
+        got.retain(|l| !l.starts_with("fwd"));
+        assert_eq!(
+            got,
+            [
+                // Until the proof is complete, the version's rule holds.
+                "end 1 request",
+                "end 2 transport_gone",
+                "end 3 transport_gone",
+                "SYNTH 4 shutdown @500 (janus too)"
+            ],
+            "{version}"
+        );
+        assert!(t.janus().ends_transport_gone);
+    }
+}
+
+/// No proof when Janus leaves one session of the closed connection to the
+/// handler: that one ends `transport_gone` as on any Janus of its version.
+#[test]
+fn a_connection_not_all_ended_by_janus_proves_nothing() {
+    let mut t = tracker();
+    let mut got = replay(
         &mut t,
         &[
-            started("1.1.2", 0),
+            started("0.11.8", 0),
             connected(5, "7"),
             created(10, 1, "7"),
+            created(11, 2, "7"),
             disconnected(100, "7"),
             session(101, 1, "destroyed"),
         ],
     );
-    assert_eq!(got.last().unwrap(), "end 1 request");
-    assert!(!t.janus().ends_transport_gone);
-    // Later disconnects are still ended by the handler.
-    let mut got = replay(
-        &mut t,
-        &[
-            connected(200, "8"),
-            created(210, 2, "8"),
-            disconnected(300, "8"),
-        ],
+    got.extend(finish(&mut t, 100 + 600 * MS));
+    // Session 2's own ending, late: no proof either.
+    got.extend(replay(&mut t, &[session(700 * MS, 2, "destroyed")]));
+    got.retain(|l| !l.starts_with("fwd"));
+    assert_eq!(
+        got,
+        ["end 1 request", "SYNTH 2 transport_gone @100", "dup 2"]
     );
-    got.extend(finish(&mut t, 300 + 600 * MS));
-    assert_eq!(got.last().unwrap(), "SYNTH 2 transport_gone @300");
+    assert!(!t.janus().ends_transport_gone);
 }
 
 /// What the metrics read: handles by plugin, connections by transport, the
