@@ -303,15 +303,13 @@ fn with_defaults(out: &std::path::Path, receiver: &Receiver) -> JanusOptions {
     )
 }
 
-/// Janus's version, as the handler learned it from the core `started` event.
-fn janus_version(janus: &Janus) -> (u32, u32, u32) {
+/// Whether the handler believes Janus ends transport-gone sessions itself
+/// (learned from the core `started` event's version, or from the stream).
+fn handler_says_janus_ends_transport_gone(janus: &Janus) -> bool {
     let info = info(janus);
-    let v = info["tracker"]["janus_version"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no janus_version in {info}"))
-        .to_string();
-    let n: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
-    (n[0], n[1], n[2])
+    info["tracker"]["janus_ends_transport_gone"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no janus_ends_transport_gone in {info}"))
 }
 
 /// Per created session: the `destroyed` events of `events`. Sessions never
@@ -407,7 +405,15 @@ fn stock_handlers_see_exactly_one_destroyed_on_every_path() {
         session_timeout: 4,
         ..with_defaults(&out, &receiver)
     });
-    let native_transport_gone = janus_version(&janus) >= (1, 3, 2);
+    // Which generation this Janus is (1.x >= 1.3.2 and 0.x >= 0.15.2 end a
+    // closed WebSocket's sessions themselves), and the handler knows it.
+    let native_transport_gone = janus.ends_sessions_on_transport_gone();
+    assert_eq!(
+        handler_says_janus_ends_transport_gone(&janus),
+        native_transport_gone,
+        "Janus {:?}",
+        janus.janus_version()
+    );
     let mut expect: Vec<(u64, &str, Option<bool>)> = Vec::new();
     // Janus API destroy over WebSocket and over HTTP.
     let mut ws = janus.ws();
