@@ -584,7 +584,10 @@ impl Tracker {
     /// sessions through the core. With the WebSockets transport's events off
     /// no connection is seen, but there a live WebSocket session is bound to
     /// an open connection all the same: had its connection closed, Janus
-    /// would have ended it then.
+    /// would have ended it then. A session whose connection closed just
+    /// before (its settle window still open) is being ended by Janus: the
+    /// transport reports `disconnected` and then ends its sessions, and the
+    /// core's `shutdown` can come between the two.
     fn janus_ends_at_close(&self, sid: u64) -> bool {
         if !self.janus.ends_transport_gone || self.config.reclaim_session_timeout > 0 {
             return false;
@@ -599,6 +602,7 @@ impl Tracker {
                         || (!self.janus.disconnects_visible
                             && self.is_module(key.module, WEBSOCKETS)))
             }
+            (State::Disconnected { .. }, _) => true,
             _ => false,
         }
     }

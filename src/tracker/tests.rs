@@ -7,6 +7,10 @@ use crate::janus::decode;
 const TRACE_112: &str = include_str!("../../tests/traces/janus-1.1.2-destroy-drop-timeout.jsonl");
 const TRACE_142: &str = include_str!("../../tests/traces/janus-1.4.2-drop-timeout.jsonl");
 const TRACE_141: &str = include_str!("../../tests/traces/janus-1.4.1-shutdown-ws-http.jsonl");
+const TRACE_0161_ALL: &str =
+    include_str!("../../tests/traces/janus-0.16.1-destroy-drop-timeout-shutdown.jsonl");
+const TRACE_141_ALL: &str =
+    include_str!("../../tests/traces/janus-1.4.1-destroy-drop-timeout-shutdown.jsonl");
 
 /// Feeds JSON lines through a tracker and describes every output, one string each:
 /// `fwd <what>` for a forwarded event, `end <sid> <reason>` for a forwarded native
@@ -768,6 +772,50 @@ fn janus_ends_connection_sessions_at_shutdown_from_1_3_2_with_reclaim_off() {
     }
 }
 
+/// A connection closes as Janus stops: the transport's `disconnected` comes
+/// first, the core's `shutdown` can come before the transport ends its
+/// sessions. Where Janus ends transport-gone sessions, its own `destroyed`
+/// is on its way: the shutdown ending is not to be injected.
+#[test]
+fn a_shutdown_inside_a_transport_gone_ending_is_left_to_janus() {
+    let run = |version: &str, janus_ends_them: bool| {
+        let mut t = tracker();
+        let mut input = vec![
+            started(version, 0),
+            connected(5, "7"),
+            created(10, 1, "7"),
+            created(11, 2, "7"),
+            disconnected(100, "7"),
+            shutdown(101),
+        ];
+        if janus_ends_them {
+            input.extend([session(102, 1, "destroyed"), session(103, 2, "destroyed")]);
+        }
+        let mut got = replay(&mut t, &input);
+        got.retain(|l| !l.starts_with("fwd"));
+        got
+    };
+    for version in ["1.4.1", "0.16.1"] {
+        assert_eq!(
+            run(version, true),
+            [
+                "SYNTH 1 shutdown @101 (janus too)",
+                "SYNTH 2 shutdown @101 (janus too)",
+                "dup 1",
+                "dup 2"
+            ],
+            "{version}"
+        );
+    }
+    for version in ["1.1.2", "0.11.8"] {
+        assert_eq!(
+            run(version, false),
+            ["SYNTH 1 shutdown @101", "SYNTH 2 shutdown @101"],
+            "{version}"
+        );
+    }
+}
+
 /// Janus >= 1.3.2 ends a transport-gone session itself (reclaim off): when it
 /// does not, another connection had claimed the session, which lives on.
 #[test]
@@ -1258,4 +1306,108 @@ fn counts_handles_connections_and_core_status() {
             peerconnections: Some(6)
         })
     );
+}
+
+/// Janus 0.16.1 built from the upstream tarball, one session per ending
+/// (README in tests/traces/): the 0.x line ends a closed WebSocket's
+/// session itself since 0.15.2, as 1.x does since 1.3.2.
+#[test]
+fn replays_janus_0_16_1_trace_exactly() {
+    let mut t = tracker();
+    let got = replay(&mut t, &lines(TRACE_0161_ALL));
+    let want = [
+        "fwd started",
+        "fwd request",
+        "fwd connected",
+        "fwd created 25114733518930",
+        "fwd attached 25114733518930",
+        "fwd disconnected",
+        // Janus's own ending of a closed WebSocket's session.
+        "end 25114733518930 transport_gone",
+        "fwd detached 25114733518930",
+        "fwd connected",
+        "fwd created 2210060903065987",
+        "fwd attached 2210060903065987",
+        "end 2210060903065987 request",
+        "fwd detached 2210060903065987",
+        "fwd disconnected",
+        "fwd connected",
+        "fwd created 1432611493449098",
+        "fwd attached 1432611493449098",
+        "fwd timeout 1432611493449098",
+        "SYNTH 1432611493449098 timeout @1796397056591517",
+        "fwd detached 1432611493449098",
+        "fwd disconnected",
+        "fwd connected",
+        "fwd created 260090712503387",
+        "fwd attached 260090712503387",
+        "fwd request",
+        "fwd created 1617469506429051",
+        "fwd request",
+        "fwd attached 1617469506429051",
+        "fwd shutdown",
+        // Janus ends the WebSocket session as the transport closes: not injected.
+        "SYNTH 260090712503387 shutdown @1796397056626550 (janus too)",
+        "SYNTH 1617469506429051 shutdown @1796397056626550",
+        "fwd disconnected",
+        "dup 260090712503387",
+        "fwd detached 260090712503387",
+    ];
+    assert_eq!(got, want);
+    assert_eq!(finish(&mut t, i64::MAX), Vec::<String>::new());
+    let j = t.janus();
+    assert_eq!(j.version, Some(Version(0, 16, 1)));
+    assert!(j.ends_transport_gone);
+    assert_eq!(t.live_sessions(), 0);
+    assert_eq!(t.stats().created, 5);
+}
+
+/// The same scenario on Janus 1.4.1 built from the upstream tarball: the
+/// same endings as on 0.16.1.
+#[test]
+fn replays_janus_1_4_1_trace_exactly() {
+    let mut t = tracker();
+    let got = replay(&mut t, &lines(TRACE_141_ALL));
+    let want = [
+        "fwd started",
+        "fwd request",
+        "fwd connected",
+        "fwd created 7813502650088090",
+        "fwd attached 7813502650088090",
+        "fwd disconnected",
+        "end 7813502650088090 transport_gone",
+        "fwd detached 7813502650088090",
+        "fwd connected",
+        "fwd created 2019180747004707",
+        "fwd attached 2019180747004707",
+        "fwd detached 2019180747004707",
+        "end 2019180747004707 request",
+        "fwd disconnected",
+        "fwd connected",
+        "fwd created 3237180251296345",
+        "fwd attached 3237180251296345",
+        "fwd timeout 3237180251296345",
+        "SYNTH 3237180251296345 timeout @1796397069588349",
+        "fwd detached 3237180251296345",
+        "fwd disconnected",
+        "fwd connected",
+        "fwd created 8417343826354130",
+        "fwd attached 8417343826354130",
+        "fwd request",
+        "fwd created 3437203540602193",
+        "fwd request",
+        "fwd attached 3437203540602193",
+        "fwd shutdown",
+        "SYNTH 8417343826354130 shutdown @1796397069603819 (janus too)",
+        "SYNTH 3437203540602193 shutdown @1796397069603819",
+        "fwd disconnected",
+        "dup 8417343826354130",
+        "fwd detached 8417343826354130",
+    ];
+    assert_eq!(got, want);
+    assert_eq!(finish(&mut t, i64::MAX), Vec::<String>::new());
+    let j = t.janus();
+    assert_eq!(j.version, Some(Version(1, 4, 1)));
+    assert!(j.ends_transport_gone);
+    assert_eq!(t.stats().created, 5);
 }
