@@ -431,6 +431,22 @@ mod tests {
         }
     }
 
+    /// Janus 0.x's stats, one event per medium (0.16.1's ice.c): the codec
+    /// under `audio-codec` / `video-codec`, no `mid`, `mindex` or
+    /// `rtt-values`, fixed audio and video streams.
+    #[test]
+    fn accepts_0x_stats_payloads() {
+        let audio = r#"{"media":"audio","audio-codec":"opus","base":48000,"rtt":0,"lost":0,"lost-by-remote":0,"jitter-local":1,"jitter-remote":0,"in-link-quality":100,"in-media-link-quality":100,"out-link-quality":100,"out-media-link-quality":100,"packets-received":250,"packets-sent":250,"bytes-received":20000,"bytes-sent":20000,"bytes-received-lastsec":4000,"bytes-sent-lastsec":4000,"nacks-received":0,"nacks-sent":0,"retransmissions-received":0}"#;
+        let video = r#"{"media":"video","video-codec":"vp8","base":90000,"rtt":0,"lost":0,"lost-by-remote":0,"jitter-local":0,"jitter-remote":0,"in-link-quality":100,"in-media-link-quality":100,"out-link-quality":100,"out-media-link-quality":100,"packets-received":300,"packets-sent":300,"bytes-received":300000,"bytes-sent":300000,"bytes-received-lastsec":60000,"bytes-sent-lastsec":60000,"nacks-received":0,"nacks-sent":0,"retransmissions-received":0,"remb-bitrate":1000000}"#;
+        for event in [audio, video] {
+            let text = format!(
+                r#"{{"emitter":"J","type":32,"subtype":3,"timestamp":9,"session_id":1,"handle_id":2,"event":{event}}}"#
+            );
+            let f = decode(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert_eq!((f.ty, f.session_id, f.handle_id), (32, Some(1), Some(2)));
+        }
+    }
+
     #[test]
     fn handles_and_jsep() {
         let att = br#"{"type": 2, "timestamp": 1, "session_id": 1, "handle_id": 2, "event": {"name": "attached", "plugin": "janus.plugin.echotest"}}"#;
