@@ -44,12 +44,16 @@ JANUS_BUILD_PACKAGES := build-essential autoconf automake libtool pkg-config gen
 # when missing) and/or upstream-<version>, an upstream release built from
 # source (make janus-upstream, run when missing). E.g.
 # make test JANUS_TARGETS="native upstream-0.16.1"
-JANUS_TARGETS ?= native $(DOCKER_RELEASES) $(addprefix upstream-,$(JANUS_UPSTREAM))
+# The upstream targets are in the default list when the tarballs are there,
+# and always in CI (which has them: a missing one fails there).
+JANUS_TARGETS ?= native $(DOCKER_RELEASES) \
+	$(if $(or $(wildcard $(JANUS_SRC)/SHA256SUMS),$(filter true,$(CI))),$(addprefix upstream-,$(JANUS_UPSTREAM)))
 # The test binaries that drive a real Janus: those using the rig (tests/common).
 JANUS_TESTS := $(sort $(basename $(notdir $(shell grep -l '^mod common;' tests/*.rs))))
 
 .PHONY: all deps build install demo test test-loaded lint bench fuzz fuzz-build fuzz-ci valgrind clean \
-	deb docker docker-deps deb-check compose-check docs-docker-check readme-docker-check janus-upstream
+	deb docker docker-deps deb-check compose-check docs-docker-check readme-docker-check \
+	janus-upstream janus-upstream-image
 
 all: build
 
@@ -190,11 +194,18 @@ compose-check: docker-deps
 	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
 	docker/compose-check.sh
 
+# The image janus-upstream:$(JANUS_IMAGE_VERSION): upstream Janus built from
+# its tarball in JANUS_SRC, installed under /usr/local as community images do
+# (upstream/Dockerfile), when missing.
+JANUS_IMAGE_VERSION ?= 1.4.1
+janus-upstream-image: docker-deps
+	@JANUS_SRC=$(JANUS_SRC) DOCKER=$(DOCKER) SUDO=$(SUDO) upstream/image.sh $(JANUS_IMAGE_VERSION)
+
 # The Docker commands of README.md and docs/docker.md, as written (and the
-# example of lifecycleevh in a Janus image built from source).
-docs-docker-check: docker-deps
+# example of lifecycleevh in that Janus image built from source).
+docs-docker-check: docker-deps janus-upstream-image
 	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
-	docker/docs-check.sh
+	JANUS_FROM_SOURCE_IMAGE=janus-upstream:$(JANUS_IMAGE_VERSION) docker/docs-check.sh
 # Its name before the docs left the README.
 readme-docker-check: docs-docker-check
 
