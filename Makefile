@@ -29,15 +29,31 @@ SO := libjanus_lifecycleevh.so
 IMAGE ?= lifecycleevh
 DOCKER_RELEASES ?= bookworm sid
 DOCKER ?= docker
+# Upstream Janus releases that make janus-upstream builds from source, each
+# into target/janus-upstream/<version> (the tarballs and their SHA256SUMS are
+# in JANUS_SRC: ../shared/janus-src in CI; not part of this repository).
+JANUS_UPSTREAM ?= 0.11.8 0.16.1 1.4.1
+JANUS_SRC ?= $(firstword $(wildcard ../shared/janus-src ../../shared/janus-src) ../shared/janus-src)
+JANUS_UPSTREAM_DIR := $(CURDIR)/target/janus-upstream
+# The Debian packages those builds need (the list in JANUS_SRC's README).
+JANUS_BUILD_PACKAGES := build-essential autoconf automake libtool pkg-config gengetopt \
+	libglib2.0-dev libjansson-dev libconfig-dev libnice-dev libssl-dev libsrtp2-dev \
+	libmicrohttpd-dev libwebsockets-dev libcurl4-openssl-dev libopus-dev libogg-dev zlib1g-dev
 # Where make test runs the real-Janus tests: native (this machine's Janus,
-# with every other test) and/or the release of an image ($(IMAGE):<release>,
-# built when missing). E.g. make test JANUS_TARGETS=native
-JANUS_TARGETS ?= native $(DOCKER_RELEASES)
+# with every other test), the release of an image ($(IMAGE):<release>, built
+# when missing) and/or upstream-<version>, an upstream release built from
+# source (make janus-upstream, run when missing). E.g.
+# make test JANUS_TARGETS="native upstream-0.16.1"
+# The upstream targets are in the default list when the tarballs are there,
+# and always in CI (which has them: a missing one fails there).
+JANUS_TARGETS ?= native $(DOCKER_RELEASES) \
+	$(if $(or $(wildcard $(JANUS_SRC)/SHA256SUMS),$(filter true,$(CI))),$(addprefix upstream-,$(JANUS_UPSTREAM)))
 # The test binaries that drive a real Janus: those using the rig (tests/common).
 JANUS_TESTS := $(sort $(basename $(notdir $(shell grep -l '^mod common;' tests/*.rs))))
 
 .PHONY: all deps build install demo test test-loaded lint bench fuzz fuzz-build fuzz-ci valgrind clean \
-	deb docker docker-deps deb-check compose-check docs-docker-check readme-docker-check
+	deb docker docker-deps deb-check compose-check docs-docker-check readme-docker-check \
+	janus-upstream janus-upstream-image
 
 all: build
 
@@ -56,6 +72,16 @@ endef
 
 deps:
 	$(call apt_install,$(DEB_PACKAGES))
+
+# Upstream Janus from the release tarballs in JANUS_SRC (checksums checked),
+# natively into target/janus-upstream/<version>, with the stock sampleevh
+# (upstream/build-janus.sh; a version already built there is skipped). The
+# rig runs one with LCEVH_JANUS=upstream-<version>.
+janus-upstream:
+	$(call apt_install,$(JANUS_BUILD_PACKAGES))
+	@set -e; for v in $(JANUS_UPSTREAM); do \
+		JANUS_SRC=$(JANUS_SRC) upstream/build-janus.sh $$v $(JANUS_UPSTREAM_DIR)/$$v; \
+	done
 
 # Docker's engine (started when none answers), debootstrap, docker-compose.
 docker-deps:
@@ -109,7 +135,7 @@ docker: docker-deps
 # runs that image's Janus with the handler built here, see tests/common).
 # Every target runs; failures are summed up at the end.
 # cargo test does not build the cdylib the FFI harness and Janus load: build it first.
-test: deps $(if $(filter-out native,$(JANUS_TARGETS)),docker-deps)
+test: deps $(if $(filter-out native upstream-%,$(JANUS_TARGETS)),docker-deps)
 	$(CARGO) build --locked --features fault-injection
 	@failed=""; \
 	for t in $(JANUS_TARGETS); do \
@@ -117,6 +143,12 @@ test: deps $(if $(filter-out native,$(JANUS_TARGETS)),docker-deps)
 		if [ "$$t" = native ]; then \
 			echo "== make test: everything, with this machine's Janus"; \
 			LCEVH_JANUS=native $(CARGO) test --locked --features fault-injection --no-fail-fast || failed="$$failed $$t"; \
+		elif [ "$${t#upstream-}" != "$$t" ]; then \
+			$(MAKE) --no-print-directory janus-upstream JANUS_UPSTREAM=$${t#upstream-} || { failed="$$failed $$t"; continue; }; \
+			t0=$$SECONDS; \
+			echo "== make test: the real-Janus tests with upstream Janus $${t#upstream-} built from source"; \
+			LCEVH_JANUS=$$t $(CARGO) test --locked --features fault-injection --no-fail-fast \
+				$(addprefix --test ,$(JANUS_TESTS)) || failed="$$failed $$t"; \
 		else \
 			$(DOCKER) image inspect $(IMAGE):$$t >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=$$t || { failed="$$failed $$t"; continue; }; \
 			t0=$$SECONDS; \
@@ -162,11 +194,18 @@ compose-check: docker-deps
 	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
 	docker/compose-check.sh
 
+# The image janus-upstream:$(JANUS_IMAGE_VERSION): upstream Janus built from
+# its tarball in JANUS_SRC, installed under /usr/local as community images do
+# (upstream/Dockerfile), when missing.
+JANUS_IMAGE_VERSION ?= 1.4.1
+janus-upstream-image: docker-deps
+	@JANUS_SRC=$(JANUS_SRC) DOCKER=$(DOCKER) SUDO=$(SUDO) upstream/image.sh $(JANUS_IMAGE_VERSION)
+
 # The Docker commands of README.md and docs/docker.md, as written (and the
-# example of lifecycleevh in a Janus image built from source).
-docs-docker-check: docker-deps
+# example of lifecycleevh in that Janus image built from source).
+docs-docker-check: docker-deps janus-upstream-image
 	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
-	docker/docs-check.sh
+	JANUS_FROM_SOURCE_IMAGE=janus-upstream:$(JANUS_IMAGE_VERSION) docker/docs-check.sh
 # Its name before the docs left the README.
 readme-docker-check: docs-docker-check
 

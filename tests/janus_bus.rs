@@ -203,8 +203,7 @@ fn shutdown_with_live_sessions_reaches_file_and_stock_handler() {
     // WebSockets transport closes the connection, and the handler, seeing the
     // session bound to that open connection, injects nothing).
     let native = janus.ends_sessions_on_transport_gone();
-    let injected = assert_injections_came_back(&janus);
-    assert_eq!(injected, if native { 0 } else { live.len() as u64 });
+    assert_injections_came_back(&janus, &mine, 0, if native { 0 } else { live.len() as u64 });
     // sampleevh posts them unless Janus stops it first; never twice, never
     // before the shutdown event.
     let theirs = receiver.events();
@@ -267,21 +266,9 @@ fn invisible_connections_still_end_once_at_shutdown() {
         let d = destroyed_of(&mine, *s);
         assert_eq!(d[0]["event"]["reason"], "shutdown", "{}", d[0]);
     }
-    let injected = assert_injections_came_back(&janus);
-    assert_eq!(injected, if native { 0 } else { live.len() as u64 });
-    // What the handler said at destroy() about its injections: none on
-    // Janus >= 1.3.2 (Janus ended them all), one per session before.
-    let said = janus
-        .log()
-        .lines()
-        .find(|l| l.contains("injected in all"))
-        .map(str::to_string);
-    if native {
-        assert_eq!(said, None, "nothing injected on Janus >= 1.3.2");
-    } else {
-        let said = said.expect("the handler logged its injections");
-        assert!(said.contains("(12 injected in all)"), "{said}");
-    }
+    // What the handler put on the bus: none on the new generation (Janus
+    // ended them all), one per session on the old one.
+    assert_injections_came_back(&janus, &mine, 0, if native { 0 } else { live.len() as u64 });
 }
 
 /// `settle_ms` where a reclaim timeout must be told from a claim on a busy
@@ -303,15 +290,13 @@ fn with_defaults(out: &std::path::Path, receiver: &Receiver) -> JanusOptions {
     )
 }
 
-/// Janus's version, as the handler learned it from the core `started` event.
-fn janus_version(janus: &Janus) -> (u32, u32, u32) {
+/// Whether the handler believes Janus ends transport-gone sessions itself
+/// (learned from the core `started` event's version, or from the stream).
+fn handler_says_janus_ends_transport_gone(janus: &Janus) -> bool {
     let info = info(janus);
-    let v = info["tracker"]["janus_version"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no janus_version in {info}"))
-        .to_string();
-    let n: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
-    (n[0], n[1], n[2])
+    info["tracker"]["janus_ends_transport_gone"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no janus_ends_transport_gone in {info}"))
 }
 
 /// Per created session: the `destroyed` events of `events`. Sessions never
@@ -364,26 +349,70 @@ fn assert_none_twice(what: &str, events: &[Value]) {
     );
 }
 
-/// What the handler said once Janus stopped: every ending it injected on
-/// Janus's bus came back to it through the bus, in the same dispatch that
-/// gives each event to every handler (sampleevh included); how many it
-/// injected. (An injection Janus accepts no more, its bus stopped, never
-/// comes back.)
-#[track_caller]
-fn assert_injections_came_back(janus: &Janus) -> u64 {
+/// What the handler said once Janus stopped about the endings it put on
+/// Janus's bus: how many it injected, and how many came back to it through
+/// the bus, in the same dispatch that gives each event to every handler
+/// (sampleevh included). An injection Janus accepts no more, its bus
+/// stopped, never comes back.
+fn bus_tally(janus: &Janus) -> (u64, u64) {
     let log = janus.log();
-    if log.contains("lifecycleevh: only ") {
-        let line = log
-            .lines()
-            .find(|l| l.contains("lifecycleevh: only "))
-            .unwrap();
-        panic!("injected endings were lost: {line}");
-    }
-    let Some(at) = log.find("lifecycleevh: all ") else {
-        return 0;
+    let number = |at: usize| -> u64 {
+        log[at..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a count at {:?}", &log[at..(at + 20).min(log.len())]))
     };
-    let rest = &log[at + "lifecycleevh: all ".len()..];
-    rest.split(' ').next().unwrap().parse().unwrap()
+    if let Some(at) = log.find("lifecycleevh: all ") {
+        let n = number(at + "lifecycleevh: all ".len());
+        return (n, n);
+    }
+    if let Some(at) = log.find("lifecycleevh: only ") {
+        let at = at + "lifecycleevh: only ".len();
+        let back = number(at);
+        let of = log[at..].find(" of the ").expect("only M of the N") + at + " of the ".len();
+        return (number(of), back);
+    }
+    (0, 0)
+}
+
+/// Whether the handler got Janus's `shutdown` event (its file has it).
+fn handler_saw_shutdown(mine: &[Value]) -> bool {
+    mine.iter().any(|e| e["type"] == 256 && e["subtype"] == 2)
+}
+
+/// The endings the handler put on Janus's bus, `before` the stop and `due`
+/// at it (every shutdown ending Janus does not send itself, none it does):
+/// every one came back through the bus, given to every handler.
+///
+/// Except where Janus stopped its bus first. A Janus that stops within
+/// milliseconds of its `shutdown` event (one built from source, on a busy
+/// machine) may stop its events thread before it gave the handlers the
+/// shutdown endings (`janus_events_deinit` drops what is still queued),
+/// and even before it gave them the `shutdown` event. The handler then says
+/// "only M of the N endings ... came back"; those reached no handler, and
+/// no handler got two. Returns how many came back.
+#[track_caller]
+fn assert_injections_came_back(janus: &Janus, mine: &[Value], before: u64, due: u64) -> u64 {
+    let (injected, back) = bus_tally(janus);
+    assert!(back <= injected, "{back} came back of {injected}");
+    assert!(
+        back >= before,
+        "every ending injected before the stop came back ({back} of {injected}, {before} before the stop)"
+    );
+    assert!(
+        injected <= before + due,
+        "{injected} endings injected: more than the {before} before the stop and the {due} due at it"
+    );
+    if back == injected && handler_saw_shutdown(mine) {
+        assert_eq!(injected, before + due, "endings injected");
+    } else if back < injected {
+        eprintln!(
+            "Janus stopped its bus before it gave {} injected endings to its handlers",
+            injected - back
+        );
+    }
+    back
 }
 
 /// The last-injection margin the handler logs at destroy(), in ms.
@@ -407,7 +436,15 @@ fn stock_handlers_see_exactly_one_destroyed_on_every_path() {
         session_timeout: 4,
         ..with_defaults(&out, &receiver)
     });
-    let native_transport_gone = janus_version(&janus) >= (1, 3, 2);
+    // Which generation this Janus is (1.x >= 1.3.2 and 0.x >= 0.15.2 end a
+    // closed WebSocket's sessions themselves), and the handler knows it.
+    let native_transport_gone = janus.ends_sessions_on_transport_gone();
+    assert_eq!(
+        handler_says_janus_ends_transport_gone(&janus),
+        native_transport_gone,
+        "Janus {:?}",
+        janus.janus_version()
+    );
     let mut expect: Vec<(u64, &str, Option<bool>)> = Vec::new();
     // Janus API destroy over WebSocket and over HTTP.
     let mut ws = janus.ws();
@@ -500,12 +537,12 @@ fn stock_handlers_see_exactly_one_destroyed_on_every_path() {
     // The shutdown endings: Janus gave every injected one to its handlers
     // (the WebSocket sessions' are Janus's own on >= 1.3.2), and sampleevh
     // posted none twice.
-    let synthetic = expect.iter().filter(|e| e.2 == Some(true)).count() as u64;
-    let left_to_janus = if native_transport_gone { 20 } else { 0 };
-    assert_eq!(
-        assert_injections_came_back(&janus),
-        synthetic - left_to_janus
-    );
+    let injected_before = expect
+        .iter()
+        .filter(|e| e.1 != "shutdown" && e.2 == Some(true))
+        .count() as u64;
+    let due = if native_transport_gone { 20 } else { 40 };
+    assert_injections_came_back(&janus, &mine, injected_before, due);
     assert_none_twice("sampleevh", &receiver.events());
 }
 
@@ -562,10 +599,7 @@ fn stock_handlers_see_exactly_one_destroyed_after_reclaim_expired() {
     }
     // Every one injected and given to every handler (with reclaim on,
     // Janus ends none of them itself), none twice at sampleevh's backend.
-    assert_eq!(
-        assert_injections_came_back(&janus),
-        (dropped.len() + live.len()) as u64
-    );
+    assert_injections_came_back(&janus, &mine, dropped.len() as u64, live.len() as u64);
     assert_none_twice("sampleevh", &receiver.events());
 }
 
@@ -574,25 +608,27 @@ fn janus_stops_cleanly_again_and_again_with_live_sessions() {
     let receiver = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.jsonl");
-    let mut expected_endings = 0;
     for round in 0..20 {
         let before = receiver.events().len();
+        let lines_before = read_jsonl(&out).len();
         let mut janus = Janus::start(options(
             "transport_gone,timeout,reclaim_expired,shutdown",
             &out,
             &receiver,
         ));
         let mut ws = janus.ws();
+        let mut sessions = Vec::new();
         for _ in 0..3 {
             let s = ws.create_session();
             ws.attach(s, "janus.plugin.echotest");
+            sessions.push(s);
         }
         let http = janus.http();
-        let _http_live = http.create_session();
+        sessions.push(http.create_session());
         // One connection dropped right before the stop: its settle window is
         // still open when the shutdown event arrives.
         let dropped = drop_sessions(&janus, 1);
-        expected_endings += 4 + dropped.len();
+        sessions.extend(&dropped);
         let status = janus.stop();
         assert!(
             status.success(),
@@ -607,11 +643,9 @@ fn janus_stops_cleanly_again_and_again_with_live_sessions() {
         } else {
             4 + dropped.len() as u64
         };
-        assert_eq!(
-            assert_injections_came_back(&janus),
-            injected,
-            "round {round}"
-        );
+        let mine = read_jsonl(&out);
+        let this_round = &mine[lines_before..];
+        assert_injections_came_back(&janus, this_round, 0, injected);
         assert_none_twice(
             &format!("round {round}: sampleevh"),
             &receiver.events()[before..],
@@ -621,10 +655,26 @@ fn janus_stops_cleanly_again_and_again_with_live_sessions() {
             log.contains("JANUS lifecycleevh destroyed"),
             "round {round}"
         );
-        let ended = read_jsonl(&out)
+        // The file: one ending for every session the handler heard of, and
+        // it heard of them all when Janus gave it the `shutdown` event (a
+        // Janus that stops its bus before that may drop their `created`
+        // too, for every handler: see assert_injections_came_back).
+        assert_one_each(&format!("round {round}: file"), this_round);
+        let heard_of = endings_per_session(this_round);
+        let unheard: Vec<u64> = sessions
             .iter()
-            .filter(|e| e["type"] == 1 && e["event"]["name"] == "destroyed")
-            .count();
-        assert_eq!(ended, expected_endings, "round {round}");
+            .copied()
+            .filter(|s| !heard_of.contains_key(s))
+            .collect();
+        if handler_saw_shutdown(this_round) {
+            assert!(
+                unheard.is_empty(),
+                "round {round}: never created: {unheard:?}"
+            );
+        } else if !unheard.is_empty() {
+            eprintln!(
+                "round {round}: Janus stopped its bus before it gave the handlers the creation of {unheard:?}"
+            );
+        }
     }
 }

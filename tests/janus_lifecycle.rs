@@ -172,6 +172,9 @@ fn websocket_drop_ends_every_session_of_the_connection() {
         "the other connection's session lives"
     );
     other.destroy(c);
+    // Janus answers the `destroy` before it queues its `destroyed`: a stop
+    // right after the answer can overtake it.
+    wait_endings(&rig.out, &[c], Duration::from_secs(10));
     assert!(rig.janus.stop().success());
     let events = read_jsonl(&rig.out);
     assert_eq!(only_ending(&events, c).0, "request");

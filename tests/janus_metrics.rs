@@ -11,9 +11,10 @@
 //! scrapes it over HTTPS; `info` shows the port chosen for port 0 and warns
 //! about an open `listen` without credentials.
 //!
-//! What differs by Janus version is asserted by the version the handler
-//! reports (`info.tracker.janus_version`): `janus_core_*` only on >= 1.2,
-//! native `transport_gone` endings on >= 1.3.2.
+//! What differs by Janus version is asserted by what the rig says of this
+//! Janus (the same version the handler reports in `info.tracker.janus_version`):
+//! `janus_core_*` only on >= 1.2 (0.x >= 0.14), native `transport_gone`
+//! endings on the new generation (1.x >= 1.3.2, 0.x >= 0.15.2).
 
 mod common;
 
@@ -219,6 +220,7 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
     let mut janus = Janus::start_in(&janus_dir, opts.clone());
     let i = wait_endpoint(&janus);
     let v = version(&i);
+    assert_eq!(v, janus.janus_version());
     assert_eq!(i["metrics"]["listening"], true, "{i}");
     let mut ws1 = janus.ws();
     let a = ws1.create_session();
@@ -267,8 +269,8 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
     assert_eq!(ended("request", false), 2.0);
     assert_eq!(ended("request", true), 0.0);
     assert_eq!(ended("timeout", true), 1.0);
-    // Janus >= 1.3.2 ends a transport-gone session itself.
-    let native_gone = v >= (1, 3, 2);
+    // Janus 1.x >= 1.3.2 and 0.x >= 0.15.2 end a transport-gone session itself.
+    let native_gone = janus.ends_sessions_on_transport_gone();
     assert_eq!(ended("transport_gone", !native_gone), 2.0);
     assert_eq!(ended("transport_gone", native_gone), 0.0);
     assert_eq!(q(&format!("sum(janus_sessions_ended_total{{{JOB}}})")), 5.0);
@@ -323,9 +325,9 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
             "lifecycleevh_crash_state_checkpoint_age_seconds{{{JOB}}}"
         )) < 30.0
     );
-    // Janus's own count: only Janus >= 1.2 reports it (every 15 s).
+    // Janus's own count: only Janus >= 1.2 (0.x >= 0.14) reports it (every 15 s).
     let core = format!("janus_core_sessions{{{JOB}}}");
-    if v >= (1, 2, 0) {
+    if janus.reports_core_status() {
         prom.wait_scraped_after(&core, since, Duration::from_secs(40));
         assert_eq!(q(&core), 3.0);
         assert_eq!(
@@ -337,7 +339,7 @@ fn prometheus_scrapes_exact_session_counters_from_a_real_janus() {
     } else {
         assert!(
             prom.query(&core).is_empty(),
-            "absent on Janus < 1.2, not zero"
+            "absent on Janus < 1.2 (0.x < 0.14), not zero"
         );
         assert!(
             prom.query(&format!(r#"{{__name__=~"janus_core_.*",{JOB}}}"#))

@@ -510,6 +510,11 @@ fn pid_version_and_exit_status_are_janus_own() {
         janus.pid(),
         janus.target()
     );
+    // The target's own binary: Debian's, or the prefix build's.
+    if let JanusTarget::Prefix { dir } = janus.target() {
+        let exe = std::fs::read_link(format!("/proc/{}/exe", janus.pid())).unwrap();
+        assert_eq!(exe, dir.join("bin/janus").canonicalize().unwrap());
+    }
     // The version Janus logs when it starts.
     let (major, minor, patch) = janus.janus_version();
     let banner = format!("Starting Meetecho Janus (WebRTC Server) v{major}.{minor}.{patch}\n");

@@ -38,7 +38,8 @@ pub enum Kind<'a> {
     },
     /// Core `started`: what the server reports about itself.
     CoreStartup(Box<Startup>),
-    /// Core `status: update` (Janus >= 1.2, every 15 s): the core's own counts.
+    /// Core `status: update` (Janus >= 1.2 and 0.x >= 0.14, every 15 s): the
+    /// core's own counts.
     CoreStatus(CoreCounts),
     CoreShutdown,
     /// A JSEP offer or answer the client sent (`owner: remote`).
@@ -69,7 +70,8 @@ pub struct Startup {
     pub server_name: Option<String>,
 }
 
-/// What Janus's periodic core `status: update` event counts (Janus >= 1.2).
+/// What Janus's periodic core `status: update` event counts (Janus >= 1.2,
+/// 0.x >= 0.14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CoreCounts {
     pub sessions: Option<u64>,
@@ -82,9 +84,17 @@ pub struct CoreCounts {
 pub struct Version(pub u32, pub u32, pub u32);
 
 impl Version {
-    /// The first version whose core ends a session itself when its transport
-    /// goes away with reclaim off (upstream issue 3533).
-    pub const NATIVE_TRANSPORT_GONE: Version = Version(1, 3, 2);
+    /// Whether this version's core ends a session itself when its transport
+    /// goes away with reclaim off (the upstream fix for issue 3533, released
+    /// on the same day in both maintained lines): 1.x from 1.3.2, 0.x from
+    /// 0.15.2, and any later major version.
+    pub fn ends_transport_gone(self) -> bool {
+        match self.0 {
+            0 => self >= Version(0, 15, 2),
+            1 => self >= Version(1, 3, 2),
+            _ => true,
+        }
+    }
 
     pub fn parse(text: &str) -> Option<Version> {
         let mut parts = text.trim().split('.').map(|p| {
@@ -395,8 +405,7 @@ mod tests {
         assert_eq!(Version::parse("1.3.2-dev"), Some(Version(1, 3, 2)));
         assert_eq!(Version::parse("2"), Some(Version(2, 0, 0)));
         assert_eq!(Version::parse("x"), None);
-        assert!(Version(1, 4, 1) >= Version::NATIVE_TRANSPORT_GONE);
-        assert!(Version(1, 1, 2) < Version::NATIVE_TRANSPORT_GONE);
+        assert_eq!(Version::parse("0.16.1"), Some(Version(0, 16, 1)));
         let update = br#"{"type": 256, "subtype": 1, "timestamp": 1, "event": {"status": "update", "info": {"sessions": 3, "handles": 2, "peerconnections": 1, "stats-period": 1}}}"#;
         assert_eq!(
             decode(update).unwrap().kind,
@@ -414,6 +423,38 @@ mod tests {
                 ..CoreCounts::default()
             })
         );
+    }
+
+    /// Both maintained lines got the native transport-gone ending on the
+    /// same day: 1.3.2 and 0.15.2.
+    #[test]
+    fn which_versions_end_transport_gone_sessions_themselves() {
+        let old = ["0.11.8", "0.14.4", "0.15.1", "1.1.2", "1.2.4", "1.3.1"];
+        let new = [
+            "0.15.2", "0.15.3", "0.16.1", "1.3.2", "1.4.1", "1.4.2", "2.0.0",
+        ];
+        for v in old {
+            assert!(!Version::parse(v).unwrap().ends_transport_gone(), "{v}");
+        }
+        for v in new {
+            assert!(Version::parse(v).unwrap().ends_transport_gone(), "{v}");
+        }
+    }
+
+    /// Janus 0.x's stats, one event per medium (0.16.1's ice.c): the codec
+    /// under `audio-codec` / `video-codec`, no `mid`, `mindex` or
+    /// `rtt-values`, fixed audio and video streams.
+    #[test]
+    fn accepts_0x_stats_payloads() {
+        let audio = r#"{"media":"audio","audio-codec":"opus","base":48000,"rtt":0,"lost":0,"lost-by-remote":0,"jitter-local":1,"jitter-remote":0,"in-link-quality":100,"in-media-link-quality":100,"out-link-quality":100,"out-media-link-quality":100,"packets-received":250,"packets-sent":250,"bytes-received":20000,"bytes-sent":20000,"bytes-received-lastsec":4000,"bytes-sent-lastsec":4000,"nacks-received":0,"nacks-sent":0,"retransmissions-received":0}"#;
+        let video = r#"{"media":"video","video-codec":"vp8","base":90000,"rtt":0,"lost":0,"lost-by-remote":0,"jitter-local":0,"jitter-remote":0,"in-link-quality":100,"in-media-link-quality":100,"out-link-quality":100,"out-media-link-quality":100,"packets-received":300,"packets-sent":300,"bytes-received":300000,"bytes-sent":300000,"bytes-received-lastsec":60000,"bytes-sent-lastsec":60000,"nacks-received":0,"nacks-sent":0,"retransmissions-received":0,"remb-bitrate":1000000}"#;
+        for event in [audio, video] {
+            let text = format!(
+                r#"{{"emitter":"J","type":32,"subtype":3,"timestamp":9,"session_id":1,"handle_id":2,"event":{event}}}"#
+            );
+            let f = decode(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert_eq!((f.ty, f.session_id, f.handle_id), (32, Some(1), Some(2)));
+        }
     }
 
     #[test]

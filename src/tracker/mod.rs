@@ -12,19 +12,24 @@
 //! | --- | --- |
 //! | native `destroyed` | that event, with `reason: request` (or `transport_gone` after a disconnect) |
 //! | native `timeout` | the `timeout`, then a synthetic `destroyed` (`timeout`, or `reclaim_expired` after a disconnect with reclaim on) |
-//! | transport `disconnected`, reclaim off, Janus < 1.3.2 | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
-//! | transport `disconnected`, reclaim off, Janus >= 1.3.2 | Janus's own `destroyed` (`transport_gone`); none within `settle` means another connection had claimed the session: it lives on |
+//! | transport `disconnected`, reclaim off, a Janus that does not end transport-gone sessions (1.x < 1.3.2, 0.x < 0.15.2) | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
+//! | transport `disconnected`, reclaim off, a Janus that does (1.x >= 1.3.2, 0.x >= 0.15.2) | Janus's own `destroyed` (`transport_gone`); none within `settle` means another connection had claimed the session: it lives on |
 //! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout` (`reclaim_expired`); none by `reclaim_session_timeout` + two watchdog ticks + `settle` means it was claimed: it lives on |
 //! | core `shutdown` | a synthetic `destroyed`, `shutdown`, for every open session |
 //! | a second ending for an ended session | nothing (counted as a duplicate) |
 //!
 //! What it learns about Janus, from the stream only:
 //! - the version (core `started`), and whether the core ends transport-gone
-//!   sessions itself: version >= 1.3.2, or a native `destroyed` seen for a
-//!   session whose transport was gone;
+//!   sessions itself ([`JanusView::ends_transport_gone`]): the version says
+//!   so (1.x >= 1.3.2, 0.x >= 0.15.2: [`Version::ends_transport_gone`]), or
+//!   the stream proves it. On a Janus that did not say its version, one
+//!   native `destroyed` for a session whose transport was gone is the proof;
+//!   on one whose version says no, Janus's own `destroyed` for every session
+//!   of a closed connection that had two or more (one alone may answer the
+//!   client's `destroy`, sent as it closed: 1.1.2 does that);
 //! - `reclaim_session_timeout` (core `started`), unless the config pins it;
 //! - which transport instances are connections (they report `connected`):
-//!   on Janus >= 1.3.2 with reclaim off, Janus ends a connection's sessions
+//!   where Janus ends transport-gone sessions (reclaim off), it ends a connection's sessions
 //!   itself when it closes, shutdown included ([`Ending::janus_ends_too`]);
 //! - whether WebSocket disconnects are visible at all (a WebSocket session
 //!   whose connection never reported `connected`: the transport's `events`
@@ -62,8 +67,9 @@ pub struct Ending {
     /// ([`Tracker::transport_names`] gives its names).
     pub transport: Option<TransportKey>,
     /// For a synthetic ending: Janus will put its own `destroyed` for this
-    /// session on its bus (a connection's session at shutdown on Janus >=
-    /// 1.3.2 with reclaim off), so the handler must not inject one.
+    /// session on its bus (a connection's session at shutdown on a Janus
+    /// that ends transport-gone sessions, reclaim off), so the handler must
+    /// not inject one.
     pub janus_ends_too: bool,
 }
 
@@ -161,7 +167,8 @@ pub struct JanusView {
     pub version: Option<Version>,
     pub server_name: Option<String>,
     /// Janus ends a session itself when its transport goes away (reclaim
-    /// off): version >= 1.3.2, or seen happen.
+    /// off): its version says so (1.x >= 1.3.2, 0.x >= 0.15.2), or the
+    /// stream proved it (see the module documentation).
     pub ends_transport_gone: bool,
     /// False once a WebSocket session was created on a connection that never
     /// reported `connected`: the transport's events are off.
@@ -169,7 +176,7 @@ pub struct JanusView {
     /// Transport instances open (reported `connected`, not yet `disconnected`).
     pub connections: usize,
     /// The core's own counts from its latest `status: update` event (Janus
-    /// >= 1.2; None until one is seen).
+    /// >= 1.2 and 0.x >= 0.14; None until one is seen).
     pub core: Option<CoreCounts>,
 }
 
@@ -182,6 +189,14 @@ pub struct SessionView {
     pub last_event: i64,
     pub state: &'static str,
     pub handles: Vec<(u64, String)>,
+}
+
+/// The sessions of a closed connection that had two or more, on a Janus
+/// believed not to end transport-gone sessions: if Janus ends every one of
+/// them itself, the stream proves that it does.
+struct Probe {
+    sessions: Vec<u64>,
+    ended_by_janus: usize,
 }
 
 struct Tombstone {
@@ -223,6 +238,9 @@ pub struct Tracker {
     handles_open: Vec<u64>,
     /// Open connections, by transport module index.
     connections_open: Vec<u64>,
+    /// The latest closed connection that can prove Janus ends transport-gone
+    /// sessions itself (see [`Probe`]).
+    probe: Option<Probe>,
 }
 
 /// How long Janus's watchdog takes between checks (janus.c: every 2 s).
@@ -237,6 +255,9 @@ const CONNECTION_TRANSPORTS: [&str; 3] = [
     "janus.transport.webtransport",
 ];
 const WEBSOCKETS: &str = "janus.transport.websockets";
+/// The most sessions of one closed connection a [`Probe`] watches (two are
+/// proof enough; a bound keeps its lookups cheap whatever a client opens).
+const PROBE_MAX_SESSIONS: usize = 8;
 
 impl Tracker {
     pub fn new(config: TrackerConfig) -> Tracker {
@@ -263,6 +284,7 @@ impl Tracker {
             },
             handles_open: Vec::new(),
             connections_open: Vec::new(),
+            probe: None,
         }
     }
 
@@ -404,6 +426,14 @@ impl Tracker {
             };
             match session.state {
                 State::Disconnected { at, seq: s } if s == seq => {
+                    if self
+                        .probe
+                        .as_ref()
+                        .is_some_and(|p| p.sessions.contains(&sid))
+                    {
+                        // Janus left one of them to us: no proof.
+                        self.probe = None;
+                    }
                     if self.janus.ends_transport_gone {
                         // Janus ends a transport-gone session itself; it did
                         // not: the session had moved to another connection.
@@ -539,7 +569,8 @@ impl Tracker {
         }
         if let Some(v) = startup.version {
             self.janus.version = Some(v);
-            self.janus.ends_transport_gone = v >= Version::NATIVE_TRANSPORT_GONE;
+            // What the stream proved before stands.
+            self.janus.ends_transport_gone |= v.ends_transport_gone();
         }
         if startup.server_name.is_some() {
             self.janus.server_name.clone_from(&startup.server_name);
@@ -547,12 +578,16 @@ impl Tracker {
     }
 
     /// Whether Janus will end this open session itself when its connection
-    /// closes at shutdown: Janus >= 1.3.2, reclaim off, and the session is
+    /// closes at shutdown: Janus ends transport-gone sessions (1.x >= 1.3.2,
+    /// 0.x >= 0.15.2, or proved by the stream), reclaim off, and the session is
     /// bound to an open connection of a transport that ends its connections'
     /// sessions through the core. With the WebSockets transport's events off
     /// no connection is seen, but there a live WebSocket session is bound to
     /// an open connection all the same: had its connection closed, Janus
-    /// would have ended it then.
+    /// would have ended it then. A session whose connection closed just
+    /// before (its settle window still open) is being ended by Janus: the
+    /// transport reports `disconnected` and then ends its sessions, and the
+    /// core's `shutdown` can come between the two.
     fn janus_ends_at_close(&self, sid: u64) -> bool {
         if !self.janus.ends_transport_gone || self.config.reclaim_session_timeout > 0 {
             return false;
@@ -567,6 +602,7 @@ impl Tracker {
                         || (!self.janus.disconnects_visible
                             && self.is_module(key.module, WEBSOCKETS)))
             }
+            (State::Disconnected { .. }, _) => true,
             _ => false,
         }
     }
@@ -656,21 +692,22 @@ impl Tracker {
         };
         if let Some(session) = self.sessions.get(&sid) {
             let reason = match session.state {
-                // Janus 1.1.x never ends a transport-gone session itself: its
-                // `destroyed` after a disconnect answers a `destroy` the
-                // client sent just before closing.
-                State::Disconnected { .. } if self.janus.version.is_some() => {
+                State::Disconnected { .. } => {
+                    if self.janus.version.is_none() || self.probe_ended_by_janus(sid) {
+                        // A Janus that did not say its version, or every
+                        // session of a closed connection ended by Janus:
+                        // it ends transport-gone sessions itself.
+                        self.janus.ends_transport_gone = true;
+                    }
                     if self.janus.ends_transport_gone {
                         Reason::TransportGone
                     } else {
+                        // A Janus that does not end transport-gone sessions
+                        // (1.1.x, 0.x < 0.15.2): its `destroyed` after a
+                        // disconnect answers a `destroy` the client sent
+                        // just before closing.
                         Reason::Request
                     }
-                }
-                State::Disconnected { .. } => {
-                    // A Janus that did not say its version: this proves it
-                    // ends transport-gone sessions itself.
-                    self.janus.ends_transport_gone = true;
-                    Reason::TransportGone
                 }
                 State::Live | State::AwaitingReclaim { .. } => Reason::Request,
             };
@@ -698,6 +735,23 @@ impl Tracker {
             self.bury(sid, Reason::Request);
             out.push(Output::ForwardEnding(ending));
         }
+    }
+
+    /// Counts Janus's own ending of a session of the probed connection; true
+    /// when that was the last of them (the proof).
+    fn probe_ended_by_janus(&mut self, sid: u64) -> bool {
+        let Some(p) = self.probe.as_mut() else {
+            return false;
+        };
+        if !p.sessions.contains(&sid) {
+            return false;
+        }
+        p.ended_by_janus += 1;
+        if p.ended_by_janus < p.sessions.len() {
+            return false;
+        }
+        self.probe = None;
+        true
     }
 
     fn on_native_timeout(&mut self, ev: &Facts<'_>, out: &mut Vec<Output>) {
@@ -743,6 +797,19 @@ impl Tracker {
             return;
         };
         let reclaim = self.config.reclaim_session_timeout;
+        if reclaim == 0 && !self.janus.ends_transport_gone {
+            let live: Vec<u64> = sids
+                .iter()
+                .copied()
+                .filter(|sid| self.sessions.contains_key(sid))
+                .collect();
+            if (2..=PROBE_MAX_SESSIONS).contains(&live.len()) {
+                self.probe = Some(Probe {
+                    sessions: live,
+                    ended_by_janus: 0,
+                });
+            }
+        }
         for sid in sids {
             let seq = self.next_seq;
             self.next_seq = self.next_seq.wrapping_add(1);
@@ -957,6 +1024,10 @@ mod tests {
         include_str!("../../tests/traces/janus-1.1.2-destroy-drop-timeout.jsonl");
     const TRACE_142: &str = include_str!("../../tests/traces/janus-1.4.2-drop-timeout.jsonl");
     const TRACE_141: &str = include_str!("../../tests/traces/janus-1.4.1-shutdown-ws-http.jsonl");
+    const TRACE_0161_ALL: &str =
+        include_str!("../../tests/traces/janus-0.16.1-destroy-drop-timeout-shutdown.jsonl");
+    const TRACE_141_ALL: &str =
+        include_str!("../../tests/traces/janus-1.4.1-destroy-drop-timeout-shutdown.jsonl");
 
     /// Feeds JSON lines through a tracker and describes every output, one string each:
     /// `fwd <what>` for a forwarded event, `end <sid> <reason>` for a forwarded native
@@ -1718,6 +1789,50 @@ mod tests {
         }
     }
 
+    /// A connection closes as Janus stops: the transport's `disconnected` comes
+    /// first, the core's `shutdown` can come before the transport ends its
+    /// sessions. Where Janus ends transport-gone sessions, its own `destroyed`
+    /// is on its way: the shutdown ending is not to be injected.
+    #[test]
+    fn a_shutdown_inside_a_transport_gone_ending_is_left_to_janus() {
+        let run = |version: &str, janus_ends_them: bool| {
+            let mut t = tracker();
+            let mut input = vec![
+                started(version, 0),
+                connected(5, "7"),
+                created(10, 1, "7"),
+                created(11, 2, "7"),
+                disconnected(100, "7"),
+                shutdown(101),
+            ];
+            if janus_ends_them {
+                input.extend([session(102, 1, "destroyed"), session(103, 2, "destroyed")]);
+            }
+            let mut got = replay(&mut t, &input);
+            got.retain(|l| !l.starts_with("fwd"));
+            got
+        };
+        for version in ["1.4.1", "0.16.1"] {
+            assert_eq!(
+                run(version, true),
+                [
+                    "SYNTH 1 shutdown @101 (janus too)",
+                    "SYNTH 2 shutdown @101 (janus too)",
+                    "dup 1",
+                    "dup 2"
+                ],
+                "{version}"
+            );
+        }
+        for version in ["1.1.2", "0.11.8"] {
+            assert_eq!(
+                run(version, false),
+                ["SYNTH 1 shutdown @101", "SYNTH 2 shutdown @101"],
+                "{version}"
+            );
+        }
+    }
+
     /// Janus >= 1.3.2 ends a transport-gone session itself (reclaim off): when it
     /// does not, another connection had claimed the session, which lives on.
     #[test]
@@ -1911,35 +2026,172 @@ mod tests {
         assert!(!t.janus().disconnects_visible);
     }
 
-    /// On a Janus that says it is 1.1.x, a native `destroyed` right after a
-    /// disconnect answers the client's own `destroy` (sent just before it
-    /// closed): a request, and no proof of the 1.3.2 behaviour.
+    /// On a Janus that says it is 1.1.x (or 0.x before 0.15.2), a native
+    /// `destroyed` right after a disconnect answers the client's own `destroy`
+    /// (sent just before it closed): a request, and no proof of the 1.3.2
+    /// behaviour.
     #[test]
     fn a_destroy_racing_a_close_on_1_1_2_is_a_request() {
+        for version in ["1.1.2", "0.11.8"] {
+            let mut t = tracker();
+            let got = replay(
+                &mut t,
+                &[
+                    started(version, 0),
+                    connected(5, "7"),
+                    created(10, 1, "7"),
+                    disconnected(100, "7"),
+                    session(101, 1, "destroyed"),
+                ],
+            );
+            assert_eq!(got.last().unwrap(), "end 1 request", "{version}");
+            assert!(!t.janus().ends_transport_gone, "{version}");
+            // Later disconnects are still ended by the handler.
+            let mut got = replay(
+                &mut t,
+                &[
+                    connected(200, "8"),
+                    created(210, 2, "8"),
+                    disconnected(300, "8"),
+                ],
+            );
+            got.extend(finish(&mut t, 300 + 600 * MS));
+            assert_eq!(
+                got.last().unwrap(),
+                "SYNTH 2 transport_gone @300",
+                "{version}"
+            );
+        }
+    }
+
+    /// One WebSocket session dropped and one alive at shutdown, as each Janus
+    /// line reports them: a Janus that ends transport-gone sessions itself sends
+    /// its own `destroyed` after the `disconnected` (and at shutdown, as the
+    /// transport closes the connection), one that does not sends nothing.
+    fn drop_and_shutdown(version: &str, janus_ends_them: bool) -> Vec<String> {
         let mut t = tracker();
-        let got = replay(
+        let mut input = vec![
+            started(version, 0),
+            connected(5, "7"),
+            created(10, 1, "7"),
+            disconnected(100, "7"),
+        ];
+        if janus_ends_them {
+            input.push(session(101, 1, "destroyed"));
+        }
+        let mut got = replay(&mut t, &input);
+        got.extend(finish(&mut t, 100 + 600 * MS));
+        let mut input = vec![connected(700 * MS, "8"), created(710 * MS, 2, "8")];
+        input.push(shutdown(800 * MS));
+        if janus_ends_them {
+            input.extend([
+                disconnected(801 * MS, "8"),
+                session(802 * MS, 2, "destroyed"),
+            ]);
+        }
+        got.extend(replay(&mut t, &input));
+        assert_eq!(t.live_sessions(), 0, "{version}");
+        assert_eq!(t.janus().ends_transport_gone, janus_ends_them, "{version}");
+        got.into_iter().filter(|l| !l.starts_with("fwd")).collect()
+    }
+
+    /// Both Janus lines got the native transport-gone ending on the same day
+    /// (1.3.2 and 0.15.2): the version in `started` says which behaviour to
+    /// expect, on 0.x as on 1.x.
+    #[test]
+    fn the_version_says_which_behaviour_on_both_lines() {
+        for version in ["0.11.8", "0.14.4", "0.15.1", "1.1.2", "1.2.4", "1.3.1"] {
+            assert_eq!(
+                drop_and_shutdown(version, false),
+                [
+                    "SYNTH 1 transport_gone @100",
+                    &format!("SYNTH 2 shutdown @{}", 800 * MS)
+                ],
+                "{version}"
+            );
+        }
+        for version in ["0.15.2", "0.16.1", "1.3.2", "1.4.1"] {
+            assert_eq!(
+                drop_and_shutdown(version, true),
+                [
+                    "end 1 transport_gone",
+                    &format!("SYNTH 2 shutdown @{} (janus too)", 800 * MS),
+                    "dup 2"
+                ],
+                "{version}"
+            );
+        }
+    }
+
+    /// A connection with two sessions closes on a Janus whose version says it
+    /// does not end transport-gone sessions, and Janus ends both itself (a
+    /// patched or mislabelled build): the stream wins over the version. A
+    /// client does not `destroy` two sessions at the moment it closes.
+    #[test]
+    fn the_stream_proves_native_endings_whatever_the_version_says() {
+        for version in ["1.1.2", "0.11.8"] {
+            let mut t = tracker();
+            let mut got = replay(
+                &mut t,
+                &[
+                    started(version, 0),
+                    connected(5, "7"),
+                    created(10, 1, "7"),
+                    created(11, 2, "7"),
+                    disconnected(100, "7"),
+                    session(101, 1, "destroyed"),
+                    session(102, 2, "destroyed"),
+                    // From now on a single session's native ending is Janus's own.
+                    connected(200, "8"),
+                    created(210, 3, "8"),
+                    disconnected(300, "8"),
+                    session(301, 3, "destroyed"),
+                    connected(400, "9"),
+                    created(410, 4, "9"),
+                    shutdown(500),
+                ],
+            );
+            got.retain(|l| !l.starts_with("fwd"));
+            assert_eq!(
+                got,
+                [
+                    // Until the proof is complete, the version's rule holds.
+                    "end 1 request",
+                    "end 2 transport_gone",
+                    "end 3 transport_gone",
+                    "SYNTH 4 shutdown @500 (janus too)"
+                ],
+                "{version}"
+            );
+            assert!(t.janus().ends_transport_gone);
+        }
+    }
+
+    /// No proof when Janus leaves one session of the closed connection to the
+    /// handler: that one ends `transport_gone` as on any Janus of its version.
+    #[test]
+    fn a_connection_not_all_ended_by_janus_proves_nothing() {
+        let mut t = tracker();
+        let mut got = replay(
             &mut t,
             &[
-                started("1.1.2", 0),
+                started("0.11.8", 0),
                 connected(5, "7"),
                 created(10, 1, "7"),
+                created(11, 2, "7"),
                 disconnected(100, "7"),
                 session(101, 1, "destroyed"),
             ],
         );
-        assert_eq!(got.last().unwrap(), "end 1 request");
-        assert!(!t.janus().ends_transport_gone);
-        // Later disconnects are still ended by the handler.
-        let mut got = replay(
-            &mut t,
-            &[
-                connected(200, "8"),
-                created(210, 2, "8"),
-                disconnected(300, "8"),
-            ],
+        got.extend(finish(&mut t, 100 + 600 * MS));
+        // Session 2's own ending, late: no proof either.
+        got.extend(replay(&mut t, &[session(700 * MS, 2, "destroyed")]));
+        got.retain(|l| !l.starts_with("fwd"));
+        assert_eq!(
+            got,
+            ["end 1 request", "SYNTH 2 transport_gone @100", "dup 2"]
         );
-        got.extend(finish(&mut t, 300 + 600 * MS));
-        assert_eq!(got.last().unwrap(), "SYNTH 2 transport_gone @300");
+        assert!(!t.janus().ends_transport_gone);
     }
 
     /// What the metrics read: handles by plugin, connections by transport, the
@@ -2075,5 +2327,109 @@ mod tests {
                 peerconnections: Some(6)
             })
         );
+    }
+
+    /// Janus 0.16.1 built from the upstream tarball, one session per ending
+    /// (README in tests/traces/): the 0.x line ends a closed WebSocket's
+    /// session itself since 0.15.2, as 1.x does since 1.3.2.
+    #[test]
+    fn replays_janus_0_16_1_trace_exactly() {
+        let mut t = tracker();
+        let got = replay(&mut t, &lines(TRACE_0161_ALL));
+        let want = [
+            "fwd started",
+            "fwd request",
+            "fwd connected",
+            "fwd created 25114733518930",
+            "fwd attached 25114733518930",
+            "fwd disconnected",
+            // Janus's own ending of a closed WebSocket's session.
+            "end 25114733518930 transport_gone",
+            "fwd detached 25114733518930",
+            "fwd connected",
+            "fwd created 2210060903065987",
+            "fwd attached 2210060903065987",
+            "end 2210060903065987 request",
+            "fwd detached 2210060903065987",
+            "fwd disconnected",
+            "fwd connected",
+            "fwd created 1432611493449098",
+            "fwd attached 1432611493449098",
+            "fwd timeout 1432611493449098",
+            "SYNTH 1432611493449098 timeout @1796397056591517",
+            "fwd detached 1432611493449098",
+            "fwd disconnected",
+            "fwd connected",
+            "fwd created 260090712503387",
+            "fwd attached 260090712503387",
+            "fwd request",
+            "fwd created 1617469506429051",
+            "fwd request",
+            "fwd attached 1617469506429051",
+            "fwd shutdown",
+            // Janus ends the WebSocket session as the transport closes: not injected.
+            "SYNTH 260090712503387 shutdown @1796397056626550 (janus too)",
+            "SYNTH 1617469506429051 shutdown @1796397056626550",
+            "fwd disconnected",
+            "dup 260090712503387",
+            "fwd detached 260090712503387",
+        ];
+        assert_eq!(got, want);
+        assert_eq!(finish(&mut t, i64::MAX), Vec::<String>::new());
+        let j = t.janus();
+        assert_eq!(j.version, Some(Version(0, 16, 1)));
+        assert!(j.ends_transport_gone);
+        assert_eq!(t.live_sessions(), 0);
+        assert_eq!(t.stats().created, 5);
+    }
+
+    /// The same scenario on Janus 1.4.1 built from the upstream tarball: the
+    /// same endings as on 0.16.1.
+    #[test]
+    fn replays_janus_1_4_1_trace_exactly() {
+        let mut t = tracker();
+        let got = replay(&mut t, &lines(TRACE_141_ALL));
+        let want = [
+            "fwd started",
+            "fwd request",
+            "fwd connected",
+            "fwd created 7813502650088090",
+            "fwd attached 7813502650088090",
+            "fwd disconnected",
+            "end 7813502650088090 transport_gone",
+            "fwd detached 7813502650088090",
+            "fwd connected",
+            "fwd created 2019180747004707",
+            "fwd attached 2019180747004707",
+            "fwd detached 2019180747004707",
+            "end 2019180747004707 request",
+            "fwd disconnected",
+            "fwd connected",
+            "fwd created 3237180251296345",
+            "fwd attached 3237180251296345",
+            "fwd timeout 3237180251296345",
+            "SYNTH 3237180251296345 timeout @1796397069588349",
+            "fwd detached 3237180251296345",
+            "fwd disconnected",
+            "fwd connected",
+            "fwd created 8417343826354130",
+            "fwd attached 8417343826354130",
+            "fwd request",
+            "fwd created 3437203540602193",
+            "fwd request",
+            "fwd attached 3437203540602193",
+            "fwd shutdown",
+            "SYNTH 8417343826354130 shutdown @1796397069603819 (janus too)",
+            "SYNTH 3437203540602193 shutdown @1796397069603819",
+            "fwd disconnected",
+            "dup 8417343826354130",
+            "fwd detached 8417343826354130",
+        ];
+        assert_eq!(got, want);
+        assert_eq!(finish(&mut t, i64::MAX), Vec::<String>::new());
+        let j = t.janus();
+        assert_eq!(j.version, Some(Version(1, 4, 1)));
+        assert!(j.ends_transport_gone);
+        assert_eq!(t.stats().created, 5);
     }
 }

@@ -1,10 +1,10 @@
-//! Configuring, starting and stopping a real Janus, natively or in a
-//! container (see [`JanusTarget`]).
+//! Configuring, starting and stopping a real Janus, natively (Debian's, or
+//! one built into a prefix) or in a container (see [`JanusTarget`]).
 //!
 //! An instance's folder holds:
 //! - `cfg/`: janus.jcfg and one .jcfg per module, generated on each start;
 //! - `plugins/`, `transports/`, `events/`, `loggers/`: the modules to load
-//!   (symlinks to Debian's, a copy of the handler under test);
+//!   (symlinks to Janus's own, a copy of the handler under test);
 //! - `janus.log`, `stdout.log`, `stderr.log`: this run's output (a restart
 //!   with [`Janus::start_in`] renames the previous run's to `*.log.1`, `.2`...).
 
@@ -26,6 +26,9 @@ use super::{Admin, HttpApi, WsClient, free_port, lifecycleevh_so, wait_until};
 const JANUS_BIN: &str = "/usr/bin/janus";
 /// Debian's Janus modules (on this machine, or in the image).
 const MODULES: &str = "/usr/lib/x86_64-linux-gnu/janus";
+/// Where `make janus-upstream` installs upstream Janus `<version>`, relative
+/// to the repository: `LCEVH_JANUS=upstream-<version>` runs that build.
+const UPSTREAM_PREFIXES: &str = "target/janus-upstream";
 /// The label on every container the rig starts (`docker ps --filter label=...`).
 pub const CONTAINER_LABEL: &str = "lifecycleevh-rig";
 /// How long a container may take to go once killed.
@@ -34,6 +37,12 @@ const CONTAINER_KILL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Which Janus the rig runs, from the environment variable `LCEVH_JANUS`:
 ///
 /// - `native` (the default): Debian's `/usr/bin/janus` on this machine;
+/// - `prefix:<dir>`: a Janus built from source and installed into `<dir>`
+///   (`./configure --prefix=<dir>`), run natively: `<dir>/bin/janus` with
+///   the modules in `<dir>/lib/janus/` (its stock sampleevh too);
+/// - `upstream-<version>`, e.g. `upstream-0.16.1`: the same for the
+///   upstream release that `make janus-upstream` built into
+///   `target/janus-upstream/<version>` of this repository;
 /// - `docker:<image>`, e.g. `docker:lifecycleevh:sid`: `/usr/bin/janus` and
 ///   the modules of that image (Debian's janus package), in a container
 ///   started with `docker run --network host`, as the user running the tests,
@@ -47,6 +56,7 @@ const CONTAINER_KILL_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JanusTarget {
     Native,
+    Prefix { dir: PathBuf },
     Docker { image: String },
 }
 
@@ -54,16 +64,64 @@ impl JanusTarget {
     /// The target of this test run (`LCEVH_JANUS`); panics on a bad value.
     pub fn current() -> &'static JanusTarget {
         static TARGET: OnceLock<JanusTarget> = OnceLock::new();
-        TARGET.get_or_init(|| match std::env::var("LCEVH_JANUS") {
-            Err(_) => JanusTarget::Native,
-            Ok(v) if v.is_empty() || v == "native" => JanusTarget::Native,
-            Ok(v) => match v.strip_prefix("docker:") {
-                Some(image) if !image.is_empty() => JanusTarget::Docker {
-                    image: image.to_string(),
-                },
-                _ => panic!("LCEVH_JANUS={v:?}: expected `native` or `docker:<image>`"),
-            },
+        TARGET.get_or_init(|| {
+            let v = std::env::var("LCEVH_JANUS").unwrap_or_default();
+            JanusTarget::parse(&v).unwrap_or_else(|| {
+                panic!(
+                    "LCEVH_JANUS={v:?}: expected `native`, `prefix:<dir>`, \
+                     `upstream-<version>` or `docker:<image>`"
+                )
+            })
         })
+    }
+
+    fn parse(v: &str) -> Option<JanusTarget> {
+        if v.is_empty() || v == "native" {
+            return Some(JanusTarget::Native);
+        }
+        if let Some(image) = v.strip_prefix("docker:") {
+            return (!image.is_empty()).then(|| JanusTarget::Docker {
+                image: image.to_string(),
+            });
+        }
+        let dir = match (v.strip_prefix("prefix:"), v.strip_prefix("upstream-")) {
+            (Some(dir), _) if !dir.is_empty() => PathBuf::from(dir),
+            (_, Some(version)) if !version.is_empty() && !version.contains('/') => {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(UPSTREAM_PREFIXES)
+                    .join(version)
+            }
+            _ => return None,
+        };
+        Some(JanusTarget::Prefix { dir })
+    }
+
+    /// The janus binary, as the process that runs it sees it.
+    fn janus_bin(&self) -> PathBuf {
+        match self {
+            JanusTarget::Prefix { dir } => dir.join("bin/janus"),
+            JanusTarget::Native | JanusTarget::Docker { .. } => PathBuf::from(JANUS_BIN),
+        }
+    }
+
+    /// The folder of Janus's modules (`plugins/`, `transports/`, `events/`).
+    fn modules(&self) -> PathBuf {
+        match self {
+            JanusTarget::Prefix { dir } => dir.join("lib/janus"),
+            JanusTarget::Native | JanusTarget::Docker { .. } => PathBuf::from(MODULES),
+        }
+    }
+
+    /// How to get this target's Janus, for a message when it is missing.
+    fn install_hint(&self) -> String {
+        match self {
+            JanusTarget::Native => "apt-get install janus".into(),
+            JanusTarget::Prefix { dir } => {
+                let version = dir.file_name().unwrap_or_default().to_string_lossy();
+                format!("build it: make janus-upstream JANUS_UPSTREAM={version}")
+            }
+            JanusTarget::Docker { image } => format!("is the image {image} built? `make docker`"),
+        }
     }
 }
 
@@ -71,6 +129,7 @@ impl std::fmt::Display for JanusTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             JanusTarget::Native => write!(f, "native"),
+            JanusTarget::Prefix { dir } => write!(f, "prefix:{}", dir.display()),
             JanusTarget::Docker { image } => write!(f, "docker:{image}"),
         }
     }
@@ -79,6 +138,36 @@ impl std::fmt::Display for JanusTarget {
 pub const JANUS_HTTP_PORT: &str = "@JANUS_HTTP_PORT@";
 /// In [`JanusOptions::lifecycleevh_config`]: the port of Janus's Admin API.
 pub const JANUS_ADMIN_PORT: &str = "@JANUS_ADMIN_PORT@";
+
+/// The two behaviours of Janus's session endings, which the tests assert
+/// apart. The upstream fix for issue 3533 (released on 2025-07-10 in both
+/// lines, as 1.3.2 and 0.15.2) made the core end a transport-gone session
+/// itself (a session `destroyed` after the transport's `disconnected`, reclaim
+/// off), and end a connection's sessions as the transport closes it at
+/// shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// Janus 1.x < 1.3.2 (Debian bookworm's 1.1.2) and 0.x < 0.15.2 (0.11.8):
+    /// a closed WebSocket's sessions end with no session event.
+    Old,
+    /// Janus 1.x >= 1.3.2 (1.4.1) and 0.x >= 0.15.2 (0.16.1).
+    New,
+}
+
+impl Generation {
+    pub fn of(version: (u32, u32, u32)) -> Generation {
+        let fixed = match version.0 {
+            0 => (0, 15, 2),
+            _ => (1, 3, 2),
+        };
+        if version >= fixed {
+            Generation::New
+        } else {
+            Generation::Old
+        }
+    }
+}
+
 /// How long Janus may take to serve its APIs after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long Janus may take to exit after SIGINT.
@@ -382,11 +471,27 @@ impl Janus {
             .expect("Janus answered its info request when it started")
     }
 
+    /// Which behaviour generation this Janus belongs to (see [`Generation`]).
+    pub fn generation(&self) -> Generation {
+        Generation::of(self.janus_version())
+    }
+
     /// Whether Janus itself sends a session `destroyed` when a transport
-    /// goes away (WebSocket closed, reclaim off): Janus >= 1.3.2, the
-    /// upstream fix for issue 3533. Before it, such sessions end silently.
+    /// goes away (WebSocket closed, reclaim off): the new [`Generation`].
+    /// Before it, such sessions end silently.
     pub fn ends_sessions_on_transport_gone(&self) -> bool {
-        self.janus_version() >= (1, 3, 2)
+        self.generation() == Generation::New
+    }
+
+    /// Whether Janus's core reports its counts every 15 s (core `status:
+    /// update`): Janus >= 1.2.0, and 0.x >= 0.14.0 (released together).
+    pub fn reports_core_status(&self) -> bool {
+        let v = self.janus_version();
+        if v.0 == 0 {
+            v >= (0, 14, 0)
+        } else {
+            v >= (1, 2, 0)
+        }
     }
 
     /// Where this Janus runs (see [`JanusTarget`]).
@@ -590,16 +695,19 @@ fn prepare_modules(dir: &Path, opts: &JanusOptions) {
 }
 
 /// Links Janus's module `kind/name` into the instance: natively Debian's
-/// file; in a container the image's (as the container sees it: without
-/// janus-dev, only the versioned name `name.<version>` is there).
+/// file, or the prefix build's; in a container the image's (as the
+/// container sees it: without janus-dev, only the versioned name
+/// `name.<version>` is there).
 fn link_module(dir: &Path, kind: &str, name: &str) {
-    let target = match JanusTarget::current() {
-        JanusTarget::Native => {
-            let target = Path::new(MODULES).join(kind).join(name);
+    let current = JanusTarget::current();
+    let target = match current {
+        JanusTarget::Native | JanusTarget::Prefix { .. } => {
+            let target = current.modules().join(kind).join(name);
             assert!(
                 target.exists(),
-                "{} is missing (apt-get install janus)",
-                target.display()
+                "{} is missing ({})",
+                target.display(),
+                current.install_hint()
             );
             target
         }
@@ -758,15 +866,19 @@ fn spawn(dir: &Path, run_as: Option<(u32, u32)>) -> (Child, Option<String>) {
             .arg("-L")
             .arg(dir.join("janus.log"));
     };
-    let (mut cmd, container) = match JanusTarget::current() {
-        JanusTarget::Native => {
+    let current = JanusTarget::current();
+    let (mut cmd, container) = match current {
+        JanusTarget::Native | JanusTarget::Prefix { .. } => {
+            let bin = current.janus_bin();
             let mut cmd = match run_as {
-                None => Command::new(JANUS_BIN),
+                None => Command::new(&bin),
                 Some((uid, gid)) => {
                     let mut cmd = Command::new("setpriv");
                     cmd.arg(format!("--reuid={uid}"))
                         .arg(format!("--regid={gid}"))
-                        .args(["--clear-groups", "--", JANUS_BIN]);
+                        .arg("--clear-groups")
+                        .arg("--")
+                        .arg(&bin);
                     cmd
                 }
             };
@@ -804,7 +916,11 @@ fn spawn(dir: &Path, run_as: Option<(u32, u32)>) -> (Child, Option<String>) {
         .stderr(output("stderr.log"))
         .spawn()
         .unwrap_or_else(|e| match &container {
-            None => panic!("start {JANUS_BIN} (apt-get install janus): {e}"),
+            None => panic!(
+                "start {} ({}): {e}",
+                current.janus_bin().display(),
+                current.install_hint()
+            ),
             Some(_) => panic!("start the docker client ({}): {e}", docker_bin()),
         });
     (child, container)

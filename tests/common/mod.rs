@@ -1,8 +1,9 @@
 //! A test rig around a real Janus WebRTC server: Debian's, on this machine
 //! (bookworm's 1.1.2) or in a container image (`LCEVH_JANUS=docker:<image>`,
-//! e.g. sid's 1.4.1; see [`JanusTarget`]).
+//! e.g. sid's 1.4.1), or upstream Janus built from source into a prefix
+//! (`LCEVH_JANUS=upstream-0.16.1`, `prefix:<dir>`; see [`JanusTarget`]).
 //!
-//! [`Janus::start`] runs `/usr/bin/janus` in a temporary folder of its own,
+//! [`Janus::start`] runs that Janus in a temporary folder of its own,
 //! with generated configs, free loopback ports, the EchoTest plugin, the HTTP
 //! and WebSockets transports and the event handlers a test asks for (the
 //! handler under test and/or Janus's stock `sampleevh`). The rig then gives
@@ -43,8 +44,8 @@ mod ws;
 pub use admin::{ADMIN_SECRET, Admin};
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
 pub use janus::{
-    CONTAINER_LABEL, JANUS_ADMIN_PORT, JANUS_HTTP_PORT, Janus, JanusOptions, JanusTarget, NOBODY,
-    SampleEvh, hand_over,
+    CONTAINER_LABEL, Generation, JANUS_ADMIN_PORT, JANUS_HTTP_PORT, Janus, JanusOptions,
+    JanusTarget, NOBODY, SampleEvh, hand_over,
 };
 pub use prometheus::{Prometheus, ScrapeJob, TestPki, promtool_check_metrics, unix_now};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
