@@ -14,7 +14,8 @@
 //! | native `timeout` | the `timeout`, then a synthetic `destroyed` (`timeout`, or `reclaim_expired` after a disconnect with reclaim on) |
 //! | transport `disconnected`, reclaim off, Janus < 1.3.2 | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
 //! | transport `disconnected`, reclaim off, Janus >= 1.3.2 | Janus's own `destroyed` (`transport_gone`); none within `settle` means another connection had claimed the session: it lives on |
-//! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout` (`reclaim_expired`); none by `reclaim_session_timeout` + two watchdog ticks + `settle` means it was claimed: it lives on |
+//! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout` (`reclaim_expired`); none by `reclaim_session_timeout` + two watchdog ticks + `settle` means it was claimed: it lives on (`claimed`) |
+//! | native `timeout` of a `claimed` session | `reclaim_expired` (the claim withdrawn, counted `claims_retracted`) when it came less than `session_timeout` after the close or the latest request since, or `session_timeout` is 0: a claimed session cannot idle out that soon, so Janus's watchdog was late; otherwise (or `session_timeout` unknown) `timeout` |
 //! | core `shutdown` | a synthetic `destroyed`, `shutdown`, for every open session |
 //! | a second ending for an ended session | nothing (counted as a duplicate) |
 //!
@@ -23,6 +24,8 @@
 //!   sessions itself: version >= 1.3.2, or a native `destroyed` seen for a
 //!   session whose transport was gone;
 //! - `reclaim_session_timeout` (core `started`), unless the config pins it;
+//! - `session_timeout` (core `started`): how soon a claimed session can
+//!   idle out;
 //! - which transport instances are connections (they report `connected`):
 //!   on Janus >= 1.3.2 with reclaim off, Janus ends a connection's sessions
 //!   itself when it closes, shutdown included ([`Ending::janus_ends_too`]);
@@ -150,8 +153,15 @@ pub struct TrackerStats {
     /// Sessions dropped from tracking because `max_sessions` was reached.
     pub evicted: u64,
     /// Sessions found claimed by another connection after their own
-    /// connection closed (no ending from Janus when one was due).
+    /// connection closed (no ending from Janus when one was due). Never
+    /// decreases: see `claims_retracted`.
     pub claimed: u64,
+    /// Of `claimed`, the claims withdrawn: a reclaim timeout came for the
+    /// session after all, sooner after its close than Janus could have idled
+    /// out a claimed session (`session_timeout`), and it ended
+    /// `reclaim_expired`. Janus's watchdog was late (a busy machine), or the
+    /// claiming connection closed too; the stream cannot tell which.
+    pub claims_retracted: u64,
 }
 
 /// What the tracker learned about the Janus it runs in (Admin `info`).
@@ -159,6 +169,9 @@ pub struct TrackerStats {
 pub struct JanusView {
     /// From the core `started` event.
     pub version: Option<Version>,
+    /// Janus's `session_timeout` in seconds (0: sessions never time out),
+    /// from the core `started` event.
+    pub session_timeout: Option<u64>,
     pub server_name: Option<String>,
     /// Janus ends a session itself when its transport goes away (reclaim
     /// off): version >= 1.3.2, or seen happen.
@@ -201,8 +214,9 @@ pub struct Tracker {
     plugins: Vec<Box<str>>,
     /// Session ids in creation order (ended ones are skipped lazily).
     order: VecDeque<u64>,
-    /// Settle-window deadlines: (deadline, session, disconnect sequence).
-    deadlines: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// Settle- and reclaim-window deadlines: (deadline, session, disconnect
+    /// sequence, when the window began).
+    deadlines: BinaryHeap<Reverse<(i64, u64, u32, i64)>>,
     tombstones: Map<u64, Tombstone>,
     /// Tombstones in the order they were made, with the clock at that time.
     tombstone_order: VecDeque<(i64, u64)>,
@@ -325,7 +339,7 @@ impl Tracker {
 
     /// The earliest pending settle-window deadline, if any.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+        self.deadlines.peek().map(|Reverse((at, ..))| *at)
     }
 
     /// Observes one event and appends what to do, in order, to `out`: first
@@ -394,7 +408,7 @@ impl Tracker {
             return;
         }
         self.clock = now;
-        while let Some(&Reverse((deadline, sid, seq))) = self.deadlines.peek() {
+        while let Some(&Reverse((deadline, sid, seq, window))) = self.deadlines.peek() {
             if deadline > now {
                 break;
             }
@@ -407,7 +421,7 @@ impl Tracker {
                     if self.janus.ends_transport_gone {
                         // Janus ends a transport-gone session itself; it did
                         // not: the session had moved to another connection.
-                        self.claimed(sid, false);
+                        self.claimed(sid, None);
                     } else {
                         let ending = self.ending_of(sid, Reason::TransportGone, at, true);
                         self.end(sid, ending);
@@ -417,7 +431,7 @@ impl Tracker {
                 State::AwaitingReclaim { seq: s, .. } if s == seq => {
                     // No timeout by the latest time the watchdog ends an
                     // unclaimed session: another connection claimed it.
-                    self.claimed(sid, true);
+                    self.claimed(sid, Some(window));
                 }
                 _ => {}
             }
@@ -498,12 +512,13 @@ impl Tracker {
             .take(limit)
             .map(|(sid, s)| SessionView {
                 session_id: sid,
-                transport: match s.state {
-                    State::Live => s.transport.map(|t| {
+                transport: if s.state.is_bound() {
+                    s.transport.map(|t| {
                         let (m, id) = self.transport_names(t);
                         (m.to_string(), id)
-                    }),
-                    _ => None,
+                    })
+                } else {
+                    None
                 },
                 created: s.created,
                 last_event: s.last_event,
@@ -537,6 +552,9 @@ impl Tracker {
         {
             self.config.reclaim_session_timeout = reclaim;
         }
+        if startup.session_timeout.is_some() {
+            self.janus.session_timeout = startup.session_timeout;
+        }
         if let Some(v) = startup.version {
             self.janus.version = Some(v);
             self.janus.ends_transport_gone = v >= Version::NATIVE_TRANSPORT_GONE;
@@ -560,8 +578,8 @@ impl Tracker {
         let Some(s) = self.sessions.get(&sid) else {
             return false;
         };
-        match (s.state, s.transport) {
-            (State::Live, Some(key)) => {
+        match (s.state.is_bound(), s.transport) {
+            (true, Some(key)) => {
                 self.closes_sessions(key.module)
                     && (self.connections.contains_key(&key)
                         || (!self.janus.disconnects_visible
@@ -672,7 +690,9 @@ impl Tracker {
                     self.janus.ends_transport_gone = true;
                     Reason::TransportGone
                 }
-                State::Live | State::AwaitingReclaim { .. } => Reason::Request,
+                State::Live | State::AwaitingReclaim { .. } | State::Claimed { .. } => {
+                    Reason::Request
+                }
             };
             let ending = self.ending_of(sid, reason, ev.timestamp, false);
             self.end(sid, ending);
@@ -708,7 +728,13 @@ impl Tracker {
         let reason = if let Some(session) = self.sessions.get(&sid) {
             match session.state {
                 State::AwaitingReclaim { .. } => Reason::ReclaimExpired,
-                State::Live | State::Disconnected { .. } => Reason::Timeout,
+                State::Claimed { window } if self.reclaim_came_late(window, ev.timestamp) => {
+                    // Too soon to be the claimed session idling out: its
+                    // reclaim window expired, late, and it was not claimed.
+                    self.stats.claims_retracted += 1;
+                    Reason::ReclaimExpired
+                }
+                State::Live | State::Disconnected { .. } | State::Claimed { .. } => Reason::Timeout,
             }
         } else if self.tombstones.contains_key(&sid) {
             self.stats.duplicates += 1;
@@ -763,24 +789,40 @@ impl Tracker {
                 s.state = State::Disconnected { at, seq };
                 at.saturating_add(self.config.settle_us)
             };
-            self.deadlines.push(Reverse((deadline, sid, seq)));
+            self.deadlines.push(Reverse((deadline, sid, seq, at)));
+        }
+    }
+
+    /// Whether a `timeout` at `at` for a session claimed in a reclaim window
+    /// that began at `window` came too soon to be the claimed session idling
+    /// out. The claim came after `window` and counts as activity (janus.c:
+    /// every request sets `last_activity`), so Janus's watchdog
+    /// (`janus_check_sessions`) idles the session out no sooner than
+    /// `session_timeout` later, and never with `session_timeout = 0`. With
+    /// `session_timeout` unknown nothing is proven: Janus's `timeout` stands.
+    fn reclaim_came_late(&self, window: i64, at: i64) -> bool {
+        match self.janus.session_timeout {
+            None => false,
+            Some(0) => true,
+            Some(st) => at < window.saturating_add((st as i64).saturating_mul(1_000_000)),
         }
     }
 
     /// A session whose connection closed is alive all the same: another
-    /// connection claimed it. With reclaim on, the claimer is the one
-    /// connection of the same transport that opened since the close, if
-    /// there is exactly one; otherwise the new binding is unknown.
-    fn claimed(&mut self, sid: u64, reclaim: bool) {
+    /// connection claimed it. With reclaim on (`window`: when its reclaim
+    /// window began), the claimer is the one connection of the same
+    /// transport that opened since the close, if there is exactly one;
+    /// otherwise the new binding is unknown.
+    fn claimed(&mut self, sid: u64, window: Option<i64>) {
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
         let (since, old) = match s.state {
             State::Disconnected { at, .. } | State::AwaitingReclaim { at, .. } => (at, s.transport),
-            State::Live => return,
+            State::Live | State::Claimed { .. } => return,
         };
         let candidate = match old {
-            Some(old) if reclaim => {
+            Some(old) if window.is_some() => {
                 let mut found = self
                     .connections
                     .iter()
@@ -800,7 +842,7 @@ impl Tracker {
             self.bind(sid, new);
         }
         if let Some(s) = self.sessions.get_mut(&sid) {
-            s.state = State::Live;
+            s.state = window.map_or(State::Live, |window| State::Claimed { window });
             s.transport = candidate;
         }
         self.stats.claimed += 1;
@@ -827,8 +869,9 @@ impl Tracker {
 
     /// Notes activity on a session. `request` is true for events only a
     /// client request causes (a new handle, a JSEP from the client): Janus
-    /// then counts the session as active, so a session awaiting reclaim gets
-    /// its full reclaim window again from now.
+    /// then counts the session as active (its `last_activity`), so a session
+    /// awaiting reclaim gets its full reclaim window again from now, and a
+    /// claimed one cannot idle out before `session_timeout` from now.
     fn touch(&mut self, ev: &Facts<'_>, request: bool) {
         let Some(sid) = ev.session_id else {
             return;
@@ -837,7 +880,15 @@ impl Tracker {
             return;
         };
         s.last_event = s.last_event.max(ev.timestamp);
-        if request && let State::AwaitingReclaim { at, .. } = s.state {
+        if !request {
+            return;
+        }
+        if let State::Claimed { window } = s.state {
+            s.state = State::Claimed {
+                window: window.max(ev.timestamp),
+            };
+        }
+        if let State::AwaitingReclaim { at, .. } = s.state {
             let seq = self.next_seq;
             self.next_seq = self.next_seq.wrapping_add(1);
             s.state = State::AwaitingReclaim { at, seq };
@@ -848,7 +899,8 @@ impl Tracker {
                 )
                 .saturating_add(2 * WATCHDOG_TICK_US)
                 .saturating_add(self.config.settle_us);
-            self.deadlines.push(Reverse((deadline, sid, seq)));
+            self.deadlines
+                .push(Reverse((deadline, sid, seq, ev.timestamp.max(at))));
         }
     }
 
@@ -892,7 +944,7 @@ impl Tracker {
         for h in session.handles.iter() {
             sub(&mut self.handles_open, h.plugin, 1);
         }
-        if session.state != State::Live {
+        if !session.state.is_bound() {
             return; // its transport's index entry went with the disconnect
         }
         if let Some(key) = session.transport

@@ -697,6 +697,145 @@ mod property {
             prop_assert_eq!(t.live_sessions(), 0);
         }
     }
+
+    /// One session whose connection closes with reclaim on, as Janus's
+    /// sources (janus.c: `janus_check_sessions`, the `claim` request,
+    /// `last_activity`) would end it, with the watchdog late and the events
+    /// delivered late by random amounts. Times in ms from the close.
+    #[derive(Debug, Clone)]
+    struct Reclaim {
+        /// `reclaim_session_timeout`, s.
+        reclaim: i64,
+        /// `session_timeout`, s: 0 (never), or longer than the time the
+        /// tracker takes to infer a claim, so that the claimed session's
+        /// idle timeout comes after it.
+        session_timeout: i64,
+        /// Requests (new handles) while the session waits, each within the
+        /// reclaim window the previous one restarted.
+        waiting_requests: Vec<i64>,
+        /// Claimed this far into the last window, then requests at these
+        /// gaps (each shorter than `session_timeout`), then idle until
+        /// Janus times it out, up to a watchdog tick later.
+        claim: Option<(i64, Vec<i64>, i64)>,
+        /// Not claimed: how late Janus's watchdog reports the reclaim
+        /// timeout, as a fraction of what `session_timeout` leaves room for.
+        lateness: f64,
+        /// How far the worker's clock ran ahead of each event's timestamp
+        /// when it was delivered.
+        delivery: Vec<i64>,
+    }
+
+    fn reclaim_case() -> impl Strategy<Value = Reclaim> {
+        (1i64..30, prop_oneof![Just(None), (5i64..60).prop_map(Some)]).prop_flat_map(
+            |(reclaim, extra)| {
+                let session_timeout = extra.map_or(0, |e| reclaim + e);
+                let window = reclaim * 1000;
+                let idle_gap = if session_timeout > 0 {
+                    session_timeout * 1000
+                } else {
+                    600_000
+                };
+                (
+                    Just(reclaim),
+                    Just(session_timeout),
+                    prop::collection::vec(0..window, 0..3),
+                    prop::option::of((
+                        0..window,
+                        prop::collection::vec(1..idle_gap, 0..3),
+                        0i64..2000,
+                    )),
+                    0.0f64..1.0,
+                    prop::collection::vec(0i64..10_000, 12),
+                )
+                    .prop_map(
+                        move |(_, _, waiting_requests, claim, lateness, delivery)| Reclaim {
+                            reclaim,
+                            session_timeout,
+                            waiting_requests,
+                            claim,
+                            lateness,
+                            delivery,
+                        },
+                    )
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// However late Janus's watchdog reports a reclaim timeout, short of
+        /// `session_timeout` after the session's last activity, it ends
+        /// `reclaim_expired`; a claimed session that idles out ends
+        /// `timeout`; never two endings.
+        #[test]
+        fn a_late_reclaim_timeout_is_told_from_a_claimed_session_idling_out(c in reclaim_case()) {
+            let ms = |t: i64| 1_000_000_000 + t * MS;
+            let mut events = vec![
+                started_with("1.1.2", c.session_timeout as u64, c.reclaim as u64),
+                connected(ms(-3000), "7"),
+                created(ms(-2000), 1, "7"),
+                disconnected(ms(0), "7"),
+                connected(ms(1), "8"),
+            ];
+            // Janus's last_activity: the close (transport_gone), then each request.
+            let mut activity = 0;
+            let mut hid = 10;
+            let mut request = |at: i64, events: &mut Vec<String>| {
+                hid += 1;
+                events.push(handle(ms(at), 1, hid, "attached"));
+            };
+            for gap in &c.waiting_requests {
+                activity += gap;
+                request(activity, &mut events);
+            }
+            let expect = match &c.claim {
+                Some((after, gaps, tick)) => {
+                    // The claim is a request too (no event of its own).
+                    activity += after;
+                    for gap in gaps {
+                        activity += gap;
+                        request(activity, &mut events);
+                    }
+                    if c.session_timeout > 0 {
+                        let at = activity + c.session_timeout * 1000 + tick;
+                        events.push(session(ms(at), 1, "timeout"));
+                        "timeout"
+                    } else {
+                        "shutdown"
+                    }
+                }
+                None => {
+                    let room = if c.session_timeout > 0 {
+                        (c.session_timeout - c.reclaim) * 1000
+                    } else {
+                        600_000
+                    };
+                    let late = (room as f64 * c.lateness) as i64;
+                    let at = activity + c.reclaim * 1000 + late;
+                    events.push(session(ms(at), 1, "timeout"));
+                    "reclaim_expired"
+                }
+            };
+            let mut t = Tracker::new(TrackerConfig::default());
+            let mut out = Vec::new();
+            for (i, line) in events.iter().enumerate() {
+                let facts = decode(line.as_bytes()).unwrap();
+                t.advance(facts.timestamp + c.delivery[i % c.delivery.len()] * MS, &mut out);
+                t.observe(&facts, &mut out);
+            }
+            t.shutdown(ms(10_000_000), &mut out);
+            let endings: Vec<&str> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::ForwardEnding(e) | Output::Synthesize(e) => Some(e.reason.as_str()),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(endings, vec![expect]);
+            let retracted = u64::from(c.claim.is_none() && t.stats().claimed > 0);
+            prop_assert_eq!(t.stats().claims_retracted, retracted);
+        }
+    }
 }
 
 #[test]
@@ -1120,5 +1259,178 @@ fn counts_handles_connections_and_core_status() {
             handles: Some(5),
             peerconnections: Some(6)
         })
+    );
+}
+
+/// A core `started` event with the session timeouts Janus reports
+/// (`session-timeout` 0: sessions never idle out).
+fn started_with(version: &str, session_timeout: u64, reclaim: u64) -> String {
+    format!(
+        r#"{{"type":256,"subtype":1,"timestamp":1,"event":{{"status":"started","info":{{"version_string":"{version}","session-timeout":{session_timeout},"reclaim-session-timeout":{reclaim}}}}}}}"#
+    )
+}
+
+/// Reclaim 5 s on a Janus whose `session_timeout` is `session_timeout`: one
+/// session whose connection "7" closes at 100 ms, one connection ("8")
+/// opened since, and the clock past the moment the claim is inferred
+/// (5 s + two ticks + 0.5 s settle after the close).
+fn inferred_claim(session_timeout: Option<u64>) -> (Tracker, Vec<String>) {
+    let mut t = Tracker::new(TrackerConfig {
+        reclaim_session_timeout: 5,
+        ..TrackerConfig::default()
+    });
+    let mut events = Vec::new();
+    if let Some(st) = session_timeout {
+        events.push(started_with("1.1.2", st, 5));
+    }
+    events.extend([
+        connected(5, "7"),
+        created(10, 1, "7"),
+        handle(20, 1, 2, "attached"),
+        disconnected(100 * MS, "7"),
+        connected(200 * MS, "8"),
+    ]);
+    let mut got = replay(&mut t, &events);
+    got.extend(finish(&mut t, 100 * MS + 9_500 * MS));
+    assert_eq!(t.stats().claimed, 1);
+    let page = t.sessions_page(0, 10);
+    assert_eq!(page[0].state, "claimed");
+    assert_eq!(page[0].transport.as_ref().unwrap().1, "8");
+    (t, got)
+}
+
+/// Janus's watchdog reports a reclaim timeout late (a busy machine): the
+/// claim was inferred, then the `timeout` came 12 s after the close. A
+/// session claimed after its close cannot idle out before `session_timeout`
+/// (60 s) has passed since the close, so this is the reclaim expiring: the
+/// ending is `reclaim_expired` and the inferred claim is withdrawn.
+#[test]
+fn a_late_reclaim_timeout_within_session_timeout_is_reclaim_expired() {
+    let (mut t, _) = inferred_claim(Some(60));
+    let got = replay(
+        &mut t,
+        &[
+            handle(12_000 * MS, 1, 2, "detached"),
+            session(12_000 * MS + 5, 1, "timeout"),
+        ],
+    );
+    assert_eq!(
+        got,
+        [
+            "fwd detached 1",
+            "fwd timeout 1",
+            &format!("SYNTH 1 reclaim_expired @{}", 12_000 * MS + 5),
+        ]
+    );
+    assert_eq!(t.live_sessions(), 0);
+    // `claimed` never goes down (it is a counter); the withdrawn claim is
+    // counted beside it.
+    assert_eq!((t.stats().claimed, t.stats().claims_retracted), (1, 1));
+    assert_eq!(t.janus().session_timeout, Some(60));
+    // The session is no longer bound to the connection taken as its claimer.
+    let mut got = replay(&mut t, &[disconnected(13_000 * MS, "8")]);
+    got.extend(finish(&mut t, 60_000 * MS));
+    assert_eq!(got, ["fwd disconnected"]);
+    assert_eq!(t.ended_reason(1), Some(Reason::ReclaimExpired));
+}
+
+/// The same `timeout` at or after `session_timeout` past the close may be
+/// the claimed session idling out: it stays `timeout`.
+#[test]
+fn a_timeout_after_session_timeout_from_the_close_is_a_timeout() {
+    let (mut t, _) = inferred_claim(Some(60));
+    let got = replay(&mut t, &[session(100 * MS + 60_000 * MS, 1, "timeout")]);
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 timeout @{}", 100 * MS + 60_000 * MS)
+    );
+    assert_eq!((t.stats().claimed, t.stats().claims_retracted), (1, 0));
+    // Just before it, it is the reclaim expiring.
+    let (mut t, _) = inferred_claim(Some(60));
+    let got = replay(&mut t, &[session(100 * MS + 60_000 * MS - 1, 1, "timeout")]);
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 reclaim_expired @{}", 100 * MS + 60_000 * MS - 1)
+    );
+}
+
+/// `session_timeout = 0`: Janus never idles a session out, so any `timeout`
+/// of a session whose claim was inferred is a reclaim expiring. Unknown
+/// (no `started` seen): nothing proves it, Janus's `timeout` stands.
+#[test]
+fn session_timeout_never_or_unknown() {
+    let (mut t, _) = inferred_claim(Some(0));
+    let got = replay(&mut t, &[session(3_600_000 * MS, 1, "timeout")]);
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 reclaim_expired @{}", 3_600_000 * MS)
+    );
+    let (mut t, _) = inferred_claim(None);
+    let got = replay(&mut t, &[session(12_000 * MS, 1, "timeout")]);
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 timeout @{}", 12_000 * MS)
+    );
+}
+
+/// A request on the session (a new handle, a JSEP) restarts Janus's
+/// reclaim window, and sets its `last_activity`: the window that a late
+/// reclaim timeout is measured against starts at the latest request, both
+/// while the session awaits its reclaim and once its claim is inferred.
+#[test]
+fn a_request_moves_the_window_a_late_reclaim_timeout_is_measured_from() {
+    let st = 20;
+    // A request 4 s after the close restarts the window: the claim is
+    // inferred 4 + 5 + 4 + 0.5 s after the close, and the timeout comes late
+    // at 22 s, past close + 20 s but before request + 20 s.
+    let mut t = Tracker::new(TrackerConfig {
+        reclaim_session_timeout: 5,
+        ..TrackerConfig::default()
+    });
+    let mut got = replay(
+        &mut t,
+        &[
+            started_with("1.1.2", st, 5),
+            connected(5, "7"),
+            created(10, 1, "7"),
+            disconnected(100 * MS, "7"),
+            handle(4_100 * MS, 1, 2, "attached"),
+        ],
+    );
+    got.extend(finish(&mut t, 4_100 * MS + 9_499 * MS));
+    assert_eq!(t.stats().claimed, 0);
+    got.extend(finish(&mut t, 4_100 * MS + 9_500 * MS));
+    assert_eq!(t.stats().claimed, 1);
+    got.extend(replay(&mut t, &[session(22_000 * MS, 1, "timeout")]));
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 reclaim_expired @{}", 22_000 * MS)
+    );
+    // A request once the claim is inferred: the same.
+    let (mut t, _) = inferred_claim(Some(st));
+    let got = replay(
+        &mut t,
+        &[
+            handle(15_000 * MS, 1, 3, "attached"),
+            session(30_000 * MS, 1, "timeout"),
+        ],
+    );
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 reclaim_expired @{}", 30_000 * MS)
+    );
+    // Events a request does not cause (media, a detach) do not move it.
+    let (mut t, _) = inferred_claim(Some(st));
+    let got = replay(
+        &mut t,
+        &[
+            media(15_000 * MS, 1),
+            handle(16_000 * MS, 1, 2, "detached"),
+            session(30_000 * MS, 1, "timeout"),
+        ],
+    );
+    assert_eq!(
+        got.last().unwrap(),
+        &format!("SYNTH 1 timeout @{}", 30_000 * MS)
     );
 }
