@@ -15,7 +15,7 @@
 //! | transport `disconnected`, reclaim off, Janus < 1.3.2 | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
 //! | transport `disconnected`, reclaim off, Janus >= 1.3.2 | Janus's own `destroyed` (`transport_gone`); none within `settle` means another connection had claimed the session: it lives on |
 //! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout` (`reclaim_expired`); none by `reclaim_session_timeout` + two watchdog ticks + `settle` means it was claimed: it lives on (`claimed`) |
-//! | native `timeout` of a `claimed` session | `reclaim_expired` (the claim withdrawn, counted `claims_retracted`) when it came less than `session_timeout` after the close or the latest request since, or `session_timeout` is 0: a claimed session cannot idle out that soon, so Janus's watchdog was late; otherwise (or `session_timeout` unknown) `timeout` |
+//! | native `timeout` of a `claimed` session | `reclaim_expired` (the claim withdrawn, counted `claims_retracted`) when it came less than `session_timeout` (less a watchdog tick) after the close or the latest request since, or `session_timeout` is 0: a claimed session cannot idle out that soon, so Janus's watchdog was late; otherwise (or `session_timeout` unknown) `timeout` |
 //! | core `shutdown` | a synthetic `destroyed`, `shutdown`, for every open session |
 //! | a second ending for an ended session | nothing (counted as a duplicate) |
 //!
@@ -798,13 +798,21 @@ impl Tracker {
     /// out. The claim came after `window` and counts as activity (janus.c:
     /// every request sets `last_activity`), so Janus's watchdog
     /// (`janus_check_sessions`) idles the session out no sooner than
-    /// `session_timeout` later, and never with `session_timeout = 0`. With
-    /// `session_timeout` unknown nothing is proven: Janus's `timeout` stands.
+    /// `session_timeout` later, and never with `session_timeout = 0`. One
+    /// watchdog tick is kept back: a claim Janus handled just before it
+    /// noticed the close, or a request stamped a little after it set
+    /// `last_activity`, started the idle clock slightly before `window`.
+    /// With `session_timeout` unknown nothing is proven: Janus's `timeout`
+    /// stands.
     fn reclaim_came_late(&self, window: i64, at: i64) -> bool {
         match self.janus.session_timeout {
             None => false,
             Some(0) => true,
-            Some(st) => at < window.saturating_add((st as i64).saturating_mul(1_000_000)),
+            Some(st) => {
+                at < window
+                    .saturating_add((st as i64).saturating_mul(1_000_000))
+                    .saturating_sub(WATCHDOG_TICK_US)
+            }
         }
     }
 
