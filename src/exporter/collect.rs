@@ -301,6 +301,13 @@ pub const SERIES: &[Series] = &[
         tracker_claimed,
     ),
     s(
+        "lifecycleevh_tracker_claims_retracted_total",
+        Counter,
+        &[],
+        "Of the claimed sessions, those whose reclaim timeout came after all (late), ending reclaim_expired.",
+        tracker_claims_retracted,
+    ),
+    s(
         "lifecycleevh_sink_enabled",
         Gauge,
         &["sink"],
@@ -771,6 +778,10 @@ fn tracker_evicted(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
 
 fn tracker_claimed(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
     f.counter(s.tracker.stats.claimed)
+}
+
+fn tracker_claims_retracted(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    f.counter(s.tracker.stats.claims_retracted)
 }
 
 // The sinks: one sample per sink, labelled with its name.

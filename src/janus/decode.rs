@@ -62,6 +62,8 @@ impl Kind<'_> {
 /// What Janus's core `started` event says that the handler uses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Startup {
+    /// `session-timeout`, seconds (0: sessions never time out).
+    pub session_timeout: Option<u64>,
     /// `reclaim-session-timeout`, seconds (0: reclaim off).
     pub reclaim_session_timeout: Option<u64>,
     /// `version_string`, e.g. 1.4.1.
@@ -228,6 +230,8 @@ struct Data<'a> {
 
 #[derive(Deserialize, Default)]
 struct Info {
+    #[serde(rename = "session-timeout", default)]
+    session_timeout: Option<u64>,
     #[serde(rename = "reclaim-session-timeout", default)]
     reclaim_session_timeout: Option<u64>,
     #[serde(default)]
@@ -310,6 +314,7 @@ pub fn decode_text(text: &str) -> Result<Facts<'_>, DecodeError> {
             (types::SUBTYPE_CORE_STARTUP, Some("started")) => {
                 let info = body.info.unwrap_or_default();
                 Kind::CoreStartup(Box::new(Startup {
+                    session_timeout: info.session_timeout,
                     reclaim_session_timeout: info.reclaim_session_timeout,
                     version: info.version_string.as_deref().and_then(Version::parse),
                     server_name: info.server_name,
@@ -396,6 +401,7 @@ mod tests {
         assert_eq!(
             decode(started).unwrap().kind,
             Kind::CoreStartup(Box::new(Startup {
+                session_timeout: Some(6),
                 reclaim_session_timeout: Some(30),
                 version: Some(Version(1, 4, 1)),
                 server_name: Some("J".into()),

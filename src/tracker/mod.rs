@@ -14,7 +14,8 @@
 //! | native `timeout` | the `timeout`, then a synthetic `destroyed` (`timeout`, or `reclaim_expired` after a disconnect with reclaim on) |
 //! | transport `disconnected`, reclaim off, a Janus that does not end transport-gone sessions (1.x < 1.3.2, 0.x < 0.15.2) | after `settle` with no native ending: synthetic `destroyed`, `transport_gone` |
 //! | transport `disconnected`, reclaim off, a Janus that does (1.x >= 1.3.2, 0.x >= 0.15.2) | Janus's own `destroyed` (`transport_gone`); none within `settle` means another connection had claimed the session: it lives on |
-//! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout` (`reclaim_expired`); none by `reclaim_session_timeout` + two watchdog ticks + `settle` means it was claimed: it lives on |
+//! | transport `disconnected`, reclaim on | nothing yet: the session waits for its native `timeout` (`reclaim_expired`); none by `reclaim_session_timeout` + two watchdog ticks + `settle` means it was claimed: it lives on (`claimed`) |
+//! | native `timeout` of a `claimed` session | `reclaim_expired` (the claim withdrawn, counted `claims_retracted`) when it came less than `session_timeout` (less a watchdog tick) after the close or the latest request since, or `session_timeout` is 0: a claimed session cannot idle out that soon, so Janus's watchdog was late; otherwise (or `session_timeout` unknown) `timeout` |
 //! | core `shutdown` | a synthetic `destroyed`, `shutdown`, for every open session |
 //! | a second ending for an ended session | nothing (counted as a duplicate) |
 //!
@@ -28,6 +29,8 @@
 //!   of a closed connection that had two or more (one alone may answer the
 //!   client's `destroy`, sent as it closed: 1.1.2 does that);
 //! - `reclaim_session_timeout` (core `started`), unless the config pins it;
+//! - `session_timeout` (core `started`): how soon a claimed session can
+//!   idle out;
 //! - which transport instances are connections (they report `connected`):
 //!   where Janus ends transport-gone sessions (reclaim off), it ends a connection's sessions
 //!   itself when it closes, shutdown included ([`Ending::janus_ends_too`]);
@@ -156,8 +159,15 @@ pub struct TrackerStats {
     /// Sessions dropped from tracking because `max_sessions` was reached.
     pub evicted: u64,
     /// Sessions found claimed by another connection after their own
-    /// connection closed (no ending from Janus when one was due).
+    /// connection closed (no ending from Janus when one was due). Never
+    /// decreases: see `claims_retracted`.
     pub claimed: u64,
+    /// Of `claimed`, the claims withdrawn: a reclaim timeout came for the
+    /// session after all, sooner after its close than Janus could have idled
+    /// out a claimed session (`session_timeout`), and it ended
+    /// `reclaim_expired`. Janus's watchdog was late (a busy machine), or the
+    /// claiming connection closed too; the stream cannot tell which.
+    pub claims_retracted: u64,
 }
 
 /// What the tracker learned about the Janus it runs in (Admin `info`).
@@ -165,6 +175,9 @@ pub struct TrackerStats {
 pub struct JanusView {
     /// From the core `started` event.
     pub version: Option<Version>,
+    /// Janus's `session_timeout` in seconds (0: sessions never time out),
+    /// from the core `started` event.
+    pub session_timeout: Option<u64>,
     pub server_name: Option<String>,
     /// Janus ends a session itself when its transport goes away (reclaim
     /// off): its version says so (1.x >= 1.3.2, 0.x >= 0.15.2), or the
@@ -216,8 +229,9 @@ pub struct Tracker {
     plugins: Vec<Box<str>>,
     /// Session ids in creation order (ended ones are skipped lazily).
     order: VecDeque<u64>,
-    /// Settle-window deadlines: (deadline, session, disconnect sequence).
-    deadlines: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// Settle- and reclaim-window deadlines: (deadline, session, disconnect
+    /// sequence, when the window began).
+    deadlines: BinaryHeap<Reverse<(i64, u64, u32, i64)>>,
     tombstones: Map<u64, Tombstone>,
     /// Tombstones in the order they were made, with the clock at that time.
     tombstone_order: VecDeque<(i64, u64)>,
@@ -347,7 +361,7 @@ impl Tracker {
 
     /// The earliest pending settle-window deadline, if any.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+        self.deadlines.peek().map(|Reverse((at, ..))| *at)
     }
 
     /// Observes one event and appends what to do, in order, to `out`: first
@@ -416,7 +430,7 @@ impl Tracker {
             return;
         }
         self.clock = now;
-        while let Some(&Reverse((deadline, sid, seq))) = self.deadlines.peek() {
+        while let Some(&Reverse((deadline, sid, seq, window))) = self.deadlines.peek() {
             if deadline > now {
                 break;
             }
@@ -437,7 +451,7 @@ impl Tracker {
                     if self.janus.ends_transport_gone {
                         // Janus ends a transport-gone session itself; it did
                         // not: the session had moved to another connection.
-                        self.claimed(sid, false);
+                        self.claimed(sid, None);
                     } else {
                         let ending = self.ending_of(sid, Reason::TransportGone, at, true);
                         self.end(sid, ending);
@@ -447,7 +461,7 @@ impl Tracker {
                 State::AwaitingReclaim { seq: s, .. } if s == seq => {
                     // No timeout by the latest time the watchdog ends an
                     // unclaimed session: another connection claimed it.
-                    self.claimed(sid, true);
+                    self.claimed(sid, Some(window));
                 }
                 _ => {}
             }
@@ -528,12 +542,13 @@ impl Tracker {
             .take(limit)
             .map(|(sid, s)| SessionView {
                 session_id: sid,
-                transport: match s.state {
-                    State::Live => s.transport.map(|t| {
+                transport: if s.state.is_bound() {
+                    s.transport.map(|t| {
                         let (m, id) = self.transport_names(t);
                         (m.to_string(), id)
-                    }),
-                    _ => None,
+                    })
+                } else {
+                    None
                 },
                 created: s.created,
                 last_event: s.last_event,
@@ -567,6 +582,9 @@ impl Tracker {
         {
             self.config.reclaim_session_timeout = reclaim;
         }
+        if startup.session_timeout.is_some() {
+            self.janus.session_timeout = startup.session_timeout;
+        }
         if let Some(v) = startup.version {
             self.janus.version = Some(v);
             // What the stream proved before stands.
@@ -596,7 +614,7 @@ impl Tracker {
             return false;
         };
         match (s.state, s.transport) {
-            (State::Live, Some(key)) => {
+            (state, Some(key)) if state.is_bound() => {
                 self.closes_sessions(key.module)
                     && (self.connections.contains_key(&key)
                         || (!self.janus.disconnects_visible
@@ -709,7 +727,9 @@ impl Tracker {
                         Reason::Request
                     }
                 }
-                State::Live | State::AwaitingReclaim { .. } => Reason::Request,
+                State::Live | State::AwaitingReclaim { .. } | State::Claimed { .. } => {
+                    Reason::Request
+                }
             };
             let ending = self.ending_of(sid, reason, ev.timestamp, false);
             self.end(sid, ending);
@@ -762,7 +782,13 @@ impl Tracker {
         let reason = if let Some(session) = self.sessions.get(&sid) {
             match session.state {
                 State::AwaitingReclaim { .. } => Reason::ReclaimExpired,
-                State::Live | State::Disconnected { .. } => Reason::Timeout,
+                State::Claimed { window } if self.reclaim_came_late(window, ev.timestamp) => {
+                    // Too soon to be the claimed session idling out: its
+                    // reclaim window expired, late, and it was not claimed.
+                    self.stats.claims_retracted += 1;
+                    Reason::ReclaimExpired
+                }
+                State::Live | State::Disconnected { .. } | State::Claimed { .. } => Reason::Timeout,
             }
         } else if self.tombstones.contains_key(&sid) {
             self.stats.duplicates += 1;
@@ -830,24 +856,48 @@ impl Tracker {
                 s.state = State::Disconnected { at, seq };
                 at.saturating_add(self.config.settle_us)
             };
-            self.deadlines.push(Reverse((deadline, sid, seq)));
+            self.deadlines.push(Reverse((deadline, sid, seq, at)));
+        }
+    }
+
+    /// Whether a `timeout` at `at` for a session claimed in a reclaim window
+    /// that began at `window` came too soon to be the claimed session idling
+    /// out. The claim came after `window` and counts as activity (janus.c:
+    /// every request sets `last_activity`), so Janus's watchdog
+    /// (`janus_check_sessions`) idles the session out no sooner than
+    /// `session_timeout` later, and never with `session_timeout = 0`. One
+    /// watchdog tick is kept back: a claim Janus handled just before it
+    /// noticed the close, or a request stamped a little after it set
+    /// `last_activity`, started the idle clock slightly before `window`.
+    /// With `session_timeout` unknown nothing is proven: Janus's `timeout`
+    /// stands.
+    fn reclaim_came_late(&self, window: i64, at: i64) -> bool {
+        match self.janus.session_timeout {
+            None => false,
+            Some(0) => true,
+            Some(st) => {
+                at < window
+                    .saturating_add((st as i64).saturating_mul(1_000_000))
+                    .saturating_sub(WATCHDOG_TICK_US)
+            }
         }
     }
 
     /// A session whose connection closed is alive all the same: another
-    /// connection claimed it. With reclaim on, the claimer is the one
-    /// connection of the same transport that opened since the close, if
-    /// there is exactly one; otherwise the new binding is unknown.
-    fn claimed(&mut self, sid: u64, reclaim: bool) {
+    /// connection claimed it. With reclaim on (`window`: when its reclaim
+    /// window began), the claimer is the one connection of the same
+    /// transport that opened since the close, if there is exactly one;
+    /// otherwise the new binding is unknown.
+    fn claimed(&mut self, sid: u64, window: Option<i64>) {
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
         let (since, old) = match s.state {
             State::Disconnected { at, .. } | State::AwaitingReclaim { at, .. } => (at, s.transport),
-            State::Live => return,
+            State::Live | State::Claimed { .. } => return,
         };
         let candidate = match old {
-            Some(old) if reclaim => {
+            Some(old) if window.is_some() => {
                 let mut found = self
                     .connections
                     .iter()
@@ -867,7 +917,7 @@ impl Tracker {
             self.bind(sid, new);
         }
         if let Some(s) = self.sessions.get_mut(&sid) {
-            s.state = State::Live;
+            s.state = window.map_or(State::Live, |window| State::Claimed { window });
             s.transport = candidate;
         }
         self.stats.claimed += 1;
@@ -894,8 +944,9 @@ impl Tracker {
 
     /// Notes activity on a session. `request` is true for events only a
     /// client request causes (a new handle, a JSEP from the client): Janus
-    /// then counts the session as active, so a session awaiting reclaim gets
-    /// its full reclaim window again from now.
+    /// then counts the session as active (its `last_activity`), so a session
+    /// awaiting reclaim gets its full reclaim window again from now, and a
+    /// claimed one cannot idle out before `session_timeout` from now.
     fn touch(&mut self, ev: &Facts<'_>, request: bool) {
         let Some(sid) = ev.session_id else {
             return;
@@ -904,7 +955,15 @@ impl Tracker {
             return;
         };
         s.last_event = s.last_event.max(ev.timestamp);
-        if request && let State::AwaitingReclaim { at, .. } = s.state {
+        if !request {
+            return;
+        }
+        if let State::Claimed { window } = s.state {
+            s.state = State::Claimed {
+                window: window.max(ev.timestamp),
+            };
+        }
+        if let State::AwaitingReclaim { at, .. } = s.state {
             let seq = self.next_seq;
             self.next_seq = self.next_seq.wrapping_add(1);
             s.state = State::AwaitingReclaim { at, seq };
@@ -915,7 +974,8 @@ impl Tracker {
                 )
                 .saturating_add(2 * WATCHDOG_TICK_US)
                 .saturating_add(self.config.settle_us);
-            self.deadlines.push(Reverse((deadline, sid, seq)));
+            self.deadlines
+                .push(Reverse((deadline, sid, seq, ev.timestamp.max(at))));
         }
     }
 
@@ -959,7 +1019,7 @@ impl Tracker {
         for h in session.handles.iter() {
             sub(&mut self.handles_open, h.plugin, 1);
         }
-        if session.state != State::Live {
+        if !session.state.is_bound() {
             return; // its transport's index entry went with the disconnect
         }
         if let Some(key) = session.transport
@@ -1718,6 +1778,146 @@ mod tests {
                 prop_assert_eq!(t.live_sessions(), 0);
             }
         }
+
+        /// One session whose connection closes with reclaim on, as Janus's
+        /// sources (janus.c: `janus_check_sessions`, the `claim` request,
+        /// `last_activity`) would end it, with the watchdog late and the events
+        /// delivered late by random amounts. Times in ms from the close.
+        #[derive(Debug, Clone)]
+        struct Reclaim {
+            /// `reclaim_session_timeout`, s.
+            reclaim: i64,
+            /// `session_timeout`, s: 0 (never), or longer than the time the
+            /// tracker takes to infer a claim, so that the claimed session's
+            /// idle timeout comes after it.
+            session_timeout: i64,
+            /// Requests (new handles) while the session waits, each within the
+            /// reclaim window the previous one restarted.
+            waiting_requests: Vec<i64>,
+            /// Claimed this far into the last window, then requests at these
+            /// gaps (each shorter than `session_timeout`), then idle until
+            /// Janus times it out, up to a watchdog tick later.
+            claim: Option<(i64, Vec<i64>, i64)>,
+            /// Not claimed: how late Janus's watchdog reports the reclaim
+            /// timeout, as a fraction of what `session_timeout` leaves room for
+            /// (less the watchdog tick the tracker keeps back).
+            lateness: f64,
+            /// How far the worker's clock ran ahead of each event's timestamp
+            /// when it was delivered.
+            delivery: Vec<i64>,
+        }
+
+        fn reclaim_case() -> impl Strategy<Value = Reclaim> {
+            (1i64..30, prop_oneof![Just(None), (5i64..60).prop_map(Some)]).prop_flat_map(
+                |(reclaim, extra)| {
+                    let session_timeout = extra.map_or(0, |e| reclaim + e);
+                    let window = reclaim * 1000;
+                    let idle_gap = if session_timeout > 0 {
+                        session_timeout * 1000
+                    } else {
+                        600_000
+                    };
+                    (
+                        Just(reclaim),
+                        Just(session_timeout),
+                        prop::collection::vec(0..window, 0..3),
+                        prop::option::of((
+                            0..window,
+                            prop::collection::vec(1..idle_gap, 0..3),
+                            0i64..2000,
+                        )),
+                        0.0f64..1.0,
+                        prop::collection::vec(0i64..10_000, 12),
+                    )
+                        .prop_map(
+                            move |(_, _, waiting_requests, claim, lateness, delivery)| Reclaim {
+                                reclaim,
+                                session_timeout,
+                                waiting_requests,
+                                claim,
+                                lateness,
+                                delivery,
+                            },
+                        )
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+            /// However late Janus's watchdog reports a reclaim timeout, short of
+            /// `session_timeout` after the session's last activity, it ends
+            /// `reclaim_expired`; a claimed session that idles out ends
+            /// `timeout`; never two endings.
+            #[test]
+            fn a_late_reclaim_timeout_is_told_from_a_claimed_session_idling_out(c in reclaim_case()) {
+                let ms = |t: i64| 1_000_000_000 + t * MS;
+                let mut events = vec![
+                    started_with("1.1.2", c.session_timeout as u64, c.reclaim as u64),
+                    connected(ms(-3000), "7"),
+                    created(ms(-2000), 1, "7"),
+                    disconnected(ms(0), "7"),
+                    connected(ms(1), "8"),
+                ];
+                // Janus's last_activity: the close (transport_gone), then each request.
+                let mut activity = 0;
+                let mut hid = 10;
+                let mut request = |at: i64, events: &mut Vec<String>| {
+                    hid += 1;
+                    events.push(handle(ms(at), 1, hid, "attached"));
+                };
+                for gap in &c.waiting_requests {
+                    activity += gap;
+                    request(activity, &mut events);
+                }
+                let expect = match &c.claim {
+                    Some((after, gaps, tick)) => {
+                        // The claim is a request too (no event of its own).
+                        activity += after;
+                        for gap in gaps {
+                            activity += gap;
+                            request(activity, &mut events);
+                        }
+                        if c.session_timeout > 0 {
+                            let at = activity + c.session_timeout * 1000 + tick;
+                            events.push(session(ms(at), 1, "timeout"));
+                            "timeout"
+                        } else {
+                            "shutdown"
+                        }
+                    }
+                    None => {
+                        let room = if c.session_timeout > 0 {
+                            (c.session_timeout - c.reclaim) * 1000 - 2000
+                        } else {
+                            600_000
+                        };
+                        let late = (room as f64 * c.lateness) as i64;
+                        let at = activity + c.reclaim * 1000 + late;
+                        events.push(session(ms(at), 1, "timeout"));
+                        "reclaim_expired"
+                    }
+                };
+                let mut t = Tracker::new(TrackerConfig::default());
+                let mut out = Vec::new();
+                for (i, line) in events.iter().enumerate() {
+                    let facts = decode(line.as_bytes()).unwrap();
+                    t.advance(facts.timestamp + c.delivery[i % c.delivery.len()] * MS, &mut out);
+                    t.observe(&facts, &mut out);
+                }
+                t.shutdown(ms(10_000_000), &mut out);
+                let endings: Vec<&str> = out
+                    .iter()
+                    .filter_map(|o| match o {
+                        Output::ForwardEnding(e) | Output::Synthesize(e) => Some(e.reason.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                prop_assert_eq!(endings, vec![expect]);
+                let retracted = u64::from(c.claim.is_none() && t.stats().claimed > 0);
+                prop_assert_eq!(t.stats().claims_retracted, retracted);
+            }
+        }
     }
 
     #[test]
@@ -2431,5 +2631,179 @@ mod tests {
         assert_eq!(j.version, Some(Version(1, 4, 1)));
         assert!(j.ends_transport_gone);
         assert_eq!(t.stats().created, 5);
+    }
+
+    /// A core `started` event with the session timeouts Janus reports
+    /// (`session-timeout` 0: sessions never idle out).
+    fn started_with(version: &str, session_timeout: u64, reclaim: u64) -> String {
+        format!(
+            r#"{{"type":256,"subtype":1,"timestamp":1,"event":{{"status":"started","info":{{"version_string":"{version}","session-timeout":{session_timeout},"reclaim-session-timeout":{reclaim}}}}}}}"#
+        )
+    }
+
+    /// Reclaim 5 s on a Janus whose `session_timeout` is `session_timeout`: one
+    /// session whose connection "7" closes at 100 ms, one connection ("8")
+    /// opened since, and the clock past the moment the claim is inferred
+    /// (5 s + two ticks + 0.5 s settle after the close).
+    fn inferred_claim(session_timeout: Option<u64>) -> (Tracker, Vec<String>) {
+        let mut t = Tracker::new(TrackerConfig {
+            reclaim_session_timeout: 5,
+            ..TrackerConfig::default()
+        });
+        let mut events = Vec::new();
+        if let Some(st) = session_timeout {
+            events.push(started_with("1.1.2", st, 5));
+        }
+        events.extend([
+            connected(5, "7"),
+            created(10, 1, "7"),
+            handle(20, 1, 2, "attached"),
+            disconnected(100 * MS, "7"),
+            connected(200 * MS, "8"),
+        ]);
+        let mut got = replay(&mut t, &events);
+        got.extend(finish(&mut t, 100 * MS + 9_500 * MS));
+        assert_eq!(t.stats().claimed, 1);
+        let page = t.sessions_page(0, 10);
+        assert_eq!(page[0].state, "claimed");
+        assert_eq!(page[0].transport.as_ref().unwrap().1, "8");
+        (t, got)
+    }
+
+    /// Janus's watchdog reports a reclaim timeout late (a busy machine): the
+    /// claim was inferred, then the `timeout` came 12 s after the close. A
+    /// session claimed after its close cannot idle out before `session_timeout`
+    /// (60 s) has passed since the close, so this is the reclaim expiring: the
+    /// ending is `reclaim_expired` and the inferred claim is withdrawn.
+    #[test]
+    fn a_late_reclaim_timeout_within_session_timeout_is_reclaim_expired() {
+        let (mut t, _) = inferred_claim(Some(60));
+        let got = replay(
+            &mut t,
+            &[
+                handle(12_000 * MS, 1, 2, "detached"),
+                session(12_000 * MS + 5, 1, "timeout"),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                "fwd detached 1",
+                "fwd timeout 1",
+                &format!("SYNTH 1 reclaim_expired @{}", 12_000 * MS + 5),
+            ]
+        );
+        assert_eq!(t.live_sessions(), 0);
+        // `claimed` never goes down (it is a counter); the withdrawn claim is
+        // counted beside it.
+        assert_eq!((t.stats().claimed, t.stats().claims_retracted), (1, 1));
+        assert_eq!(t.janus().session_timeout, Some(60));
+        // The session is no longer bound to the connection taken as its claimer.
+        let mut got = replay(&mut t, &[disconnected(13_000 * MS, "8")]);
+        got.extend(finish(&mut t, 60_000 * MS));
+        assert_eq!(got, ["fwd disconnected"]);
+        assert_eq!(t.ended_reason(1), Some(Reason::ReclaimExpired));
+    }
+
+    /// The same `timeout` about `session_timeout` past the close may be the
+    /// claimed session idling out: it stays `timeout`. One watchdog tick (2 s)
+    /// is kept back, for a claim Janus handled just before it saw the close.
+    #[test]
+    fn a_timeout_after_session_timeout_from_the_close_is_a_timeout() {
+        let (mut t, _) = inferred_claim(Some(60));
+        let got = replay(&mut t, &[session(100 * MS + 58_000 * MS, 1, "timeout")]);
+        assert_eq!(
+            got.last().unwrap(),
+            &format!("SYNTH 1 timeout @{}", 100 * MS + 58_000 * MS)
+        );
+        assert_eq!((t.stats().claimed, t.stats().claims_retracted), (1, 0));
+        // Just before it, it is the reclaim expiring.
+        let (mut t, _) = inferred_claim(Some(60));
+        let got = replay(&mut t, &[session(100 * MS + 58_000 * MS - 1, 1, "timeout")]);
+        assert_eq!(
+            got.last().unwrap(),
+            &format!("SYNTH 1 reclaim_expired @{}", 100 * MS + 58_000 * MS - 1)
+        );
+    }
+
+    /// `session_timeout = 0`: Janus never idles a session out, so any `timeout`
+    /// of a session whose claim was inferred is a reclaim expiring. Unknown
+    /// (no `started` seen): nothing proves it, Janus's `timeout` stands.
+    #[test]
+    fn session_timeout_never_or_unknown() {
+        let (mut t, _) = inferred_claim(Some(0));
+        let got = replay(&mut t, &[session(3_600_000 * MS, 1, "timeout")]);
+        assert_eq!(
+            got.last().unwrap(),
+            &format!("SYNTH 1 reclaim_expired @{}", 3_600_000 * MS)
+        );
+        let (mut t, _) = inferred_claim(None);
+        let got = replay(&mut t, &[session(12_000 * MS, 1, "timeout")]);
+        assert_eq!(
+            got.last().unwrap(),
+            &format!("SYNTH 1 timeout @{}", 12_000 * MS)
+        );
+    }
+
+    /// A request on the session (a new handle, a JSEP) restarts Janus's
+    /// reclaim window, and sets its `last_activity`: the window that a late
+    /// reclaim timeout is measured against starts at the latest request, both
+    /// while the session awaits its reclaim and once its claim is inferred.
+    #[test]
+    fn a_request_moves_the_window_a_late_reclaim_timeout_is_measured_from() {
+        let st = 20;
+        // A request 4 s after the close restarts the window: the claim is
+        // inferred 4 + 5 + 4 + 0.5 s after the close, and the timeout comes late
+        // at 22 s, past close + 20 s but before request + 20 s (less a 2 s tick).
+        let mut t = Tracker::new(TrackerConfig {
+            reclaim_session_timeout: 5,
+            ..TrackerConfig::default()
+        });
+        let mut got = replay(
+            &mut t,
+            &[
+                started_with("1.1.2", st, 5),
+                connected(5, "7"),
+                created(10, 1, "7"),
+                disconnected(100 * MS, "7"),
+                handle(4_100 * MS, 1, 2, "attached"),
+            ],
+        );
+        got.extend(finish(&mut t, 4_100 * MS + 9_499 * MS));
+        assert_eq!(t.stats().claimed, 0);
+        got.extend(finish(&mut t, 4_100 * MS + 9_500 * MS));
+        assert_eq!(t.stats().claimed, 1);
+        got.extend(replay(&mut t, &[session(22_000 * MS, 1, "timeout")]));
+        assert_eq!(
+            got.last().unwrap(),
+            &format!("SYNTH 1 reclaim_expired @{}", 22_000 * MS)
+        );
+        // A request once the claim is inferred: the same.
+        let (mut t, _) = inferred_claim(Some(st));
+        let got = replay(
+            &mut t,
+            &[
+                handle(15_000 * MS, 1, 3, "attached"),
+                session(30_000 * MS, 1, "timeout"),
+            ],
+        );
+        assert_eq!(
+            got.last().unwrap(),
+            &format!("SYNTH 1 reclaim_expired @{}", 30_000 * MS)
+        );
+        // Events a request does not cause (media, a detach) do not move it.
+        let (mut t, _) = inferred_claim(Some(st));
+        let got = replay(
+            &mut t,
+            &[
+                media(15_000 * MS, 1),
+                handle(16_000 * MS, 1, 2, "detached"),
+                session(30_000 * MS, 1, "timeout"),
+            ],
+        );
+        assert_eq!(
+            got.last().unwrap(),
+            &format!("SYNTH 1 timeout @{}", 30_000 * MS)
+        );
     }
 }

@@ -57,6 +57,18 @@ pub enum State {
         at: i64,
         seq: u32,
     },
+    /// Its transport closed with reclaim on, and no `timeout` came by the
+    /// time Janus's watchdog was due to send it: taken as claimed by another
+    /// connection (Janus emits nothing for a claim), and live. `window`:
+    /// when its last reclaim window began (the close, or a later request on
+    /// the session). A claim comes after that, and sets the session's
+    /// activity, so Janus cannot idle it out before `window` +
+    /// `session_timeout`: a `timeout` before then is the reclaim expiring
+    /// late, and the claim was not one. No larger than the other states: a
+    /// session pays nothing for it.
+    Claimed {
+        window: i64,
+    },
 }
 
 impl State {
@@ -65,7 +77,14 @@ impl State {
             State::Live => "live",
             State::Disconnected { .. } => "disconnected",
             State::AwaitingReclaim { .. } => "awaiting_reclaim",
+            State::Claimed { .. } => "claimed",
         }
+    }
+
+    /// Whether the session is bound to a live transport instance (or to
+    /// none known): its `transport`, if any, indexes it.
+    pub fn is_bound(&self) -> bool {
+        matches!(self, State::Live | State::Claimed { .. })
     }
 }
 
@@ -181,6 +200,12 @@ mod tests {
                 .id_string()
                 .starts_with("hashed:")
         );
+    }
+
+    #[test]
+    fn state_is_small() {
+        // A claimed session's window costs no byte more than a disconnect's.
+        assert_eq!(std::mem::size_of::<State>(), 16);
     }
 
     #[test]

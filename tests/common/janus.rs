@@ -549,6 +549,15 @@ impl Janus {
         }
     }
 
+    /// Freezes Janus, every thread of it (its watchdog, its events thread,
+    /// the handler's worker), for `how_long`, as an overloaded machine can:
+    /// SIGSTOP, then SIGCONT. The sleep is the fault itself, not a wait.
+    pub fn freeze(&self, how_long: Duration) {
+        self.signal(libc::SIGSTOP);
+        std::thread::sleep(how_long);
+        self.signal(libc::SIGCONT);
+    }
+
     /// Stops Janus as an operator would (SIGINT) and waits for it to exit;
     /// returns its exit status. Panics if it is still running after 15 s.
     pub fn stop(&mut self) -> ExitStatus {
