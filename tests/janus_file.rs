@@ -57,15 +57,22 @@ fn a_sigkill_loses_no_line_the_file_sink_counted_written() {
             s
         })
         .collect();
+    // Janus queues events for its handlers in order: once the marker is in
+    // the file, every session's `destroyed` has been handed to the sink.
+    let marker = send_marker(&janus);
     let mut sent = 0;
-    assert!(wait_until(
-        || {
-            let i = info(&janus);
-            sent = counter(&i, "sent");
-            sent == counter(&i, "accepted") && sent >= 40
-        },
-        Duration::from_secs(10)
-    ));
+    assert!(
+        wait_until(
+            || {
+                let i = info(&janus);
+                sent = counter(&i, "sent");
+                sent == counter(&i, "accepted") && has_marker(&read_jsonl(&path), &marker)
+            },
+            Duration::from_secs(10)
+        ),
+        "the sink never caught up with the marker: {}",
+        info(&janus)
+    );
     janus.kill();
     let lines = whole_lines(&path);
     assert!(
