@@ -94,7 +94,7 @@ RUN set -eux; \
 VOLUME ["/var/log/janus", "/var/lib/janus/lifecycleevh"]
 # Janus API over HTTP and WebSockets. Media (RTP/RTCP over UDP) uses an
 # ephemeral port per PeerConnection unless --rtp-port-range narrows it:
-# see the README for host networking or a published UDP range.
+# see docs/docker.md for host networking or a published UDP range.
 EXPOSE 8088/tcp 8188/tcp
 USER janus
 WORKDIR /var/lib/janus

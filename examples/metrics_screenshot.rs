@@ -1,4 +1,4 @@
-//! The README's screenshot (run by `contrib/screenshot/make-screenshot.sh`):
+//! The screenshot in docs/metrics.md (run by `contrib/screenshot/make-screenshot.sh`):
 //! a real Janus with lifecycleevh's metrics on, a real Prometheus scraping
 //! it, four minutes of sessions that end by request, timeout and dropped
 //! WebSockets, then headless Chromium captures Prometheus's graph page.

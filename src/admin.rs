@@ -5,7 +5,7 @@
 //!              "request": {"request": "info"}, "transaction": "...", "admin_secret": "..."}
 //! ```
 //!
-//! Requests (the README documents each answer):
+//! Requests (docs/admin-api.md documents each answer):
 //! - `info`: version, counters, channel, tracker, sinks, Janus's bus;
 //! - `sessions` (`offset`, `limit`): live sessions with transport, created
 //!   time, handles and plugins;

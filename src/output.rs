@@ -1,6 +1,6 @@
 //! What the handler writes: the events on their way to the sinks, and the
 //! `destroyed` events it makes or annotates, in Janus's own shape (see the
-//! README's "Output" section for the contract).
+//! docs/output.md for the contract).
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Why a session ended: the `reason` of its `destroyed` event, the
-//! vocabulary of the output contract (README, "Output"). Shared by the
+//! vocabulary of the output contract (docs/output.md). Shared by the
 //! config (`general.inject`), the tracker, the output and the counters.
 
 /// Why a session ended: the `reason` of its `destroyed` event.

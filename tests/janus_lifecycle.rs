@@ -543,7 +543,7 @@ fn invisible_disconnects_are_said_once() {
         // Janus >= 1.3.2 ends the session itself, and that is all there is.
         // Without the `disconnected` event, Janus's own ending looks exactly
         // like the answer to a `destroy` request: it is forwarded with
-        // `reason: request` (a known limit, in the README).
+        // `reason: request` (a known limit, in docs/failures.md).
         let events = read_jsonl(&rig.out);
         assert_eq!(endings(&events).len(), 1, "Janus's own ending only");
         assert_eq!(only_ending(&events, s).0, "request");

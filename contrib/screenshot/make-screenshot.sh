@@ -1,5 +1,5 @@
 #!/bin/sh
-# Makes contrib/screenshot/prometheus-graph.png, the README's picture of the
+# Makes contrib/screenshot/prometheus-graph.png, the picture in docs/metrics.md of the
 # metrics: a real Janus with lifecycleevh, a real Prometheus scraping it for
 # four minutes of sessions ending by request, timeout and dropped WebSockets,
 # then Prometheus's graph page captured by headless Chromium

@@ -7,7 +7,7 @@
 //! missing key gets exactly the default written here (through the same
 //! validation as a value in the file) and an out-of-range value gets an error
 //! quoting the range and its reason. The tests in `super::tests` check the
-//! README's configuration tables (the `default` and `values` columns) and the
+//! configuration tables in docs/configuration.md (the `default` and `values` columns) and the
 //! sample `conf/janus.eventhandler.lifecycleevh.jcfg` against it, key by key.
 
 /// What a key accepts.
@@ -40,7 +40,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The accepted values as the README's `values` column shows them.
+    /// The accepted values as docs/configuration.md's `values` column shows them.
     pub fn describe(&self) -> String {
         match self {
             Kind::Bool => "`true`, `false`".to_string(),
@@ -73,7 +73,7 @@ pub enum Default {
 }
 
 impl Default {
-    /// The default as the README's `default` column shows it.
+    /// The default as docs/configuration.md's `default` column shows it.
     pub fn describe(&self) -> String {
         match self {
             Default::Is(v) => format!("`{v}`"),

@@ -4,7 +4,7 @@
 //! transports report disconnects) comes from Janus's own events (the core
 //! `started` event, transport events).
 //!
-//! Every key is documented in the README and in the sample
+//! Every key is documented in docs/configuration.md and in the sample
 //! `conf/janus.eventhandler.lifecycleevh.jcfg`. A wrong key or value is an
 //! error naming the file, the key and the problem; the handler then disables
 //! itself and Janus keeps running.
@@ -1455,7 +1455,7 @@ file: {
         for key in &documented {
             assert!(
                 cases.iter().any(|(k, _, _)| k == key),
-                "{key} has no failure case: add one here and to the README's table"
+                "{key} has no failure case: add one here and to docs/configuration.md"
             );
         }
         for (key, _, _) in cases {

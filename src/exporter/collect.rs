@@ -6,11 +6,11 @@
 //!
 //! [`SERIES`] is the catalogue: every family with its type, labels, meaning
 //! and the function that writes its samples, in the order of the
-//! exposition. Tests check the exposition, the README and the Grafana
+//! exposition. Tests check the exposition, docs/metrics.md and the Grafana
 //! dashboard against it. A new family is one function here (it reads a
 //! [`Scrape`] and writes through a [`Family`]) and one entry in [`SERIES`];
 //! a function that writes nothing leaves its family out of the exposition
-//! (`janus_core_*` before Janus 1.2).
+//! (`janus_core_*` before Janus 1.2 and 0.14).
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,16 +24,14 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 
 use crate::bus::BusStats;
-use crate::counters::{
-    Counters as Metrics, DURATION_BUCKETS, TYPE_SLOTS, TrackerSnapshot, type_label,
-};
+use crate::counters::{Counters, DURATION_BUCKETS, TYPE_SLOTS, TrackerSnapshot, type_label};
 use crate::intake::{BULK, ChannelView};
 use crate::reason::Reason;
 use crate::sinks::{SinkShared, SinkStats};
 
 /// What a scrape reads.
 pub struct Sources {
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<Counters>,
     pub sinks: Vec<Arc<SinkShared>>,
     pub bus: Arc<BusStats>,
     /// Whether `janus_events_notify_handlers` is in the process.
@@ -177,21 +175,21 @@ pub const SERIES: &[Series] = &[
         "janus_core_sessions",
         Gauge,
         &[],
-        "Sessions as Janus's core counts them, from its latest status update event (Janus >= 1.2 only; absent before).",
+        "Sessions as Janus's core counts them, from its latest status update event (Janus >= 1.2 or 0.x >= 0.14 only; absent before).",
         janus_core_sessions,
     ),
     s(
         "janus_core_handles",
         Gauge,
         &[],
-        "Handles as Janus's core counts them, from its latest status update event (Janus >= 1.2 only).",
+        "Handles as Janus's core counts them, from its latest status update event (Janus >= 1.2 or 0.x >= 0.14 only).",
         janus_core_handles,
     ),
     s(
         "janus_core_peerconnections",
         Gauge,
         &[],
-        "PeerConnections as Janus's core counts them, from its latest status update event (Janus >= 1.2 only).",
+        "PeerConnections as Janus's core counts them, from its latest status update event (Janus >= 1.2 or 0.x >= 0.14 only).",
         janus_core_peerconnections,
     ),
     // The handler's own health.
@@ -489,7 +487,7 @@ pub struct Scrape<'a> {
 }
 
 impl Scrape<'_> {
-    fn metrics(&self) -> &Metrics {
+    fn metrics(&self) -> &Counters {
         &self.src.metrics
     }
 
@@ -683,7 +681,7 @@ fn janus_transport_connections_open(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::R
     )
 }
 
-/// Janus's own counts exist from its first status update (Janus >= 1.2).
+/// Janus's own counts exist from its first status update (Janus >= 1.2, 0.x >= 0.14).
 fn core_count(f: Family<'_, '_>, count: Option<u64>) -> fmt::Result {
     match count {
         Some(v) => f.gauge(v),

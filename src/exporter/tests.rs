@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::*;
 use crate::bus::BusStats;
 use crate::config::MetricsConfig;
-use crate::counters::{Counters as Metrics, TrackerSnapshot};
+use crate::counters::{Counters, TrackerSnapshot};
 use crate::durable::Fsync;
 use crate::intake::ChannelView;
 use crate::janus::{CoreCounts, Version};
@@ -48,7 +48,7 @@ impl Sink for TestSink {
 /// Everything a scrape can show: a healthy file-like sink, a failing sink
 /// with a spool, Janus's version and the core's counts.
 struct World {
-    metrics: Arc<Metrics>,
+    metrics: Arc<Counters>,
     bus: Arc<BusStats>,
     sinks: Vec<SinkHandle>,
     _dir: tempfile::TempDir,
@@ -98,7 +98,7 @@ fn world() -> World {
     for s in [&good, &failing] {
         s.shared().offer_all(&[(1, ev.clone())]);
     }
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Counters::default());
     metrics.received.store(10, Relaxed);
     metrics.count_type(1);
     metrics.durations.observe(Reason::Timeout, 90_000_000);

@@ -14,7 +14,7 @@ pub use decode::{
 /// `create` accepts an `id`): randomly seeded, except in fuzzing builds
 /// (`cfg(fuzzing)`), where a fixed seed takes the hash order out of what
 /// makes two runs of one fuzz target differ (libFuzzer varies a little on
-/// its own; see the README's Tests section).
+/// its own; see docs/testing.md).
 #[cfg(not(fuzzing))]
 pub type IdHashing = std::collections::hash_map::RandomState;
 #[cfg(fuzzing)]

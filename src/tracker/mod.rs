@@ -6,7 +6,7 @@
 //! with [`Tracker::advance`], which the worker calls when it is idle. Recorded
 //! traces can therefore be replayed through it with exact expectations.
 //!
-//! How each ending is recognised (see the README's table for the Janus side):
+//! How each ending is recognised (see docs/reinjection.md for the Janus side):
 //!
 //! | what the tracker sees | what it forwards |
 //! | --- | --- |
