@@ -564,6 +564,9 @@ impl Janus {
         if let Some(status) = self.exited() {
             return status;
         }
+        if self.version.is_some_and(has_rtcpfwd) {
+            wait_for_rtcpfwd_loop(self.pid());
+        }
         self.signal(libc::SIGINT);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
@@ -1062,6 +1065,40 @@ fn thread_stacks(pid: u32) -> String {
             String::from_utf8_lossy(&out.stderr).trim()
         ),
         Err(e) => format!("(gdb: {e}; apt-get install gdb to see them)"),
+    }
+}
+
+/// Whether this Janus has the core's RTP forwarders (`rtpfwd.c`: 1.x from
+/// 1.2, 0.x from 0.14) and with them the thread `rtcpfwd`.
+fn has_rtcpfwd((major, minor, _): (u32, u32, u32)) -> bool {
+    major > 1 || (major == 1 && minor >= 2) || (major == 0 && minor >= 14)
+}
+
+/// Waits (at most 10 s) until Janus's `rtcpfwd` thread sits in its loop's
+/// poll. Janus's shutdown (`janus_rtp_forwarders_deinit`, 0.16.1 and 1.4.1)
+/// quits that loop only if it already runs (`g_main_loop_is_running`) and
+/// then joins the thread: a SIGINT that comes before the thread first ran
+/// hangs Janus's exit for ever, after "Freeing crypto resources...", before
+/// any event handler is closed. An operator's Janus has run for long; the
+/// rig stops Janus moments after it starts, on a loaded machine, and saw
+/// that hang. glib names the thread when it first runs (until then it has
+/// Janus's name), so the wait is for a thread of that name in poll(2) or
+/// ppoll(2) (x86_64 syscalls 7 and 271, `/proc/<pid>/task/<tid>/syscall`).
+fn wait_for_rtcpfwd_loop(pid: u32) {
+    let in_loop = || {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true; // Janus is gone: nothing to wait for
+        };
+        tasks.flatten().any(|task| {
+            let path = task.path();
+            let named = fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == "rtcpfwd");
+            let call = fs::read_to_string(path.join("syscall")).unwrap_or_default();
+            let number = call.split_whitespace().next().unwrap_or("");
+            named && (number == "7" || number == "271")
+        })
+    };
+    if !super::wait_until(in_loop, Duration::from_secs(10)) {
+        eprintln!("rig: Janus's rtcpfwd thread never showed in its loop; stopping Janus anyway");
     }
 }
 
