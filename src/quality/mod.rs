@@ -139,6 +139,7 @@ impl Totals {
 /// estimates.
 #[derive(Debug, Clone, Default)]
 struct Medium {
+    /// Packets flowed (in or out): the kind is in the record.
     seen: bool,
     finished: Totals,
     jitter_in: Sketch,
@@ -495,11 +496,13 @@ impl Session {
         if let Some(remb) = s.remb.filter(|r| *r > 0) {
             media.remb.observe(remb.div_ceil(REMB_UNIT));
         }
+        // A kind is in the record once something of it flowed.
+        let flowed = s.packets_in > 0 || s.packets_out > 0;
         let Some(m) = media.medium(kind) else {
-            media.data.seen = true;
+            media.data.seen |= flowed;
             return;
         };
-        m.seen = true;
+        m.seen |= flowed;
         if s.packets_in > 0
             && let Some(j) = s.jitter_in
         {

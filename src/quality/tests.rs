@@ -1,29 +1,20 @@
 use super::*;
 use crate::janus::decode;
-use crate::tracker::{Output, Tracker, TrackerConfig};
 
-/// Replays a JSON Lines trace through the decoder, the tracker and the
-/// aggregator, as the worker does; returns each ending's session and record.
-pub(crate) fn replay(text: &str) -> Vec<(u64, Summary)> {
-    let mut tracker = Tracker::new(TrackerConfig::default());
+/// Replays JSON Lines through the decoder and the aggregator, every
+/// session open from its creation (the tracker's part; traces replay
+/// through both in tests/quality_traces.rs); returns each `destroyed`'s
+/// session and record.
+fn replay(text: &str) -> Vec<(u64, Summary)> {
     let mut quality = Quality::new();
-    let mut out = Vec::new();
     let mut records = Vec::new();
-    let mut end = |quality: &mut Quality, out: &mut Vec<Output>| {
-        for o in out.drain(..) {
-            if let Output::ForwardEnding(e) | Output::Synthesize(e) = o {
-                records.push((e.session_id, quality.finish(e.session_id, e.timestamp)));
-            }
-        }
-    };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let facts = decode(line.as_bytes()).unwrap();
-        tracker.observe(&facts, &mut out);
-        quality.observe(&facts, |sid| tracker.is_open(sid));
-        end(&mut quality, &mut out);
+        quality.observe(&facts, |_| true);
+        if let (Kind::SessionDestroyed, Some(sid)) = (&facts.kind, facts.session_id) {
+            records.push((sid, quality.finish(sid, facts.timestamp)));
+        }
     }
-    tracker.shutdown(i64::MAX, &mut out);
-    end(&mut quality, &mut out);
     records
 }
 
