@@ -208,6 +208,11 @@ pub struct JanusOptions {
     /// already. The instance's folder is handed to that user; the folders
     /// above it and the test's own files must let it in ([`hand_over`]).
     pub run_as: Option<(u32, u32)>,
+    /// Extra lines inside `media: {}`, `nat: {}` and `events: {}` of
+    /// janus.jcfg (default ""), e.g. from [`super::webrtc::janus_media`].
+    pub extra_janus_media: String,
+    pub extra_janus_nat: String,
+    pub extra_janus_events: String,
 }
 
 /// The user and group `nobody` of Debian (and of the images).
@@ -239,6 +244,9 @@ impl Default for JanusOptions {
             http_events: true,
             extra_janus_general: String::new(),
             run_as: None,
+            extra_janus_media: String::new(),
+            extra_janus_nat: String::new(),
+            extra_janus_events: String::new(),
         }
     }
 }
@@ -797,15 +805,26 @@ fn write_configs(dir: &Path, ports: Ports, opts: &JanusOptions) {
   server_name = "RigJanus"
 {extra}
 }}
-media: {{}}
-nat: {{ ice_ignore_list = "vmnet" }}
+media: {{
+{media}
+}}
+nat: {{
+  ice_ignore_list = "vmnet"
+{nat}
+}}
 plugins: {{}}
 transports: {{}}
-events: {{ broadcast = true }}
+events: {{
+  broadcast = true
+{events}
+}}
 "#,
             session_timeout = opts.session_timeout,
             reclaim = opts.reclaim_session_timeout,
             extra = opts.extra_janus_general,
+            media = opts.extra_janus_media,
+            nat = opts.extra_janus_nat,
+            events = opts.extra_janus_events,
         ),
     );
     write(

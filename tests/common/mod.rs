@@ -39,6 +39,7 @@ mod http;
 mod janus;
 mod prometheus;
 mod receiver;
+pub mod webrtc;
 mod ws;
 
 pub use admin::{ADMIN_SECRET, Admin};
