@@ -10,7 +10,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-use super::media::{MediaBody, MediaEvent, WebRtcBody, WebRtcEvent};
+use super::media::{Key, MediaBody, MediaEvent, WebRtcBody, WebRtcEvent};
 use super::types;
 
 /// A transport instance as Janus names it: module package and instance id.
@@ -195,7 +195,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Wire<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Wire<'a>, M::Error> {
                 let mut w = Wire::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     match &*key {
                         "type" => w.ty = map.next_value()?,
                         "subtype" => w.subtype = map.next_value()?,
@@ -255,7 +255,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Body<'a> {
                 mut map: M,
             ) -> Result<Body<'a>, M::Error> {
                 let mut b = Body::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     match &*key {
                         "name" => b.name = map.next_value()?,
                         "plugin" => b.plugin = map.next_value()?,

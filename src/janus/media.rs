@@ -212,6 +212,29 @@ pub enum WebRtcEvent<'a> {
     Other,
 }
 
+/// An object's key, borrowed from the input unless it holds escapes
+/// (serde's `Cow<str>` always copies: one allocation per key).
+pub(super) struct Key<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
 /// An integer read leniently: anything that is not one is `None`.
 struct Num(Option<i64>);
 
@@ -381,7 +404,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for MediaObject<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<MediaObject<'a>, M::Error> {
                 let mut o = MediaObject::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     let num = |map: &mut M| map.next_value::<Num>().map(|n| n.0);
                     match &*key {
                         "media" => o.media = map.next_value::<Text<'a>>()?.0,
@@ -562,7 +585,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for WebRtcBody<'a> {
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<WebRtcBody<'a>, M::Error> {
                 let (mut ice, mut pair, mut dtls, mut connection, mut reason) =
                     (None, None, None, None, None);
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     let text = |map: &mut M| map.next_value::<Text<'a>>().map(|t| t.0);
                     match &*key {
                         "ice" => ice = text(&mut map)?,
