@@ -141,22 +141,16 @@ impl Totals {
 struct Medium {
     /// Packets flowed (in or out): the kind is in the record.
     seen: bool,
-    finished: Totals,
-    jitter_in: Sketch,
-    jitter_out: Sketch,
-    rtt: Sketch,
     /// Lowest link quality seen (0 to 100), 0: never measured.
     link_in_min: u8,
     link_out_min: u8,
     /// Milliseconds without incoming media, summed over its streams.
-    no_media_ms: u64,
-}
-
-/// Data channels: packets and bytes only.
-#[derive(Debug, Clone, Default)]
-struct Data {
-    seen: bool,
-    finished: Totals,
+    no_media_ms: u32,
+    jitter_in: Sketch,
+    jitter_out: Sketch,
+    rtt: Sketch,
+    /// The runs that ended (most sessions have one run: none).
+    finished: Option<Box<Totals>>,
 }
 
 /// Everything kept once a session has media: allocated at its first sample.
@@ -164,7 +158,10 @@ struct Data {
 struct Media {
     audio: Medium,
     video: Medium,
-    data: Data,
+    /// Data channels (packets and bytes only): something flowed, and the
+    /// runs that ended.
+    data_seen: bool,
+    data_finished: Option<Box<Totals>>,
     remb: Sketch,
 }
 
@@ -177,12 +174,17 @@ impl Media {
         }
     }
 
-    fn finished(&mut self, kind: MediaKind) -> &mut Totals {
-        match kind {
+    /// Adds a run that ended to its kind's totals.
+    fn fold(&mut self, kind: MediaKind, run: &Counters) {
+        if *run == Counters::default() {
+            return;
+        }
+        let finished = match kind {
             MediaKind::Audio => &mut self.audio.finished,
             MediaKind::Video => &mut self.video.finished,
-            MediaKind::Data => &mut self.data.finished,
-        }
+            MediaKind::Data => &mut self.data_finished,
+        };
+        finished.get_or_insert_default().add(run);
     }
 }
 
@@ -226,7 +228,7 @@ struct Session {
     dtls_failed: u32,
     up: bool,
     relay: bool,
-    setup_ms: Option<u64>,
+    setup_ms: Option<u32>,
     pair: Option<Pair>,
     hangup: Option<Box<str>>,
     handles: Vec<Handle>,
@@ -328,6 +330,7 @@ impl Session {
                         self.ice_failed += 1;
                     }
                 }
+                self.handles.reserve_exact(1);
                 self.handles.push(Handle {
                     id,
                     negotiating_since: 0,
@@ -372,7 +375,8 @@ impl Session {
                 let since = std::mem::take(&mut h.negotiating_since);
                 self.up = true;
                 if self.setup_ms.is_none() && since != 0 {
-                    self.setup_ms = Some((at.saturating_sub(since).max(0) / 1000) as u64);
+                    let ms = at.saturating_sub(since).max(0) / 1000;
+                    self.setup_ms = Some(ms.min(u32::MAX as i64) as u32);
                 }
             }
             WebRtcEvent::Hangup(reason) => {
@@ -408,7 +412,8 @@ impl Session {
                 if let Some(media) = self.media.as_deref_mut()
                     && let Some(m) = media.medium(st.kind)
                 {
-                    m.no_media_ms += (at.saturating_sub(st.silent_since).max(0) / 1000) as u64;
+                    let ms = at.saturating_sub(st.silent_since).max(0) / 1000;
+                    m.no_media_ms = m.no_media_ms.saturating_add(ms.min(u32::MAX as i64) as u32);
                 }
                 st.silent_since = 0;
             }
@@ -428,9 +433,10 @@ impl Session {
         if self.streams.len() >= MAX_STREAMS {
             let old = self.streams.remove(0);
             if let Some(media) = self.media.as_deref_mut() {
-                media.finished(old.kind).add(&old.last);
+                media.fold(old.kind, &old.last);
             }
         }
+        self.streams.reserve_exact(1);
         self.streams.push(Stream {
             handle: hid,
             line,
@@ -465,12 +471,13 @@ impl Session {
                     let quiet = seconds.unwrap_or(1).min(86_400) as i64 * 1_000_000;
                     st.silent_since = at.saturating_sub(quiet).max(1);
                 } else if *receiving && st.silent_since != 0 {
-                    let ms = (at.saturating_sub(st.silent_since).max(0) / 1000) as u64;
+                    let ms = at.saturating_sub(st.silent_since).max(0) / 1000;
+                    let ms = ms.min(u32::MAX as i64) as u32;
                     st.silent_since = 0;
                     let kind = st.kind;
                     let media = self.media.get_or_insert_with(Box::default);
                     if let Some(m) = media.medium(kind) {
-                        m.no_media_ms += ms;
+                        m.no_media_ms = m.no_media_ms.saturating_add(ms);
                     }
                 }
             }
@@ -489,7 +496,7 @@ impl Session {
         let media = self.media.get_or_insert_with(Box::default);
         let st = &mut self.streams[i];
         if st.generation != generation || st.last.restarted(&next) {
-            media.finished(kind).add(&st.last);
+            media.fold(kind, &st.last);
             st.generation = generation;
         }
         st.last = next;
@@ -499,7 +506,7 @@ impl Session {
         // A kind is in the record once something of it flowed.
         let flowed = s.packets_in > 0 || s.packets_out > 0;
         let Some(m) = media.medium(kind) else {
-            media.data.seen |= flowed;
+            media.data_seen |= flowed;
             return;
         };
         m.seen |= flowed;
@@ -530,7 +537,7 @@ impl Session {
     fn summary(&self, shed: u64) -> Summary {
         let webrtc = WebRtcSummary {
             up: self.up,
-            setup_ms: self.setup_ms,
+            setup_ms: self.setup_ms.map(u64::from),
             ice_failed: self.ice_failed,
             dtls_failed: self.dtls_failed,
             relay: self.relay,
@@ -546,7 +553,12 @@ impl Session {
         let media = match self.media.as_deref() {
             None => MediaSummary::default(),
             Some(m) => {
-                let mut totals = [m.audio.finished, m.video.finished, m.data.finished];
+                let of = |t: &Option<Box<Totals>>| t.as_deref().copied().unwrap_or_default();
+                let mut totals = [
+                    of(&m.audio.finished),
+                    of(&m.video.finished),
+                    of(&m.data_finished),
+                ];
                 for st in &self.streams {
                     let i = match st.kind {
                         MediaKind::Audio => 0,
@@ -562,7 +574,7 @@ impl Session {
                         .video
                         .seen
                         .then(|| record::medium(&m.video, &video, Some(&m.remb))),
-                    data: m.data.seen.then(|| record::data(&data)),
+                    data: m.data_seen.then(|| record::data(&data)),
                 }
             }
         };

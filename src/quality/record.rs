@@ -166,7 +166,7 @@ pub(super) fn medium(m: &Medium, t: &Totals, remb: Option<&Sketch>) -> KindSumma
             inbound: some(m.link_in_min),
             outbound: some(m.link_out_min),
         },
-        no_media_s: m.no_media_ms / 1000,
+        no_media_s: u64::from(m.no_media_ms / 1000),
         retransmissions: remb.map(|_| t.retransmissions),
         remb_bitrate: remb.and_then(|r| r.percentiles(REMB_UNIT)),
     }
