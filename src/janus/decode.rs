@@ -564,6 +564,33 @@ mod tests {
     }
 
     #[test]
+    fn media_and_webrtc_events_in_any_key_order() {
+        use crate::janus::media::{MediaEvent, MediaKind, WebRtcEvent};
+        let combined = br#"{"type":32,"subtype":3,"timestamp":1,"session_id":1,"handle_id":2,"event":[{"mid":"0","media":"audio","packets-received":5,"packets-sent":4,"bytes-received":50,"bytes-sent":40},{"mid":"1","media":"video","packets-received":6,"packets-sent":6,"bytes-received":60,"bytes-sent":60}]}"#;
+        let Kind::Media(m) = decode(combined).unwrap().kind else {
+            panic!("a media event");
+        };
+        let kinds: Vec<_> = m.samples().map(|s| s.kind).collect();
+        assert_eq!(kinds, [Some(MediaKind::Audio), Some(MediaKind::Video)]);
+        // `event` before `type` (not Janus's order): read once the type is known.
+        let late = br#"{"event":{"connection":"hangup","reason":"ICE failed"},"type":16,"subtype":6,"session_id":1,"handle_id":2}"#;
+        assert_eq!(
+            decode(late).unwrap().kind,
+            Kind::WebRtc(WebRtcEvent::Hangup(Some("ICE failed".into())))
+        );
+        let late_media = br#"{"event":[],"type":32}"#;
+        assert_eq!(
+            decode(late_media).unwrap().kind,
+            Kind::Media(MediaEvent::Other)
+        );
+        // Only media events may carry an array.
+        assert!(decode(br#"{"event":[],"type":1}"#).is_err());
+        assert!(decode(br#"{"type":16,"event":[]}"#).is_err());
+        let local = br#"{"type":8,"session_id":1,"handle_id":2,"event":{"owner":"local","jsep":{"type":"answer","sdp":"v=0"}}}"#;
+        assert_eq!(decode(local).unwrap().kind, Kind::LocalJsep);
+    }
+
+    #[test]
     fn tolerates_missing_fields_and_rejects_wrong_types() {
         assert_eq!(decode(b"{}").unwrap().ty, 0);
         assert!(decode(b"[]").is_err());
