@@ -263,3 +263,15 @@ fn records_exist_only_for_open_sessions() {
     assert!(q.is_empty());
     assert_eq!(q.finish(9, 3), Summary::default());
 }
+
+/// What a session costs is bounded (BENCHMARKS.md: under 1 KiB with the
+/// tracker's part for one handle sending audio and video): the parts must
+/// stay this small.
+#[test]
+fn a_record_stays_small() {
+    use std::mem::size_of;
+    assert!(size_of::<Session>() <= 120, "{}", size_of::<Session>());
+    assert!(size_of::<Media>() <= 360, "{}", size_of::<Media>());
+    assert!(size_of::<Stream>() <= 72, "{}", size_of::<Stream>());
+    assert!(size_of::<Handle>() <= 24, "{}", size_of::<Handle>());
+}
