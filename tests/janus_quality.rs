@@ -7,9 +7,9 @@
 //! waited, and `up: false` for a call that never connected; `/metrics`
 //! counts the same endings.
 //!
-//! A native Janus only (Debian's, or a prefix build: `LCEVH_JANUS=prefix:`
-//! or `upstream-<version>`): one in a container cannot join the test's
-//! network namespace (the tests say so and pass).
+//! On every rig target: a native Janus (Debian's, `upstream-<version>`,
+//! `prefix:<dir>`) starts in the test's network namespace; one from an
+//! image (`docker:<image>`) runs in a container that joins it.
 //!
 //! The lossy calls run with Janus's stats one event per m-line, the clean
 //! ones with `combine_media_stats` (one array per PeerConnection).
@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::webrtc::{
-    Browser, PrivateNet, echotest_page, in_private_network, janus_media, janus_nat, js, runs_here,
+    Browser, PrivateNet, echotest_page, in_private_network, janus_media, janus_nat, js,
 };
 use common::*;
 use serde_json::Value;
@@ -92,6 +92,7 @@ fn calls(loss: Option<f64>, combine: bool, name: &'static str) -> Calls {
             extra_janus_media: janus_media(),
             extra_janus_nat: janus_nat(),
             extra_janus_events: format!("  combine_media_stats = {combine}"),
+            network: net.janus_network(),
             ..JanusOptions::default()
         });
         let mut browser = Browser::launch(dir.path());
@@ -256,9 +257,6 @@ fn sample(metrics: &str, series: &str) -> f64 {
 
 #[test]
 fn a_lossy_link_shows_in_the_quality_record() {
-    if !runs_here() {
-        return;
-    }
     let calls = calls(Some(LOSS), false, "lossy");
     for up in calls.up {
         let q = checked_record(&calls, up);
@@ -299,9 +297,6 @@ fn a_lossy_link_shows_in_the_quality_record() {
 
 #[test]
 fn a_clean_link_shows_no_loss() {
-    if !runs_here() {
-        return;
-    }
     let calls = calls(None, true, "clean");
     for up in calls.up {
         let q = checked_record(&calls, up);

@@ -4,8 +4,9 @@
 //!
 //! Janus never gathers ICE candidates on a loopback interface, so the
 //! browser and Janus run in a private network namespace of their own
-//! ([`in_private_network`]): there a veth pair carries 127.0.0.2 on one
-//! end, Janus is told to gather on that interface only
+//! ([`in_private_network`]; with a Janus from an image, the namespace of
+//! a container that Janus's container joins): there a veth pair carries
+//! 127.0.0.2 on one end, Janus is told to gather on that interface only
 //! (`nat.ice_enforce_list`, see [`janus_nat`]), and its RTP ports are a
 //! fixed range ([`RTP_PORTS`], free in a namespace of its own) that
 //! `iptables` can drop packets to ([`PrivateNet::drop_incoming_udp`]: this
@@ -16,6 +17,7 @@
 //! chromium, iproute2 and iptables (the Makefile installs them).
 
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
-use super::wait_until;
+use super::{JanusOptions, JanusTarget, NetnsHolder, wait_until};
 
 /// The veth end that carries 127.0.0.2, where Janus gathers candidates.
 pub const VETH: &str = "lcevh0";
@@ -41,47 +43,29 @@ pub fn janus_nat() -> String {
     format!("  ice_enforce_list = \"{VETH}\"")
 }
 
-/// Whether the WebRTC tests can run with this target's Janus: a native
-/// one (Debian's or a prefix build), which can join the test's network
-/// namespace. A Janus in a container runs in the host's network (`--network
-/// host`), where the browser cannot reach it: the tests say so and pass.
-pub fn runs_here() -> bool {
-    match super::JanusTarget::current() {
-        super::JanusTarget::Docker { image } => {
-            eprintln!(
-                "skipped: a WebRTC call needs Janus in the test's network namespace; \
-                 {image} runs in a container (run with a native Janus)"
-            );
-            false
-        }
-        _ => true,
-    }
-}
-
 /// The private network a closure runs in (see [`in_private_network`]).
 pub struct PrivateNet {
-    _private: (),
+    /// With a Janus from an image: the container that holds the namespace.
+    holder: Option<NetnsHolder>,
 }
 
 /// Runs `f` on a thread of its own in a new network namespace with its
 /// loopback up and a veth pair ([`VETH`] with 127.0.0.2): every socket it
 /// opens and every process it starts (Janus, the browser, `iptables`) is
-/// in that namespace, which goes when the thread ends. A panic in `f` is
-/// the caller's panic.
+/// in that namespace. Natively the thread makes the namespace
+/// (unshare(2)), which goes when the thread ends; with a Janus from an
+/// image (`LCEVH_JANUS=docker:<image>`) a container of that image holds it
+/// ([`NetnsHolder`]), the thread joins it (setns(2)), and Janus's container
+/// joins it too: pass [`PrivateNet::janus_network`] as
+/// [`JanusOptions::network`]. A panic in `f` is the caller's panic. Needs
+/// root, as CI has.
 pub fn in_private_network<T: Send + 'static>(
     f: impl FnOnce(&PrivateNet) -> T + Send + 'static,
 ) -> T {
     let thread = std::thread::Builder::new()
         .name("private network".into())
         .spawn(move || {
-            // SAFETY: unshare(2) changes only this thread's namespaces.
-            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(
-                rc,
-                0,
-                "unshare(CLONE_NEWNET): {} (the WebRTC tests need root)",
-                std::io::Error::last_os_error()
-            );
+            let net = PrivateNet::enter();
             for args in [
                 "link set lo up".to_string(),
                 format!("link add {VETH} type veth peer name {VETH}p"),
@@ -91,7 +75,7 @@ pub fn in_private_network<T: Send + 'static>(
             ] {
                 run("ip", &args);
             }
-            f(&PrivateNet { _private: () })
+            f(&net)
         })
         .expect("spawn a thread");
     match thread.join() {
@@ -101,6 +85,47 @@ pub fn in_private_network<T: Send + 'static>(
 }
 
 impl PrivateNet {
+    /// Moves this thread into a network namespace of its own (see
+    /// [`in_private_network`]).
+    fn enter() -> PrivateNet {
+        let holder = match JanusTarget::current() {
+            JanusTarget::Docker { image } => Some(NetnsHolder::start(image)),
+            _ => None,
+        };
+        let rc = match &holder {
+            None => {
+                // SAFETY: unshare(2) changes only this thread's namespaces.
+                unsafe { libc::unshare(libc::CLONE_NEWNET) }
+            }
+            Some(h) => {
+                let path = h.netns();
+                let ns = std::fs::File::open(&path)
+                    .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+                // SAFETY: setns(2) on a descriptor we own, which stays open
+                // for the call; it changes only this thread's namespace.
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }
+            }
+        };
+        assert_eq!(
+            rc,
+            0,
+            "{}: {} (the WebRTC tests need root)",
+            if holder.is_some() {
+                "setns"
+            } else {
+                "unshare(CLONE_NEWNET)"
+            },
+            std::io::Error::last_os_error()
+        );
+        PrivateNet { holder }
+    }
+
+    /// What [`JanusOptions::network`] must be for Janus to run in this
+    /// network: None natively (Janus starts from this thread, in it).
+    pub fn janus_network(&self) -> Option<String> {
+        self.holder.as_ref().map(NetnsHolder::network)
+    }
+
     /// Drops each UDP packet to Janus's [`RTP_PORTS`] with `probability`
     /// (what the browser sends to Janus: its `in` direction).
     pub fn drop_incoming_udp(&self, probability: f64) {
