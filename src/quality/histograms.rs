@@ -80,8 +80,8 @@ impl<const N: usize> Histogram<N> {
     }
 }
 
-/// What `/metrics` shows of the quality records (see the README's metrics
-/// table): indexed `[kind][direction]` like [`KINDS`] and [`DIRECTIONS`].
+/// What `/metrics` shows of the quality records (see docs/metrics.md,
+/// "Series"): indexed `[kind][direction]` like [`KINDS`] and [`DIRECTIONS`].
 #[derive(Debug)]
 pub struct QualityMetrics {
     pub loss: [[Histogram<9>; 2]; 2],

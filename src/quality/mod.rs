@@ -1,7 +1,7 @@
 //! The per-session quality record: how each session's media went, joined
 //! from the media (type 32) and WebRTC (type 16) events Janus emits per
 //! handle, m-line and simulcast layer, and written once, on the session's
-//! `destroyed` (`event.quality`, see the README's output schema).
+//! `destroyed` (`event.quality`, see docs/output.md, "The quality record").
 //!
 //! Pure Rust like the tracker: no FFI, no threads, no clock of its own
 //! (time comes in with the events), so that recorded traces replay through

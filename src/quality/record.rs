@@ -1,6 +1,6 @@
 //! The quality record as written on `destroyed` (`event.quality`): its
 //! JSON shape is these types' serde shape. Every field is documented in
-//! the README's output schema.
+//! docs/output.md ("The quality record").
 
 use serde::Serialize;
 
