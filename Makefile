@@ -16,9 +16,12 @@ DESTDIR ?=
 # stress-ng: make test-loaded runs the real-Janus tests beside a CPU hog.
 # e2fsprogs (mkfs.ext4, chattr) and util-linux (mount, setpriv): the full-disk
 # tests fill a small ext4 and a tmpfs; a test runs Janus as an unprivileged user.
+# chromium, iproute2, iptables: the quality tests make real WebRTC calls from a
+# headless browser, in a network namespace of their own where iptables drops
+# packets (tests/janus_quality.rs).
 DEB_PACKAGES := janus janus-dev libjansson-dev libglib2.0-dev libclang-dev clang \
 	pkg-config build-essential ca-certificates valgrind prometheus stress-ng \
-	e2fsprogs util-linux
+	e2fsprogs util-linux chromium iproute2 iptables
 # What the container images and the container test matrix need.
 DOCKER_PACKAGES := docker.io debootstrap docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -1,7 +1,8 @@
 //! The tracker alone (pure Rust, decoded events in, outputs out): events
 //! per second and bytes per live session at 10k, 100k and 1M live sessions;
-//! and the whole worker pipeline (decode + track + hand to a file sink) on a
-//! realistic media event.
+//! the bytes of a live session with media (one handle, audio and video)
+//! with its quality record; and the whole worker pipeline (decode + track +
+//! quality + hand to a file sink) on a realistic media event.
 //!
 //! `cargo bench --bench tracker` (or `make bench`).
 
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 use janus_lifecycleevh::bus::Bus;
 use janus_lifecycleevh::config::EventMask;
 use janus_lifecycleevh::counters::Counters;
-use janus_lifecycleevh::janus::{Facts, Kind, TransportRef};
+use janus_lifecycleevh::janus::{Facts, Kind, TransportRef, decode};
+use janus_lifecycleevh::quality::Quality;
 use janus_lifecycleevh::sinks::file::FileSink;
 use janus_lifecycleevh::sinks::{Router, SinkHandle, SinkSettings};
 use janus_lifecycleevh::tracker::{Output, Tracker, TrackerConfig};
@@ -137,8 +139,92 @@ fn tracker_at(n: usize) -> Row {
     }
 }
 
-/// The worker's whole job on one event: decode, track, hand to a file sink.
-fn pipeline() -> f64 {
+/// The events of one session with media, as Janus 1.x writes them: created,
+/// a handle, its negotiation and WebRTC states, then `rounds` seconds of
+/// audio and video stats.
+fn call_events(sid: u64, rounds: u64) -> Vec<String> {
+    let h = sid + 1_000_000;
+    let head = |ty: u32, sub: u32, ts: u64| {
+        format!(
+            r#""emitter":"MyJanusInstance","type":{ty},"subtype":{sub},"timestamp":{ts},"session_id":{sid},"handle_id":{h}"#
+        )
+    };
+    let mut v = vec![
+        format!(
+            r#"{{"emitter":"MyJanusInstance","type":1,"timestamp":1,"session_id":{sid},"event":{{"name":"created","transport":{{"transport":"{WS}","id":"{sid}"}}}}}}"#
+        ),
+        format!(
+            r#"{{{},"event":{{"name":"attached","plugin":"{PLUGIN}"}}}}"#,
+            head(2, 0, 2)
+        ),
+        format!(
+            r#"{{{},"event":{{"owner":"remote","jsep":{{"type":"offer","sdp":"v=0"}}}}}}"#,
+            head(8, 0, 3)
+        ),
+        format!(
+            r#"{{{},"event":{{"selected-pair":"1.2.3.4:1 [host,udp] <-> 5.6.7.8:2 [prflx,udp]"}}}}"#,
+            head(16, 4, 4)
+        ),
+        format!(
+            r#"{{{},"event":{{"connection":"webrtcup"}}}}"#,
+            head(16, 6, 5)
+        ),
+    ];
+    for r in 1..=rounds {
+        for (mid, media) in [("0", "audio"), ("1", "video")] {
+            v.push(format!(
+                r#"{{{},"event":{{"mid":"{mid}","mindex":{mid},"media":"{media}","codec":"x","base":48000,"rtt":{rtt},"lost":{r},"lost-by-remote":0,"jitter-local":{j},"jitter-remote":{j},"in-link-quality":99,"in-media-link-quality":99,"out-link-quality":98,"out-media-link-quality":98,"packets-received":{p},"packets-sent":{p},"bytes-received":{b},"bytes-sent":{b},"bytes-received-lastsec":1,"bytes-sent-lastsec":1,"nacks-received":0,"nacks-sent":0,"retransmissions-received":0,"remb-bitrate":1000000}}}}"#,
+                head(32, 3, 5 + r * 1_000_000),
+                rtt = 20 + r % 7,
+                j = r % 13,
+                p = 50 * r,
+                b = 5000 * r
+            ));
+        }
+    }
+    v
+}
+
+/// Bytes per live session with media (one handle, audio and video, 30 s of
+/// stats): the tracker's, and the tracker's with the quality record; and
+/// how fast decode + track + quality take such events.
+fn with_media(n: usize) -> (f64, f64, f64) {
+    let calls: Vec<Vec<String>> = (0..n as u64).map(|i| call_events(i + 1, 30)).collect();
+    let measure = |with_quality: bool| {
+        let mut t = Tracker::new(TrackerConfig {
+            max_sessions: 4 * n,
+            ..TrackerConfig::default()
+        });
+        let mut q = Quality::new();
+        let mut out: Vec<Output> = Vec::with_capacity(16);
+        let before = LIVE.load(Relaxed);
+        let start = Instant::now();
+        let mut events = 0u64;
+        for call in &calls {
+            for e in call {
+                let f = decode(e.as_bytes()).unwrap();
+                t.observe(&f, &mut out);
+                if with_quality {
+                    q.observe(&f, |sid| t.is_open(sid));
+                }
+                out.clear();
+                events += 1;
+            }
+        }
+        let elapsed = start.elapsed();
+        let bytes = (LIVE.load(Relaxed) - before) as f64 / n as f64;
+        assert_eq!(q.len(), if with_quality { n } else { 0 });
+        (bytes, events as f64 / elapsed.as_secs_f64())
+    };
+    let (tracker, _) = measure(false);
+    let (both, rate) = measure(true);
+    (tracker, both, rate)
+}
+
+/// The worker's whole job on one event: decode, track, hand to a file sink;
+/// with `live`, the event's session is open with a handle, so the event is
+/// also joined into its quality record.
+fn pipeline(live: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let sink = FileSink::open(&dir.path().join("events.jsonl"), 0o640).unwrap();
     let settings = SinkSettings::simple("file", EventMask::ALL, 1 << 20, Duration::from_secs(1));
@@ -149,6 +235,11 @@ fn pipeline() -> f64 {
         Bus::with_availability(vec![], false),
         Arc::new(Counters::default()),
     );
+    if live {
+        p.handle(br#"{"emitter":"MyJanusInstance","type":1,"timestamp":1795534522675000,"session_id":1000,"event":{"name":"created"}}"#);
+        p.handle(br#"{"emitter":"MyJanusInstance","type":2,"timestamp":1795534522675001,"session_id":1000,"handle_id":2000,"event":{"name":"attached","plugin":"janus.plugin.echotest"}}"#);
+        assert_eq!(p.quality().len(), 1);
+    }
     let event = r#"{"emitter":"MyJanusInstance","type":32,"subtype":3,"timestamp":1795534522675943,"session_id":1000,"handle_id":2000,"event":{"mid":"0","mindex":0,"media":"audio","base":48000,"rtt":20,"lost":0,"lost-by-remote":0,"jitter-local":2,"jitter-remote":3,"in-link-quality":100,"in-media-link-quality":100,"out-link-quality":100,"out-media-link-quality":100,"packets-received":1000,"packets-sent":990,"bytes-received":160000,"bytes-sent":158000,"bytes-received-lastsec":16000,"bytes-sent-lastsec":15800,"nacks-received":0,"nacks-sent":0}}"#;
     let n = 500_000;
     let start = Instant::now();
@@ -163,8 +254,15 @@ fn pipeline() -> f64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         println!("tracker: bench");
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--pipeline") {
+        // `--pipeline live|unknown`: only the pipeline, for callgrind
+        // (instructions of `Pipeline::handle` per event).
+        pipeline(args[i + 1] == "live");
         return;
     }
     let mut table = String::from(
@@ -180,12 +278,26 @@ fn main() {
             r.events_per_s / 1e6
         );
     }
-    let ev = pipeline();
-    table += &format!(
-        "\nWorker pipeline (decode + track + hand to a file sink), a 528-byte media stats event: {:.0} k events/s ({:.2} µs each)\n",
-        ev / 1e3,
-        1e6 / ev
-    );
+    table += "\nA live session with media (one handle; audio and video, 30 s of 1.x stats each), and its quality record\n\n\
+        | live sessions | bytes per live session, tracker alone | with the quality record | decode + track + quality |\n| --- | --- | --- | --- |\n";
+    for n in [10_000, 100_000] {
+        let (tracker, both, rate) = with_media(n);
+        table += &format!(
+            "| {n} | {tracker:.0} | {both:.0} | {:.2} M events/s |\n",
+            rate / 1e6
+        );
+    }
+    for (live, what) in [
+        (false, "of a session the tracker does not know"),
+        (true, "of a live session (joined into its quality record)"),
+    ] {
+        let ev = pipeline(live);
+        table += &format!(
+            "\nWorker pipeline (decode + track + quality + hand to a file sink), a 528-byte media stats event {what}: {:.0} k events/s ({:.2} µs each)\n",
+            ev / 1e3,
+            1e6 / ev
+        );
+    }
     println!("{table}");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-tracker.md");
     std::fs::write(out, table).unwrap();

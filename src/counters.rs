@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use crate::janus::EventType;
+use crate::quality::QualityMetrics;
 use crate::reason::Reason;
 use crate::sync::lock;
 use crate::tracker::{JanusView, TrackerStats};
@@ -46,6 +47,8 @@ pub struct Counters {
     pub checkpointed_at_us: AtomicI64,
     /// How long the sessions that ended lived, by reason.
     pub durations: Durations,
+    /// How the media of the sessions that ended went (their quality records).
+    pub quality: QualityMetrics,
     /// The tracker's counters as of the worker's last update.
     pub tracker: Mutex<TrackerSnapshot>,
 }

@@ -25,8 +25,18 @@
 //! `fetch_add`, a push into a ring, and a check whether the worker sleeps
 //! (it is woken only then, so under load there is no futex wake per event).
 //! It allocates only when the queue grows past a ring ([`RING`] events).
+//!
+//! Where the shed media and WebRTC events were, the worker learns without
+//! any cost below capacity: at capacity, the first such drop after an event
+//! was queued sends a mark (how many events were queued before it, and how
+//! many were shed before it) on a side channel. From the marks the worker
+//! knows, for each event it takes, exactly how many were shed before it in
+//! Janus's order ([`Outlet::shed_before_last`]); the quality record
+//! reports those shed while a session was open (`samples_dropped`). Which
+//! session a shed event belonged to is not known: it was not decoded.
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, fence};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
@@ -52,6 +62,12 @@ pub const BULK: [(u32, &str); 4] = [
     (types::WEBRTC, "webrtc"),
     (types::EXTERNAL, "external"),
 ];
+
+/// Whether a shed event of [`BULK`] index `i` is one the quality record is
+/// made of (media, WebRTC).
+fn feeds_quality(i: usize) -> bool {
+    matches!(BULK[i].0, types::MEDIA | types::WEBRTC)
+}
 
 /// Which of [`BULK`] an event's `type` is; None: one the tracker needs
 /// (or no known type: kept, so that nothing it might need is lost).
@@ -103,6 +119,9 @@ struct Shared {
     popped: AtomicU64,
     /// Bulk events dropped at capacity, by [`BULK`] index.
     dropped_bulk: [AtomicU64; 4],
+    /// Of those, the media and WebRTC ones (written Release after their
+    /// mark was sent; see [`Outlet::shed_before_last`]).
+    shed: AtomicU64,
     /// Events the tracker needs that were dropped anyway: only when the
     /// worker is gone, or when a second thread called `incoming_event`
     /// during a call (Janus has one events thread). Never otherwise.
@@ -155,9 +174,21 @@ pub struct Intake<T: Inbound> {
     capacity: u64,
     shared: Arc<Shared>,
     counters: Arc<Counters>,
+    /// Media and WebRTC events shed so far, and `queued` at the last mark.
+    shed: u64,
+    last_mark: u64,
+    marks: Sender<Mark>,
     /// Dropped last (fields drop in order): wakes the worker once the ring
     /// and the side channel are closed, so that it drains and stops.
     _closer: WakeOnDrop,
+}
+
+/// Media and WebRTC events were shed after `queued` events had been
+/// queued, `before` of them before these.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    queued: u64,
+    before: u64,
 }
 
 struct WakeOnDrop(Arc<Shared>);
@@ -177,6 +208,11 @@ pub struct Outlet<T: Inbound> {
     popped: u64,
     shared: Arc<Shared>,
     counters: Arc<Counters>,
+    marks: Receiver<Mark>,
+    /// Marks taken from the channel that are past the last event taken.
+    pending: VecDeque<Mark>,
+    /// `shared.shed` when last read with nothing pending.
+    shed_seen: u64,
 }
 
 /// What the Admin API and the control requests hold: counters and a way to
@@ -213,6 +249,7 @@ pub fn queue<T: Inbound>(
         capacity: capacity as u64,
         popped: AtomicU64::new(0),
         dropped_bulk: Default::default(),
+        shed: AtomicU64::new(0),
         dropped_lifecycle: AtomicU64::new(0),
         over_capacity: AtomicU64::new(0),
         peak_depth: AtomicU64::new(0),
@@ -224,6 +261,7 @@ pub fn queue<T: Inbound>(
     });
     let (producer, consumer) = RingBuffer::new(RING);
     let (rings_tx, rings_rx) = unbounded();
+    let (marks_tx, marks_rx) = unbounded();
     let intake = Intake {
         ring: producer,
         rings: rings_tx,
@@ -232,6 +270,9 @@ pub fn queue<T: Inbound>(
         capacity: capacity as u64,
         shared: shared.clone(),
         counters: counters.clone(),
+        shed: 0,
+        last_mark: u64::MAX,
+        marks: marks_tx,
         _closer: WakeOnDrop(shared.clone()),
     };
     let outlet = Outlet {
@@ -240,6 +281,9 @@ pub fn queue<T: Inbound>(
         popped: 0,
         shared: shared.clone(),
         counters: counters.clone(),
+        marks: marks_rx,
+        pending: VecDeque::new(),
+        shed_seen: 0,
     };
     (intake, outlet, Gauge { shared, counters })
 }
@@ -319,6 +363,9 @@ impl<T: Inbound> Intake<T> {
     fn overflow(&mut self, event: T) {
         let ty = event.event_type();
         if let Some(i) = bulk_index(ty) {
+            if feeds_quality(i) {
+                self.mark_shed();
+            }
             self.shared.dropped_bulk[i].fetch_add(1, Relaxed);
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
@@ -333,9 +380,55 @@ impl<T: Inbound> Intake<T> {
             .raise_peak_depth(self.queued - self.popped_seen + 1);
         self.push(event);
     }
+
+    /// A media or WebRTC event is shed: the first since an event was
+    /// queued sends a mark first; then the count moves (Release: whoever
+    /// sees it can take the mark).
+    fn mark_shed(&mut self) {
+        if self.last_mark != self.queued {
+            self.last_mark = self.queued;
+            let mark = Mark {
+                queued: self.queued,
+                before: self.shed,
+            };
+            // Fails only when the worker is gone: nobody to tell.
+            let _ = self.marks.send(mark);
+        }
+        self.shed += 1;
+        self.shared.shed.store(self.shed, Release);
+    }
 }
 
 impl<T: Inbound> Outlet<T> {
+    /// How many media and WebRTC events were shed before the last event
+    /// taken, in Janus's order (0 before any was taken).
+    ///
+    /// Exact: a drop counted in `shared.shed` had its mark sent before
+    /// (see [`Intake::mark_shed`]). The drops before the `n`-th event
+    /// taken (0-based) are those whose mark says fewer than `n + 1` events
+    /// were queued; if a mark past it is known, its `before` counts them,
+    /// otherwise every drop counted so far is before it.
+    pub fn shed_before_last(&mut self) -> u64 {
+        let taken = self.popped.saturating_sub(1);
+        let shed = self.shared.shed.load(Acquire);
+        if shed == self.shed_seen && self.pending.is_empty() {
+            return shed;
+        }
+        while let Ok(m) = self.marks.try_recv() {
+            self.pending.push_back(m);
+        }
+        while self.pending.front().is_some_and(|m| m.queued <= taken) {
+            self.pending.pop_front();
+        }
+        match self.pending.front() {
+            Some(m) => m.before,
+            None => {
+                self.shed_seen = shed;
+                shed
+            }
+        }
+    }
+
     /// Tells the queue which thread to wake: call it on the worker thread
     /// before the first [`Outlet::wait`].
     pub fn bind_to_current_thread(&self) {
@@ -550,6 +643,48 @@ mod tests {
         // Below capacity again: bulk goes through.
         intake.offer(ev(types::MEDIA, 3000));
         assert!(matches!(out.receive(), Next::Event(e) if n_of(&e) == 3000));
+    }
+
+    /// The worker learns, for each event it takes, how many media and
+    /// WebRTC events were shed before it in Janus's order, although the
+    /// drops happen while it is behind.
+    #[test]
+    fn the_worker_knows_where_events_were_shed() {
+        let counters = Arc::new(Counters::default());
+        let (mut intake, mut out, _gauge) = queue::<Vec<u8>>(4, counters);
+        let take = |out: &mut Outlet<Vec<u8>>| match out.receive() {
+            Next::Event(e) => (n_of(&e), out.shed_before_last()),
+            _ => panic!("an event was queued"),
+        };
+        // 0..4 fill the queue; 4 (media) and 5 (webrtc) are shed, 6
+        // (plugin) too but it feeds no record; 7 (a session event) is
+        // queued behind.
+        for n in 0..4 {
+            intake.offer(ev(types::MEDIA, n));
+        }
+        intake.offer(ev(types::MEDIA, 4));
+        intake.offer(ev(types::WEBRTC, 5));
+        intake.offer(ev(types::PLUGIN, 6));
+        intake.offer(ev(types::SESSION, 7));
+        // The worker takes two: room for two more; 8 is queued, 9 and 10
+        // are shed, 11 queued, 12 shed.
+        assert_eq!(take(&mut out), (0, 0));
+        assert_eq!(take(&mut out), (1, 0));
+        intake.offer(ev(types::MEDIA, 8));
+        intake.offer(ev(types::MEDIA, 9));
+        intake.offer(ev(types::MEDIA, 10));
+        intake.offer(ev(types::SESSION, 11));
+        intake.offer(ev(types::MEDIA, 12));
+        // Although all five drops happened already, each event sees only
+        // those before it.
+        assert_eq!(take(&mut out), (2, 0));
+        assert_eq!(take(&mut out), (3, 0));
+        assert_eq!(take(&mut out), (7, 2));
+        assert_eq!(take(&mut out), (8, 2));
+        assert_eq!(take(&mut out), (11, 4));
+        intake.offer(ev(types::MEDIA, 13));
+        assert_eq!(take(&mut out), (13, 5));
+        assert!(matches!(out.receive(), Next::Empty));
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //!       counters the counters the Admin API and the Prometheus endpoint share
 //!       output   what the handler writes (Janus's shape + reason, synthetic)
 //!       tracker  the session lifecycle state machine (pure Rust)
+//!       quality  each session's quality record from its media and WebRTC events (pure Rust)
 //!       config   the .jcfg file (strict parser), settings, masks
 //!       janus    Janus's event types as Rust values, decoding
 //!       reason   why a session ended (the output contract's vocabulary)
@@ -55,6 +56,7 @@ pub mod log;
 pub mod counters;
 pub mod crash_state;
 pub mod output;
+pub mod quality;
 pub mod reason;
 pub mod running;
 pub mod sinks;

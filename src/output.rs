@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::janus::types;
+use crate::quality::Summary;
 use crate::tracker::Ending;
 
 /// One event on its way to the sinks: its compact JSON text plus what sinks
@@ -64,10 +65,12 @@ impl OutEvent {
 }
 
 /// What the handler adds inside `event` of every `destroyed` it forwards:
-/// why the session ended, who made the event, and what a billing backend
+/// why the session ended, who made the event, what a billing backend
 /// needs without joining the `created` event (creation time, duration in µs,
-/// the transport it was created on). Fields that are not known (a session
-/// the handler never saw created) are left out.
+/// the transport it was created on), and how its media went (`quality`,
+/// see [`crate::quality`]). Fields that are not known (a session the
+/// handler never saw created; the media of a session a previous run saw)
+/// are left out.
 #[derive(serde::Serialize)]
 struct Added<'a> {
     reason: &'static str,
@@ -78,6 +81,8 @@ struct Added<'a> {
     duration_us: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     transport: Option<TransportOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<&'a Summary>,
 }
 
 /// A transport instance, shaped as in Janus's own `created` event.
@@ -88,27 +93,41 @@ struct TransportOut<'a> {
 }
 
 impl<'a> Added<'a> {
-    fn new(ending: &Ending, transport: Option<(&'a str, &'a str)>) -> Added<'a> {
+    fn new(
+        ending: &Ending,
+        transport: Option<(&'a str, &'a str)>,
+        quality: Option<&'a Summary>,
+    ) -> Added<'a> {
         Added {
             reason: ending.reason.as_str(),
             synthetic: ending.synthetic,
             created: ending.created,
             duration_us: ending.duration_us(),
             transport: transport.map(|(transport, id)| TransportOut { transport, id }),
+            quality,
         }
     }
 
-    const KEYS: [&'static str; 5] = ["reason", "synthetic", "created", "duration_us", "transport"];
+    const KEYS: [&'static str; 6] = [
+        "reason",
+        "synthetic",
+        "created",
+        "duration_us",
+        "transport",
+        "quality",
+    ];
 }
 
 /// The synthetic session `destroyed` event for an ending, in Janus's shape
 /// (`emitter`, `type`, `timestamp`, `session_id`, `event`) with the fields
 /// this handler adds inside `event` (see [`Added`]). `transport` names the
-/// transport the session was created on: module and instance id.
+/// transport the session was created on: module and instance id; `quality`
+/// is the session's quality record.
 pub fn destroyed_json(
     emitter: Option<&str>,
     ending: &Ending,
     transport: Option<(&str, &str)>,
+    quality: Option<&Summary>,
 ) -> String {
     #[derive(serde::Serialize)]
     struct Destroyed<'a> {
@@ -133,7 +152,7 @@ pub fn destroyed_json(
         session_id: ending.session_id,
         event: Body {
             name: "destroyed",
-            added: Added::new(ending, transport),
+            added: Added::new(ending, transport, quality),
         },
     })
     .expect("serialising plain fields cannot fail")
@@ -152,6 +171,7 @@ pub fn annotate_destroyed(
     text: &str,
     ending: &Ending,
     transport: Option<(&str, &str)>,
+    quality: Option<&Summary>,
 ) -> Option<String> {
     let top: RawObject<'_> = serde_json::from_str(text).ok()?;
     // Where each top-level `event` value lies in `text` (Janus writes one).
@@ -163,7 +183,7 @@ pub fn annotate_destroyed(
         .collect::<Option<_>>()?;
     let &(start, end) = spans.last()?;
     let inner: RawObject<'_> = serde_json::from_str(&text[start..end]).ok()?;
-    let added = serde_json::to_string(&Added::new(ending, transport)).ok()?;
+    let added = serde_json::to_string(&Added::new(ending, transport, quality)).ok()?;
     // `{"reason":...}` without its braces: never empty (reason, synthetic).
     let added = &added[1..added.len() - 1];
     let mut event = String::with_capacity(end - start + added.len() + 2);
@@ -247,7 +267,7 @@ mod tests {
     fn synthetic_and_annotated_destroyed_keep_janus_shape() {
         let ending = Ending::new(42, Reason::TransportGone, 1795534522677901, true);
         assert_eq!(
-            destroyed_json(Some("MyJanusInstance"), &ending, None),
+            destroyed_json(Some("MyJanusInstance"), &ending, None, None),
             r#"{"emitter":"MyJanusInstance","type":1,"timestamp":1795534522677901,"session_id":42,"event":{"name":"destroyed","reason":"transport_gone","synthetic":true}}"#
         );
         let native = r#"{"emitter":"J","type":1,"timestamp":5,"session_id":42,"event":{"name":"destroyed"}}"#;
@@ -257,7 +277,7 @@ mod tests {
             ..ending
         };
         assert_eq!(
-            annotate_destroyed(native, &ending, None).unwrap(),
+            annotate_destroyed(native, &ending, None, None).unwrap(),
             r#"{"emitter":"J","type":1,"timestamp":5,"session_id":42,"event":{"name":"destroyed","reason":"request","synthetic":false}}"#
         );
     }
@@ -288,7 +308,7 @@ mod tests {
             decode(deep.as_bytes()).unwrap().kind,
             Kind::SessionDestroyed
         );
-        let annotated = annotate_destroyed(&deep, &ending, None).unwrap();
+        let annotated = annotate_destroyed(&deep, &ending, None, None).unwrap();
         assert!(
             annotated.ends_with(r#""reason":"request","synthetic":false}}"#),
             "{annotated}"
@@ -296,7 +316,7 @@ mod tests {
         // A reason already there is replaced, not repeated; values are kept as written.
         let odd = r#"{"type":1,"session_id":1,"event":{"reason":"x","name":"destroyed","n":1.50}}"#;
         assert_eq!(
-            annotate_destroyed(odd, &ending, None).unwrap(),
+            annotate_destroyed(odd, &ending, None, None).unwrap(),
             r#"{"type":1,"session_id":1,"event":{"name":"destroyed","n":1.50,"reason":"request","synthetic":false}}"#
         );
     }
@@ -309,17 +329,17 @@ mod tests {
         let ending = Ending::new(1, Reason::Request, 1, false);
         let text = r#"{ "type" : 1, "x\u0041":"\/", "event":{"na\"me":"destroyed", "k\u0041":[1, 2]} , "z":0 }"#;
         assert_eq!(
-            annotate_destroyed(text, &ending, None).unwrap(),
+            annotate_destroyed(text, &ending, None, None).unwrap(),
             r#"{ "type" : 1, "x\u0041":"\/", "event":{"na\"me":"destroyed","kA":[1, 2],"reason":"request","synthetic":false} , "z":0 }"#
         );
         // What it makes is what serde_json makes of the same fields.
-        let annotated = annotate_destroyed(text, &ending, None).unwrap();
+        let annotated = annotate_destroyed(text, &ending, None, None).unwrap();
         let v: serde_json::Value = serde_json::from_str(&annotated).unwrap();
         assert_eq!(v["event"]["reason"], "request");
         assert_eq!(v["xA"], "/");
-        assert!(annotate_destroyed(r#"{"type":1}"#, &ending, None).is_none());
-        assert!(annotate_destroyed(r#"{"event":[1]}"#, &ending, None).is_none());
-        assert!(annotate_destroyed("[1]", &ending, None).is_none());
+        assert!(annotate_destroyed(r#"{"type":1}"#, &ending, None, None).is_none());
+        assert!(annotate_destroyed(r#"{"event":[1]}"#, &ending, None, None).is_none());
+        assert!(annotate_destroyed("[1]", &ending, None, None).is_none());
     }
 
     /// Every `destroyed` carries what billing needs: creation time, duration
@@ -332,7 +352,7 @@ mod tests {
         };
         let ws = Some(("janus.transport.websockets", "123"));
         assert_eq!(
-            destroyed_json(None, &ending, ws),
+            destroyed_json(None, &ending, ws, None),
             r#"{"type":1,"timestamp":61500000,"session_id":7,"event":{"name":"destroyed","reason":"timeout","synthetic":true,"created":1000000,"duration_us":60500000,"transport":{"transport":"janus.transport.websockets","id":"123"}}}"#
         );
         let native = r#"{"type":1,"timestamp":3000000,"session_id":7,"event":{"name":"destroyed","duration_us":"x"}}"#;
@@ -343,13 +363,13 @@ mod tests {
             ..ending
         };
         assert_eq!(
-            annotate_destroyed(native, &ending, ws).unwrap(),
+            annotate_destroyed(native, &ending, ws, None).unwrap(),
             r#"{"type":1,"timestamp":3000000,"session_id":7,"event":{"name":"destroyed","reason":"request","synthetic":false,"created":1000000,"duration_us":2000000,"transport":{"transport":"janus.transport.websockets","id":"123"}}}"#
         );
         // Both decode as Janus's own destroyed.
         for text in [
-            destroyed_json(None, &ending, ws),
-            annotate_destroyed(native, &ending, ws).unwrap(),
+            destroyed_json(None, &ending, ws, None),
+            annotate_destroyed(native, &ending, ws, None).unwrap(),
         ] {
             assert_eq!(
                 decode(text.as_bytes()).unwrap().kind,

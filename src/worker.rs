@@ -21,6 +21,7 @@ use crate::intake::{Inbound, Next, Outlet};
 use crate::janus::{self, IdSet, Kind, types};
 use crate::log::RateLimit;
 use crate::output::{self, OutEvent};
+use crate::quality::{Quality, Summary};
 use crate::sinks::Router;
 use crate::sync::Spawned;
 use crate::tracker::{Ending, Output, Reason, SessionView, Tracker};
@@ -36,6 +37,8 @@ pub fn now_us() -> i64 {
 /// What happens to each event: decode, track, route.
 pub struct Pipeline {
     tracker: Tracker,
+    /// Each open session's quality record, fed after the tracker.
+    quality: Quality,
     router: Router,
     bus: Bus,
     counters: Arc<Counters>,
@@ -92,6 +95,7 @@ impl Pipeline {
     pub fn new(tracker: Tracker, router: Router, bus: Bus, counters: Arc<Counters>) -> Pipeline {
         let p = Pipeline {
             tracker,
+            quality: Quality::new(),
             router,
             bus,
             counters,
@@ -113,6 +117,16 @@ impl Pipeline {
 
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
+    }
+
+    pub fn quality(&self) -> &Quality {
+        &self.quality
+    }
+
+    /// How many media and WebRTC events the intake shed before the next
+    /// event handled (see `Outlet::shed_before_last`).
+    pub fn set_shed(&mut self, shed: u64) {
+        self.quality.set_shed(shed);
     }
 
     /// Keeps the open sessions on disk from now on, after ending those a
@@ -274,6 +288,8 @@ impl Pipeline {
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.clear();
         self.tracker.observe(&facts, &mut outputs);
+        self.quality
+            .observe(&facts, |sid| self.tracker.is_open(sid));
         if let Some(sid) = facts.session_id
             && self.crash_state.is_some()
         {
@@ -303,9 +319,10 @@ impl Pipeline {
                     ));
                 }
                 Output::ForwardEnding(ending) => {
+                    let quality = self.quality_of(&ending);
                     let names = ending.transport.map(|k| self.tracker.transport_names(k));
                     let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
-                    let json = output::annotate_destroyed(text, &ending, names)
+                    let json = output::annotate_destroyed(text, &ending, names, quality.as_ref())
                         .unwrap_or_else(|| text.to_owned());
                     self.decide(&ending, &json);
                     let route = self.route(OutEvent::stamped(
@@ -316,7 +333,7 @@ impl Pipeline {
                         json,
                     ));
                     self.unacknowledged(route, ending.session_id);
-                    self.observe_duration(&ending);
+                    self.observe_ending(&ending, quality.as_ref());
                 }
                 Output::Duplicate { .. } | Output::Echo { .. } => {
                     self.counters.suppressed.fetch_add(1, Relaxed);
@@ -325,6 +342,14 @@ impl Pipeline {
             }
         }
         self.outputs = outputs;
+        // Records of sessions the tracker dropped without an ending
+        // (evicted at max_sessions): swept once they are a few more than
+        // the open sessions, so that a sweep's cost is spread over many events.
+        let live = self.tracker.live_sessions();
+        if self.quality.len() > live + live / 8 + 64 {
+            let tracker = &self.tracker;
+            self.quality.retain(|sid| tracker.is_open(sid));
+        }
         if !self.warned_invisible && !self.tracker.janus().disconnects_visible {
             self.warned_invisible = true;
             crate::jlog!(
@@ -411,9 +436,10 @@ impl Pipeline {
 
     /// Sends a synthetic ending to the sinks, and to Janus's bus if due.
     fn synthesize(&mut self, ending: &Ending, may_inject: bool) {
+        let quality = self.quality_of(ending);
         let names = ending.transport.map(|k| self.tracker.transport_names(k));
         let names = names.as_ref().map(|(m, id)| (*m, id.as_str()));
-        let json = output::destroyed_json(self.emitter.as_deref(), ending, names);
+        let json = output::destroyed_json(self.emitter.as_deref(), ending, names, quality.as_ref());
         self.decide(ending, &json);
         let route = self.route(OutEvent::stamped(
             types::SESSION,
@@ -423,16 +449,29 @@ impl Pipeline {
             json,
         ));
         self.unacknowledged(route, ending.session_id);
-        self.observe_duration(ending);
+        self.observe_ending(ending, quality.as_ref());
         if self.bus.inject(ending, may_inject) {
             self.tracker.mark_injected(ending.session_id);
         }
     }
 
-    /// How long an ended session lived, for the duration histogram.
-    fn observe_duration(&self, ending: &Ending) {
+    /// The quality record of an ending, taken from the aggregator: for a
+    /// session seen created in this run; none for one a previous run saw
+    /// (`gateway_restart`: its media died with that run) or one never seen
+    /// created.
+    fn quality_of(&mut self, ending: &Ending) -> Option<Summary> {
+        let summary = self.quality.finish(ending.session_id, ending.timestamp);
+        (ending.created.is_some() && ending.reason != Reason::GatewayRestart).then_some(summary)
+    }
+
+    /// How long an ended session lived, for the duration histogram, and
+    /// how its media went, for the quality histograms.
+    fn observe_ending(&self, ending: &Ending, quality: Option<&Summary>) {
         if let Some(us) = ending.duration_us() {
             self.counters.durations.observe(ending.reason, us);
+        }
+        if let Some(q) = quality {
+            self.counters.quality.observe(q);
         }
     }
 
@@ -597,6 +636,7 @@ fn run<T: Inbound>(
                 continue;
             }
         };
+        pipeline.set_shed(outlet.shed_before_last());
         if ev.write_json(&mut buf) {
             guarded(&mut pipeline, &mut |p| p.handle(&buf));
         } else {

@@ -28,7 +28,14 @@ fn janus_only(events: &[Value]) -> Vec<Value> {
                 && let Some(body) = e["event"].as_object_mut()
             {
                 // What lifecycleevh adds to Janus's own destroyed.
-                for added in ["reason", "synthetic", "created", "duration_us", "transport"] {
+                for added in [
+                    "reason",
+                    "synthetic",
+                    "created",
+                    "duration_us",
+                    "transport",
+                    "quality",
+                ] {
                     body.shift_remove(added);
                 }
             }

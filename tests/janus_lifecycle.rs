@@ -255,9 +255,15 @@ fn reclaim_expired_and_claimed() {
         },
         "",
     );
-    // The handler read reclaim_session_timeout from janus.jcfg.
-    let info = info(&rig.janus);
-    assert_eq!(info["tracker"]["reclaim_session_timeout"], 3);
+    // The handler read reclaim_session_timeout from Janus's core `started`
+    // event, which Janus sends once its transports already answer: wait for
+    // the worker to have taken it.
+    expect_info(
+        &rig.janus,
+        "reclaim_session_timeout 3, from Janus's started event",
+        |i| i["tracker"]["reclaim_session_timeout"] == 3,
+        Duration::from_secs(10),
+    );
 
     let mut ws = rig.janus.ws();
     let expired = ws.create_session();

@@ -143,6 +143,38 @@ add(
     ], 16, unit="ops"),
 )
 
+row("Call quality (each ended session's quality record)")
+add(
+    panel("Packet loss, 95th percentile of sessions", [
+        (f"histogram_quantile(0.95, sum by (le, media, direction) (rate(janus_session_loss_ratio_bucket{SEL}[{RATE}])))",
+         "{{media}} {{direction}}"),
+    ], 0, unit="percentunit",
+        description="Of the sessions that ended, 95 % lost at most this much: in is what Janus received from the clients, out what the clients reported losing of what Janus sent."),
+    panel("Sessions that lost more than 5 %", [
+        (f"1 - sum by (media, direction) (rate(janus_session_loss_ratio_bucket{{instance=~\"$instance\",le=\"0.05\"}}[{RATE}])) / sum by (media, direction) (rate(janus_session_loss_ratio_count{SEL}[{RATE}]))",
+         "{{media}} {{direction}}"),
+    ], 8, unit="percentunit", description="The share of ended sessions whose loss ratio was above 0.05."),
+    panel("WebRTC setup time", [
+        (f"histogram_quantile(0.5, sum by (le) (rate(janus_webrtc_setup_seconds_bucket{SEL}[{RATE}])))", "median"),
+        (f"histogram_quantile(0.95, sum by (le) (rate(janus_webrtc_setup_seconds_bucket{SEL}[{RATE}])))", "95th percentile"),
+    ], 16, unit="s",
+        description="From the first negotiation step to the first PeerConnection up, per ended session that came up."),
+)
+add(
+    panel("Jitter (each session's 95th percentile), median of sessions", [
+        (f"histogram_quantile(0.5, sum by (le, media, direction) (rate(janus_session_jitter_seconds_bucket{SEL}[{RATE}])))",
+         "{{media}} {{direction}}"),
+    ], 0, unit="s"),
+    panel("Round-trip time (each session's 95th percentile), median of sessions", [
+        (f"histogram_quantile(0.5, sum by (le, media) (rate(janus_session_rtt_seconds_bucket{SEL}[{RATE}])))", "{{media}}"),
+    ], 8, unit="s"),
+    panel("ICE and DTLS failures, relayed sessions", [
+        (f"sum(rate(janus_webrtc_ice_failures_total{SEL}[{RATE}]))", "ICE failed (PeerConnections)"),
+        (f"sum(rate(janus_webrtc_dtls_failures_total{SEL}[{RATE}]))", "DTLS failed"),
+        (f"sum(rate(janus_sessions_relayed_total{SEL}[{RATE}]))", "sessions relayed (TURN)"),
+    ], 16, unit="ops"),
+)
+
 dashboard = {
     "title": "Janus sessions (lifecycleevh)",
     "uid": "lifecycleevh",

@@ -26,6 +26,7 @@ use prometheus_client::metrics::MetricType;
 use crate::bus::BusStats;
 use crate::counters::{Counters, DURATION_BUCKETS, TYPE_SLOTS, TrackerSnapshot, type_label};
 use crate::intake::{BULK, ChannelView};
+use crate::quality::histograms::{DIRECTIONS, HistogramSnapshot, KINDS};
 use crate::reason::Reason;
 use crate::sinks::{SinkShared, SinkStats};
 
@@ -472,6 +473,56 @@ pub const SERIES: &[Series] = &[
         &[],
         "Endings routed to the sinks that crash recovery still waits for.",
         crash_state_unacknowledged_endings,
+    ),
+    // How the media of the sessions that ended went (their quality records).
+    s(
+        "janus_session_loss_ratio",
+        Histogram,
+        &["media", "direction"],
+        "Each ended session's packet loss ratio, by media kind and direction (in: what Janus received).",
+        session_loss_ratio,
+    ),
+    s(
+        "janus_session_jitter_seconds",
+        Histogram,
+        &["media", "direction"],
+        "Each ended session's 95th percentile of jitter, by media kind and direction.",
+        session_jitter_seconds,
+    ),
+    s(
+        "janus_session_rtt_seconds",
+        Histogram,
+        &["media"],
+        "Each ended session's 95th percentile of round-trip time, by media kind.",
+        session_rtt_seconds,
+    ),
+    s(
+        "janus_webrtc_setup_seconds",
+        Histogram,
+        &[],
+        "Each ended session's WebRTC setup time, from negotiation to its first PeerConnection up.",
+        webrtc_setup_seconds,
+    ),
+    s(
+        "janus_webrtc_ice_failures_total",
+        Counter,
+        &[],
+        "PeerConnections of ended sessions whose ICE failed and never recovered.",
+        webrtc_ice_failures,
+    ),
+    s(
+        "janus_webrtc_dtls_failures_total",
+        Counter,
+        &[],
+        "DTLS handshakes that failed, in ended sessions.",
+        webrtc_dtls_failures,
+    ),
+    s(
+        "janus_sessions_relayed_total",
+        Counter,
+        &[],
+        "Ended sessions that used a relay (TURN) candidate.",
+        sessions_relayed,
     ),
 ];
 
@@ -967,4 +1018,63 @@ fn crash_state_recovered(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
 
 fn crash_state_unacknowledged_endings(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
     f.gauge(s.tracker.unacknowledged as u64)
+}
+
+// The quality records (`crate::quality::histograms`).
+
+/// A histogram's row: labels, sum, count, buckets (then +Inf).
+fn histogram_row<L>(labels: L, h: HistogramSnapshot) -> (L, f64, u64, Vec<(f64, u64)>) {
+    (labels, h.sum, h.count, h.buckets)
+}
+
+fn session_loss_ratio(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    let q = &s.metrics().quality;
+    f.histograms(KINDS.iter().enumerate().flat_map(|(k, media)| {
+        DIRECTIONS.iter().enumerate().map(move |(d, direction)| {
+            histogram_row(
+                [("media", *media), ("direction", *direction)],
+                q.loss[k][d].read(),
+            )
+        })
+    }))
+}
+
+fn session_jitter_seconds(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    let q = &s.metrics().quality;
+    f.histograms(KINDS.iter().enumerate().flat_map(|(k, media)| {
+        DIRECTIONS.iter().enumerate().map(move |(d, direction)| {
+            histogram_row(
+                [("media", *media), ("direction", *direction)],
+                q.jitter[k][d].read(),
+            )
+        })
+    }))
+}
+
+fn session_rtt_seconds(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    let q = &s.metrics().quality;
+    f.histograms(
+        KINDS
+            .iter()
+            .enumerate()
+            .map(|(k, media)| histogram_row([("media", *media)], q.rtt[k].read())),
+    )
+}
+
+fn webrtc_setup_seconds(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    let h = s.metrics().quality.setup.read();
+    let unlabelled: [(&str, &str); 0] = [];
+    f.histograms([histogram_row(unlabelled, h)])
+}
+
+fn webrtc_ice_failures(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    f.counter(s.metrics().quality.ice_failures.load(Relaxed))
+}
+
+fn webrtc_dtls_failures(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    f.counter(s.metrics().quality.dtls_failures.load(Relaxed))
+}
+
+fn sessions_relayed(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    f.counter(s.metrics().quality.relayed.load(Relaxed))
 }

@@ -6,8 +6,11 @@
 //! look at (SDPs, stats, plugin data) is skipped, not copied.
 
 use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 
+use super::media::{Key, MediaBody, MediaEvent, WebRtcBody, WebRtcEvent};
 use super::types;
 
 /// A transport instance as Janus names it: module package and instance id.
@@ -44,6 +47,12 @@ pub enum Kind<'a> {
     CoreShutdown,
     /// A JSEP offer or answer the client sent (`owner: remote`).
     RemoteJsep,
+    /// A JSEP offer or answer Janus sent (`owner: local`).
+    LocalJsep,
+    /// A media event (type 32): stats, no-media notices.
+    Media(MediaEvent),
+    /// A WebRTC event (type 16): ICE, selected pair, DTLS, up, hangup.
+    WebRtc(WebRtcEvent<'a>),
     /// Anything else: forwarded as it is.
     Other,
 }
@@ -141,22 +150,81 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-#[derive(Deserialize)]
+/// The top level of an event. Decoded by hand so that `event` is read as
+/// what its `type` says (Janus writes `type` first): a media or WebRTC
+/// body, or the generic [`Body`]. An `event` before `type` is kept raw and
+/// read once the type is known.
+#[derive(Default)]
 struct Wire<'a> {
-    #[serde(rename = "type", default)]
     ty: Option<u32>,
-    #[serde(default)]
     subtype: Option<u32>,
-    #[serde(default)]
     timestamp: Option<i64>,
-    #[serde(default)]
     session_id: Option<u64>,
-    #[serde(default)]
     handle_id: Option<u64>,
-    #[serde(borrow, default)]
     emitter: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    event: Option<Body<'a>>,
+    event: Option<Event<'a>>,
+}
+
+enum Event<'a> {
+    Body(Body<'a>),
+    Media(MediaEvent),
+    WebRtc(WebRtcEvent<'a>),
+    Raw(&'a RawValue),
+}
+
+impl<'a> Event<'a> {
+    /// Reads a raw `event` as what an event of type `ty` carries.
+    fn read(raw: &'a RawValue, ty: Option<u32>) -> Result<Event<'a>, serde_json::Error> {
+        Ok(match ty {
+            Some(types::MEDIA) => Event::Media(serde_json::from_str::<MediaBody>(raw.get())?.0),
+            Some(types::WEBRTC) => {
+                Event::WebRtc(serde_json::from_str::<WebRtcBody<'a>>(raw.get())?.0)
+            }
+            _ => Event::Body(serde_json::from_str(raw.get())?),
+        })
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Wire<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Visit<'a> {
+            type Value = Wire<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Wire<'a>, M::Error> {
+                let mut w = Wire::default();
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    match &*key {
+                        "type" => w.ty = map.next_value()?,
+                        "subtype" => w.subtype = map.next_value()?,
+                        "timestamp" => w.timestamp = map.next_value()?,
+                        "session_id" => w.session_id = map.next_value()?,
+                        "handle_id" => w.handle_id = map.next_value()?,
+                        "emitter" => w.emitter = map.next_value()?,
+                        "event" => {
+                            w.event = match w.ty {
+                                Some(types::MEDIA) => map
+                                    .next_value::<Option<MediaBody>>()?
+                                    .map(|b| Event::Media(b.0)),
+                                Some(types::WEBRTC) => map
+                                    .next_value::<Option<WebRtcBody<'a>>>()?
+                                    .map(|b| Event::WebRtc(b.0)),
+                                Some(_) => map.next_value::<Option<Body<'a>>>()?.map(Event::Body),
+                                None => map.next_value::<Option<&'a RawValue>>()?.map(Event::Raw),
+                            }
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(w)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 /// The `event` object. Decoded by hand ([`Body::deserialize`]) so that only
@@ -187,7 +255,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Body<'a> {
                 mut map: M,
             ) -> Result<Body<'a>, M::Error> {
                 let mut b = Body::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     match &*key {
                         "name" => b.name = map.next_value()?,
                         "plugin" => b.plugin = map.next_value()?,
@@ -250,7 +318,7 @@ struct Info {
 ///
 /// Accepts exactly what `output::annotate_destroyed` can annotate: UTF-8 text (as
 /// jansson always produces) holding a JSON object whose `event`, if present,
-/// is an object.
+/// is an object (or, in a media event only, an array: combined stats).
 pub fn decode(text: &[u8]) -> Result<Facts<'_>, DecodeError> {
     decode_text(utf8(text)?)
 }
@@ -266,10 +334,21 @@ pub fn decode_text(text: &str) -> Result<Facts<'_>, DecodeError> {
     if text.trim_start().as_bytes().first() != Some(&b'{') {
         return Err(DecodeError("not a JSON object".into()));
     }
-    let wire: Wire<'_> = serde_json::from_str(text).map_err(|e| DecodeError(e.to_string()))?;
+    let mut wire: Wire<'_> = serde_json::from_str(text).map_err(|e| DecodeError(e.to_string()))?;
     let ty = wire.ty.unwrap_or(0);
     let subtype = wire.subtype.unwrap_or(0);
-    let body = wire.event.unwrap_or_default();
+    let event = match wire.event.take() {
+        Some(Event::Raw(raw)) => {
+            Some(Event::read(raw, wire.ty).map_err(|e| DecodeError(e.to_string()))?)
+        }
+        other => other,
+    };
+    let body = match event {
+        Some(Event::Media(m)) => return Ok(wire_facts(wire, ty, subtype, Kind::Media(m))),
+        Some(Event::WebRtc(w)) => return Ok(wire_facts(wire, ty, subtype, Kind::WebRtc(w))),
+        Some(Event::Body(b)) => b,
+        Some(Event::Raw(_)) | None => Body::default(),
+    };
     let name = body.name.as_deref();
     let kind = match ty {
         types::SESSION => match name {
@@ -330,10 +409,18 @@ pub fn decode_text(text: &str) -> Result<Facts<'_>, DecodeError> {
             }
             _ => Kind::Other,
         },
-        types::JSEP if body.owner.as_deref() == Some("remote") => Kind::RemoteJsep,
+        types::JSEP => match body.owner.as_deref() {
+            Some("remote") => Kind::RemoteJsep,
+            Some("local") => Kind::LocalJsep,
+            _ => Kind::Other,
+        },
         _ => Kind::Other,
     };
-    Ok(Facts {
+    Ok(wire_facts(wire, ty, subtype, kind))
+}
+
+fn wire_facts<'a>(wire: Wire<'a>, ty: u32, subtype: u32, kind: Kind<'a>) -> Facts<'a> {
+    Facts {
         ty,
         subtype,
         timestamp: wire.timestamp.unwrap_or(0),
@@ -341,7 +428,7 @@ pub fn decode_text(text: &str) -> Result<Facts<'_>, DecodeError> {
         handle_id: wire.handle_id,
         emitter: wire.emitter,
         kind,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -474,6 +561,33 @@ mod tests {
         );
         let jsep = br#"{"type": 8, "timestamp": 1, "session_id": 1, "handle_id": 2, "event": {"owner": "remote", "jsep": {"type": "offer", "sdp": "v=0"}}}"#;
         assert_eq!(decode(jsep).unwrap().kind, Kind::RemoteJsep);
+    }
+
+    #[test]
+    fn media_and_webrtc_events_in_any_key_order() {
+        use crate::janus::media::{MediaEvent, MediaKind, WebRtcEvent};
+        let combined = br#"{"type":32,"subtype":3,"timestamp":1,"session_id":1,"handle_id":2,"event":[{"mid":"0","media":"audio","packets-received":5,"packets-sent":4,"bytes-received":50,"bytes-sent":40},{"mid":"1","media":"video","packets-received":6,"packets-sent":6,"bytes-received":60,"bytes-sent":60}]}"#;
+        let Kind::Media(m) = decode(combined).unwrap().kind else {
+            panic!("a media event");
+        };
+        let kinds: Vec<_> = m.samples().map(|s| s.kind).collect();
+        assert_eq!(kinds, [Some(MediaKind::Audio), Some(MediaKind::Video)]);
+        // `event` before `type` (not Janus's order): read once the type is known.
+        let late = br#"{"event":{"connection":"hangup","reason":"ICE failed"},"type":16,"subtype":6,"session_id":1,"handle_id":2}"#;
+        assert_eq!(
+            decode(late).unwrap().kind,
+            Kind::WebRtc(WebRtcEvent::Hangup(Some("ICE failed".into())))
+        );
+        let late_media = br#"{"event":[],"type":32}"#;
+        assert_eq!(
+            decode(late_media).unwrap().kind,
+            Kind::Media(MediaEvent::Other)
+        );
+        // Only media events may carry an array.
+        assert!(decode(br#"{"event":[],"type":1}"#).is_err());
+        assert!(decode(br#"{"type":16,"event":[]}"#).is_err());
+        let local = br#"{"type":8,"session_id":1,"handle_id":2,"event":{"owner":"local","jsep":{"type":"answer","sdp":"v=0"}}}"#;
+        assert_eq!(decode(local).unwrap().kind, Kind::LocalJsep);
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! bindgen reads from the ABI header.
 
 mod decode;
+pub mod media;
 
 pub use decode::{
     CoreCounts, DecodeError, Facts, Kind, Startup, TransportRef, Version, decode, decode_text, utf8,
 };
+pub use media::{MediaEvent, MediaKind, WebRtcEvent};
 
 /// Hashing for maps keyed by Janus's ids, which a client may choose (Janus's
 /// `create` accepts an `id`): randomly seeded, except in fuzzing builds

@@ -416,7 +416,7 @@ impl Tracker {
                 }
                 out.push(Output::Forward);
             }
-            Kind::Other => {
+            Kind::LocalJsep | Kind::Media(_) | Kind::WebRtc(_) | Kind::Other => {
                 self.touch(ev, false);
                 out.push(Output::Forward);
             }

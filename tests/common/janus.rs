@@ -208,6 +208,16 @@ pub struct JanusOptions {
     /// already. The instance's folder is handed to that user; the folders
     /// above it and the test's own files must let it in ([`hand_over`]).
     pub run_as: Option<(u32, u32)>,
+    /// Extra lines inside `media: {}`, `nat: {}` and `events: {}` of
+    /// janus.jcfg (default ""), e.g. from [`super::webrtc::janus_media`].
+    pub extra_janus_media: String,
+    pub extra_janus_nat: String,
+    pub extra_janus_events: String,
+    /// In a container: its `--network` (default `host`), e.g.
+    /// `container:<name>` to join the network namespace another container
+    /// holds ([`NetnsHolder::network`]). A native Janus runs in the network
+    /// namespace of the thread that starts it; this is not used then.
+    pub network: Option<String>,
 }
 
 /// The user and group `nobody` of Debian (and of the images).
@@ -239,6 +249,10 @@ impl Default for JanusOptions {
             http_events: true,
             extra_janus_general: String::new(),
             run_as: None,
+            extra_janus_media: String::new(),
+            extra_janus_nat: String::new(),
+            extra_janus_events: String::new(),
+            network: None,
         }
     }
 }
@@ -325,7 +339,7 @@ impl Janus {
             ws: free_port(),
         };
         write_configs(dir, ports, &opts);
-        let (child, container) = spawn(dir, opts.run_as);
+        let (child, container) = spawn(dir, opts.run_as, opts.network.as_deref());
         let janus_pid = container.is_none().then(|| child.id());
         Janus {
             child,
@@ -350,7 +364,7 @@ impl Janus {
                 ws: free_port(),
             };
             write_configs(dir, ports, opts);
-            let (child, container) = spawn(dir, opts.run_as);
+            let (child, container) = spawn(dir, opts.run_as, opts.network.as_deref());
             let janus_pid = container.is_none().then(|| child.id());
             let mut janus = Janus {
                 child,
@@ -800,15 +814,26 @@ fn write_configs(dir: &Path, ports: Ports, opts: &JanusOptions) {
   server_name = "RigJanus"
 {extra}
 }}
-media: {{}}
-nat: {{ ice_ignore_list = "vmnet" }}
+media: {{
+{media}
+}}
+nat: {{
+  ice_ignore_list = "vmnet"
+{nat}
+}}
 plugins: {{}}
 transports: {{}}
-events: {{ broadcast = true }}
+events: {{
+  broadcast = true
+{events}
+}}
 "#,
             session_timeout = opts.session_timeout,
             reclaim = opts.reclaim_session_timeout,
             extra = opts.extra_janus_general,
+            media = opts.extra_janus_media,
+            nat = opts.extra_janus_nat,
+            events = opts.extra_janus_events,
         ),
     );
     write(
@@ -860,7 +885,7 @@ admin: {{ admin_ws = false }}
 /// Starts Janus on the instance's configs: natively, or in a container
 /// (then also returns the container's name); as `run_as` if the tests run
 /// as root.
-fn spawn(dir: &Path, run_as: Option<(u32, u32)>) -> (Child, Option<String>) {
+fn spawn(dir: &Path, run_as: Option<(u32, u32)>, network: Option<&str>) -> (Child, Option<String>) {
     let run_as = run_as.filter(|_| is_root());
     if let Some(user) = run_as {
         hand_over(dir, user);
@@ -908,7 +933,8 @@ fn spawn(dir: &Path, run_as: Option<(u32, u32)>) -> (Child, Option<String>) {
             let (uid, gid) = run_as.unwrap_or(unsafe { (libc::getuid(), libc::getgid()) });
             let mut cmd = docker();
             cmd.args(["run", "--rm", "--name", &name, "--label", CONTAINER_LABEL])
-                .args(["--network", "host", "--log-driver", "none"])
+                .args(["--network", network.unwrap_or("host")])
+                .args(["--log-driver", "none"])
                 .args(["--user", &format!("{uid}:{gid}")])
                 .args(["--entrypoint", JANUS_BIN, "--workdir"])
                 .arg(dir);
@@ -949,6 +975,63 @@ fn shared_folders(dir: &Path) -> Vec<PathBuf> {
         vec![tmp]
     } else {
         vec![tmp, dir]
+    }
+}
+
+/// A container that only holds a network namespace of its own (`docker run
+/// --network none`, its image's `sleep`), for a test that builds a network
+/// there and runs Janus in it from an image: the test's thread joins the
+/// namespace ([`NetnsHolder::netns`], with setns(2)) and Janus's container
+/// joins it with [`JanusOptions::network`]. Removed when dropped (or, if the
+/// test process died, by the next rig's sweep of orphaned containers).
+pub struct NetnsHolder {
+    name: String,
+    pid: u32,
+}
+
+impl NetnsHolder {
+    pub fn start(image: &str) -> NetnsHolder {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let name = format!(
+            "lcevh-rig-{}-netns-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = docker()
+            .args(["run", "--detach", "--rm", "--name", &name])
+            .args(["--label", CONTAINER_LABEL])
+            .args(["--network", "none", "--log-driver", "none"])
+            .args(["--entrypoint", "sleep", image, "infinity"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run the docker client ({}): {e}", docker_bin()));
+        assert!(
+            out.status.success(),
+            "start a container holding a network namespace ({image}): {} {} \
+             (is the image built? `make docker`)",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        // Removed by its drop if its pid cannot be read.
+        let mut holder = NetnsHolder { name, pid: 0 };
+        holder.pid = container_pid(&holder.name);
+        holder
+    }
+
+    /// Its network namespace, to setns(2) into.
+    pub fn netns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.pid))
+    }
+
+    /// The `--network` of a container that joins it.
+    pub fn network(&self) -> String {
+        format!("container:{}", self.name)
+    }
+}
+
+impl Drop for NetnsHolder {
+    fn drop(&mut self) {
+        remove_container(&self.name);
     }
 }
 

@@ -39,13 +39,14 @@ mod http;
 mod janus;
 mod prometheus;
 mod receiver;
+pub mod webrtc;
 mod ws;
 
 pub use admin::{ADMIN_SECRET, Admin};
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
 pub use janus::{
     CONTAINER_LABEL, Generation, JANUS_ADMIN_PORT, JANUS_HTTP_PORT, Janus, JanusOptions,
-    JanusTarget, NOBODY, SampleEvh, hand_over,
+    JanusTarget, NOBODY, NetnsHolder, SampleEvh, hand_over,
 };
 pub use prometheus::{Prometheus, ScrapeJob, TestPki, promtool_check_metrics, unix_now};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
