@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
+use super::broker::ConnectionState;
 use super::file::FilePosition;
 use super::queue::{Queue, Queued};
 use super::settings::SinkSettings;
@@ -38,6 +39,8 @@ pub struct SinkShared {
     next_seq: AtomicU64,
     describe: Map<String, Value>,
     acknowledges: bool,
+    /// A broker sink's connection.
+    connection: Option<Arc<ConnectionState>>,
 }
 
 impl SinkShared {
@@ -47,6 +50,7 @@ impl SinkShared {
         settings: &SinkSettings,
         spool: Option<SpoolSlot>,
         describe: Map<String, Value>,
+        connection: Option<Arc<ConnectionState>>,
     ) -> SinkShared {
         let next_seq = spool.as_ref().map_or(1, |s| lock(&s.spool).last_seq() + 1);
         let stats = SinkStats::default();
@@ -69,6 +73,7 @@ impl SinkShared {
             next_seq: AtomicU64::new(next_seq),
             describe,
             acknowledges: settings.acknowledges,
+            connection,
         }
     }
 
@@ -82,6 +87,11 @@ impl SinkShared {
 
     pub fn stats(&self) -> &SinkStats {
         &self.stats
+    }
+
+    /// The connection of a sink that keeps one (a broker's).
+    pub fn connection(&self) -> Option<&ConnectionState> {
+        self.connection.as_deref()
     }
 
     pub fn mask(&self) -> EventMask {
@@ -241,6 +251,9 @@ impl SinkShared {
                     "cut_records_at_most": sp.damage().cut_records_at_most,
                 }),
             );
+        }
+        if let Some(c) = &self.connection {
+            c.info(&mut m);
         }
         for (k, v) in &self.describe {
             m.insert(k.clone(), v.clone());

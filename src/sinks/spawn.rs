@@ -112,7 +112,13 @@ impl SinkHandle {
                 })
             }
         };
-        let shared = Arc::new(SinkShared::new(kind, &settings, spool, sink.describe()));
+        let shared = Arc::new(SinkShared::new(
+            kind,
+            &settings,
+            spool,
+            sink.describe(),
+            sink.connection(),
+        ));
         let runner = Runner::new(sink, shared.clone(), &settings);
         let thread = Spawned::spawn(format!("lcevh {}", settings.name), move || runner.run())
             .map_err(SpawnError::Thread)?;
