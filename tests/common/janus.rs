@@ -208,6 +208,18 @@ pub struct JanusOptions {
     /// already. The instance's folder is handed to that user; the folders
     /// above it and the test's own files must let it in ([`hand_over`]).
     pub run_as: Option<(u32, u32)>,
+    /// Janus's own event handlers to load besides (rabbitmqevh, mqttevh...).
+    pub stock_handlers: Vec<StockHandler>,
+}
+
+/// One of Janus's own event handlers, with its config.
+#[derive(Debug, Clone)]
+pub struct StockHandler {
+    /// The module's short name: `rabbitmqevh` loads
+    /// `libjanus_rabbitmqevh.so` with `janus.eventhandler.rabbitmqevh.jcfg`.
+    pub name: String,
+    /// The full text of its .jcfg.
+    pub config: String,
 }
 
 /// The user and group `nobody` of Debian (and of the images).
@@ -239,6 +251,7 @@ impl Default for JanusOptions {
             http_events: true,
             extra_janus_general: String::new(),
             run_as: None,
+            stock_handlers: Vec::new(),
         }
     }
 }
@@ -695,6 +708,9 @@ fn prepare_modules(dir: &Path, opts: &JanusOptions) {
     if opts.sampleevh.is_some() {
         link_module(dir, "events", "libjanus_sampleevh.so");
     }
+    for h in &opts.stock_handlers {
+        link_module(dir, "events", &format!("libjanus_{}.so", h.name));
+    }
     if opts.lifecycleevh_config.is_some() {
         let so = opts.plugin_so.clone().unwrap_or_else(lifecycleevh_so);
         let to = dir.join("events/libjanus_lifecycleevh.so");
@@ -841,6 +857,12 @@ admin: {{ admin_ws = false }}
             ),
         ),
         None => remove_if_there(&sampleevh),
+    }
+    for h in &opts.stock_handlers {
+        write(
+            &cfg.join(format!("janus.eventhandler.{}.jcfg", h.name)),
+            &h.config,
+        );
     }
     let lifecycleevh = cfg.join("janus.eventhandler.lifecycleevh.jcfg");
     match &opts.lifecycleevh_config {

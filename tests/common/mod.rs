@@ -15,7 +15,8 @@
 //! - [`Receiver`]: an HTTP server that collects what an event handler POSTs;
 //! - [`read_jsonl`] / [`expect_jsonl`]: readers for JSON Lines files;
 //! - [`info`] / [`expect_info`]: the handler's Admin API `info`;
-//! - [`Prometheus`]: a real Prometheus server scraping the handler.
+//! - [`Prometheus`]: a real Prometheus server scraping the handler;
+//! - [`Broker`]: a real RabbitMQ, Mosquitto or NATS server, and consumers.
 //!
 //! Every wait either fails the test itself when its state does not come
 //! (`expect_*`, [`Receiver::expect`]) or returns whether it came, marked
@@ -35,6 +36,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod admin;
+mod brokers;
 mod http;
 mod janus;
 mod prometheus;
@@ -42,10 +44,11 @@ mod receiver;
 mod ws;
 
 pub use admin::{ADMIN_SECRET, Admin};
+pub use brokers::{AmqpConsumer, Broker, BrokerKind, Got, MqttConsumer, block_on, stream_messages};
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
 pub use janus::{
     CONTAINER_LABEL, Generation, JANUS_ADMIN_PORT, JANUS_HTTP_PORT, Janus, JanusOptions,
-    JanusTarget, NOBODY, SampleEvh, hand_over,
+    JanusTarget, NOBODY, SampleEvh, StockHandler, hand_over,
 };
 pub use prometheus::{Prometheus, ScrapeJob, TestPki, promtool_check_metrics, unix_now};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
