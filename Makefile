@@ -16,9 +16,10 @@ DESTDIR ?=
 # stress-ng: make test-loaded runs the real-Janus tests beside a CPU hog.
 # e2fsprogs (mkfs.ext4, chattr) and util-linux (mount, setpriv): the full-disk
 # tests fill a small ext4 and a tmpfs; a test runs Janus as an unprivileged user.
+# rabbitmq-server, mosquitto, nats-server: the broker sinks' tests run the real ones.
 DEB_PACKAGES := janus janus-dev libjansson-dev libglib2.0-dev libclang-dev clang \
 	pkg-config build-essential ca-certificates valgrind prometheus stress-ng \
-	e2fsprogs util-linux
+	e2fsprogs util-linux rabbitmq-server mosquitto nats-server
 # What the container images and the container test matrix need.
 DOCKER_PACKAGES := docker.io debootstrap docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -52,7 +53,7 @@ JANUS_TARGETS ?= native $(DOCKER_RELEASES) \
 JANUS_TESTS := $(sort $(basename $(notdir $(shell grep -l '^mod common;' tests/*.rs))))
 
 .PHONY: all deps build install demo test test-loaded lint bench fuzz fuzz-build fuzz-ci valgrind clean \
-	deb docker docker-deps deb-check compose-check docs-docker-check readme-docker-check \
+	deb docker docker-deps deb-check compose-check fleet-check docs-docker-check readme-docker-check \
 	janus-upstream janus-upstream-image
 
 all: build
@@ -193,6 +194,13 @@ deb-check: deb docker-deps
 compose-check: docker-deps
 	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
 	docker/compose-check.sh
+
+# contrib/fleet/: two Janus, RabbitMQ and a consumer, up, checked (endings
+# from each Janus, one through a RabbitMQ outage), down (needs
+# $(IMAGE):bookworm: make docker).
+fleet-check: docker-deps
+	@$(DOCKER) image inspect $(IMAGE):bookworm >/dev/null 2>&1 || $(MAKE) --no-print-directory docker DOCKER_RELEASES=bookworm
+	contrib/fleet/check.sh
 
 # The image janus-upstream:$(JANUS_IMAGE_VERSION): upstream Janus built from
 # its tarball in JANUS_SRC, installed under /usr/local as community images do
