@@ -17,23 +17,17 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-/// Per session: how many `created`, and the reasons of its `destroyed`s.
-fn tally(events: &[Value]) -> HashMap<u64, (usize, Vec<String>)> {
-    let mut t: HashMap<u64, (usize, Vec<String>)> = HashMap::new();
-    for e in events.iter().filter(|e| e["type"] == 1) {
-        let Some(sid) = e["session_id"].as_u64() else {
-            continue;
-        };
-        let entry = t.entry(sid).or_default();
-        match e["event"]["name"].as_str() {
-            Some("created") => entry.0 += 1,
-            Some("destroyed") => entry
-                .1
-                .push(e["event"]["reason"].as_str().unwrap_or("-").to_string()),
-            _ => {}
-        }
-    }
-    t
+/// `n` sessions made, a handle attached and destroyed, over one WebSocket.
+fn churn(janus: &Janus, n: usize) -> Vec<u64> {
+    let mut ws = janus.ws();
+    (0..n)
+        .map(|_| {
+            let s = ws.create_session();
+            ws.attach(s, "janus.plugin.echotest");
+            ws.destroy(s);
+            s
+        })
+        .collect()
 }
 
 /// RabbitMQ: a churn of sessions reaches a durable queue, grouped or not,
@@ -61,14 +55,7 @@ fn rabbitmq_sink_delivers_to_a_durable_queue() {
         lifecycleevh_config: Some(config),
         ..JanusOptions::default()
     });
-    let mut ws = janus.ws();
-    let mut sessions = Vec::new();
-    for _ in 0..20 {
-        let s = ws.create_session();
-        ws.attach(s, "janus.plugin.echotest");
-        ws.destroy(s);
-        sessions.push(s);
-    }
+    let sessions = churn(&janus, 20);
     let all_ended = |events: &[Value]| {
         let t = tally(events);
         sessions
@@ -674,14 +661,7 @@ fn mqtt_sink_publishes_what_mqttevh_publishes() {
     // An event larger than rumqttc's default packet limit (10 KiB).
     let blob = "x".repeat(100_000);
     janus.admin().custom_event("big", json!({ "blob": blob }));
-    let mut ws = janus.ws();
-    let mut sessions = Vec::new();
-    for _ in 0..10 {
-        let s = ws.create_session();
-        ws.attach(s, "janus.plugin.echotest");
-        ws.destroy(s);
-        sessions.push(s);
-    }
+    let sessions = churn(&janus, 10);
     let ended = |events: &[Value]| {
         let t = tally(events);
         sessions
@@ -831,14 +811,7 @@ fn nats_sink_stores_each_event_once() {
     janus
         .admin()
         .custom_event("huge", json!({ "blob": "x".repeat(2 << 20) }));
-    let mut ws = janus.ws();
-    let mut sessions = Vec::new();
-    for _ in 0..10 {
-        let s = ws.create_session();
-        ws.attach(s, "janus.plugin.echotest");
-        ws.destroy(s);
-        sessions.push(s);
-    }
+    let sessions = churn(&janus, 10);
     let ended = |events: &[(String, Value)]| {
         let e: Vec<Value> = events.iter().map(|(_, e)| e.clone()).collect();
         let t = tally(&e);

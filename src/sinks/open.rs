@@ -14,7 +14,7 @@ use super::http::HttpSink;
 use super::spool::SpoolConfig;
 use super::tls::TlsSetupError;
 use super::{OnFailure, SinkHandle, SinkSettings, SpawnError, SpoolSettings};
-use crate::config::{Config, Delivery, EventMask, FileConfig, SpoolOptions};
+use crate::config::{Config, Delivery, EventMask, FileConfig, SpoolOptions, TlsOptions};
 use crate::error::InitError;
 
 /// Opens and starts every enabled sink, the file first, then the HTTP
@@ -72,62 +72,52 @@ pub fn open_all(config: &Config) -> Result<Vec<SinkHandle>, InitError> {
         sinks.push(handle);
     }
     for b in config.rabbitmq.iter().filter(|b| b.delivery.enabled) {
-        let tls_key = match &b.tls {
-            Some(t) if t.client_cert.is_some() => "ssl_cert",
-            _ => "ssl_cacert",
-        };
-        let client =
-            RabbitMq::new(b.clone()).map_err(|e| tls_error(file, tls_key, &b.delivery, e))?;
+        let d = &b.delivery;
+        let client = RabbitMq::new(b.clone())
+            .map_err(|e| tls_error(file, tls_key(&b.tls, "ssl_cert", "ssl_cacert"), d, e))?;
         let format = RabbitMqFormat {
             grouping: b.grouping,
             json: b.json,
         };
-        let describe = RabbitMq::describe(b);
         sinks.push(broker(
             config,
             "rabbitmq",
-            &b.delivery,
+            d,
             format,
             client,
-            describe,
+            RabbitMq::describe(b),
         )?);
     }
     for m in config.mqtt.iter().filter(|m| m.delivery.enabled) {
-        let tls_key = match &m.tls {
-            Some(t) if t.client_cert.is_some() => "tls_client_cert",
-            _ => "tls_cacert",
-        };
-        let client = Mqtt::new(m.clone()).map_err(|e| tls_error(file, tls_key, &m.delivery, e))?;
+        let d = &m.delivery;
+        let client = Mqtt::new(m.clone())
+            .map_err(|e| tls_error(file, tls_key(&m.tls, "tls_client_cert", "tls_cacert"), d, e))?;
         let format = MqttFormat {
             json: m.json,
             topic: m.topic.clone(),
             addevent: m.addevent,
         };
-        let describe = Mqtt::describe(m);
         sinks.push(broker(
             config,
             "mqtt",
-            &m.delivery,
+            d,
             format,
             client,
-            describe,
+            Mqtt::describe(m),
         )?);
     }
     for n in config.nats.iter().filter(|n| n.delivery.enabled) {
-        let tls_key = match &n.tls {
-            Some(t) if t.client_cert.is_some() => "tls_client_cert",
-            _ => "tls_cacert",
-        };
-        let client = Nats::new(n.clone()).map_err(|e| tls_error(file, tls_key, &n.delivery, e))?;
+        let d = &n.delivery;
+        let client = Nats::new(n.clone())
+            .map_err(|e| tls_error(file, tls_key(&n.tls, "tls_client_cert", "tls_cacert"), d, e))?;
         let format = NatsFormat { json: n.json };
-        let describe = Nats::describe(n);
         sinks.push(broker(
             config,
             "nats",
-            &n.delivery,
+            d,
             format,
             client,
-            describe,
+            Nats::describe(n),
         )?);
     }
     Ok(sinks)
@@ -155,6 +145,15 @@ fn spawn_error(
             name: name.to_string(),
             source,
         },
+    }
+}
+
+/// The key a TLS setup error is about: the client certificate's when one
+/// is set (its file, or its key's), else the CA file's.
+fn tls_key(tls: &Option<TlsOptions>, cert: &'static str, ca: &'static str) -> &'static str {
+    match tls {
+        Some(t) if t.client_cert.is_some() => cert,
+        _ => ca,
     }
 }
 

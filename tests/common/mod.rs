@@ -54,7 +54,7 @@ pub use prometheus::{Prometheus, ScrapeJob, TestPki, promtool_check_metrics, uni
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
 pub use ws::WsClient;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -244,4 +244,24 @@ pub fn expect_info(
     );
     assert!(held, "waited {timeout:?} for {what}; info said: {last}");
     last
+}
+
+/// Per session id (session events only): how many `created`, and the
+/// `reason` of each `destroyed` (`?` for none), in order.
+pub fn tally(events: &[Value]) -> HashMap<u64, (usize, Vec<String>)> {
+    let mut t: HashMap<u64, (usize, Vec<String>)> = HashMap::new();
+    for e in events.iter().filter(|e| e["type"] == 1) {
+        let Some(sid) = e["session_id"].as_u64() else {
+            continue;
+        };
+        let entry = t.entry(sid).or_default();
+        match e["event"]["name"].as_str() {
+            Some("created") => entry.0 += 1,
+            Some("destroyed") => entry
+                .1
+                .push(e["event"]["reason"].as_str().unwrap_or("?").to_string()),
+            _ => {}
+        }
+    }
+    t
 }
