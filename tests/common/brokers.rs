@@ -326,14 +326,34 @@ impl Drop for Broker {
         }
         self.kill();
         if self.kind == BrokerKind::RabbitMq {
-            // The node's own epmd (started by the node, detached from it).
-            let _ = Command::new("epmd")
-                .arg("-kill")
-                .env("ERL_EPMD_PORT", self.epmd_port.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            stop_epmd(self.epmd_port);
         }
+    }
+}
+
+/// Stops the node's own epmd (started by the node, detached from it, so
+/// not in its process group). epmd refuses `-kill` while a node is
+/// registered, and notices a killed node's closed connection only a moment
+/// later: asked again until it says it is gone.
+fn stop_epmd(port: u16) {
+    let gone = super::wait_until(
+        || {
+            let Ok(out) = Command::new("epmd")
+                .arg("-kill")
+                .env("ERL_EPMD_PORT", port.to_string())
+                .stdin(Stdio::null())
+                .output()
+            else {
+                return true; // no epmd program: nothing was started
+            };
+            let said = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            said.contains("Killed") || said.contains("Cannot connect")
+        },
+        Duration::from_secs(10),
+    );
+    if !gone {
+        eprintln!("the epmd on port {port} would not stop (ERL_EPMD_PORT={port} epmd -kill)");
     }
 }
 
