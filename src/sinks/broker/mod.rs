@@ -5,11 +5,13 @@
 //! on a thread of its own, on a small tokio runtime (current-thread: no
 //! worker pool).
 //!
-//!     sink's thread ("lcevh <name>")         I/O thread ("lcevh io <name>")
-//!     deliver(batch):                        driver: connect, keep the connection
-//!       messages = format(batch)     --->      (heartbeats, reconnect with backoff),
-//!       wait for the answer          <---      publish a job's messages, wait for
-//!       (until the attempt's end)              the broker's confirmations
+//! ```text
+//! sink's thread ("lcevh <name>")         I/O thread ("lcevh io <name>")
+//! deliver(batch):                        driver: connect, keep the connection
+//!   messages = format(batch)     --->      (heartbeats, reconnect with backoff),
+//!   wait for the answer          <---      publish a job's messages, wait for
+//!   (until the attempt's end)              the broker's confirmations
+//! ```
 //!
 //! An attempt succeeds only when the broker has confirmed every message
 //! (RabbitMQ: publisher confirms; MQTT: PUBACK; JetStream: the stream's
