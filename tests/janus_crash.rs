@@ -55,25 +55,6 @@ impl Setup {
     }
 }
 
-/// Per session id: how many `created` and how many `destroyed` (with reasons).
-fn tally(events: &[Value]) -> HashMap<u64, (usize, Vec<String>)> {
-    let mut t: HashMap<u64, (usize, Vec<String>)> = HashMap::new();
-    for e in events.iter().filter(|e| e["type"] == 1) {
-        let Some(sid) = e["session_id"].as_u64() else {
-            continue;
-        };
-        let entry = t.entry(sid).or_default();
-        match e["event"]["name"].as_str() {
-            Some("created") => entry.0 += 1,
-            Some("destroyed") => entry
-                .1
-                .push(e["event"]["reason"].as_str().unwrap_or("?").to_string()),
-            _ => {}
-        }
-    }
-    t
-}
-
 fn created_in(events: &[Value]) -> usize {
     events
         .iter()

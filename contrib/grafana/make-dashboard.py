@@ -175,6 +175,22 @@ add(
     ], 16, unit="ops"),
 )
 
+row("Broker sinks")
+add(
+    panel("Broker connections", [
+        (f"lifecycleevh_sink_connected{SEL}", "{{sink}} connected ({{instance}})"),
+        (f"increase(lifecycleevh_sink_connections_total{SEL}[{RATE}])", "{{sink}} connections opened"),
+    ], 0, description="1 while a broker sink (rabbitmq, mqtt, nats) is connected; connections opened: the first, then each reconnection."),
+    panel("Confirmed by the brokers", [
+        (f"sum by (sink) (rate(lifecycleevh_sink_events_delivered_total{{instance=~\"$instance\",sink=~\"rabbitmq.*|mqtt.*|nats.*\"}}[{RATE}]))", "{{sink}} confirmed"),
+        (f"lifecycleevh_sink_retrying{{instance=~\"$instance\",sink=~\"rabbitmq.*|mqtt.*|nats.*\"}}", "{{sink}} failed attempts in a row"),
+    ], 8, unit="ops", description="Events the broker confirmed (RabbitMQ publisher confirms, MQTT PUBACK, JetStream acks). Spooled events wait for this; none confirmed while events are spooled is the alert 'broker sink not confirming'."),
+    panel("Waiting for a broker", [
+        (f"lifecycleevh_sink_spool_events{{instance=~\"$instance\",sink=~\"rabbitmq.*|mqtt.*|nats.*\"}}", "{{sink}} spooled"),
+        (f"lifecycleevh_sink_spool_oldest_age_seconds{{instance=~\"$instance\",sink=~\"rabbitmq.*|mqtt.*|nats.*\"}}", "{{sink}} oldest (s)"),
+    ], 16, description="Events spooled for a broker that has not confirmed them yet, and how old the oldest is: they leave the spool only once confirmed."),
+)
+
 dashboard = {
     "title": "Janus sessions (lifecycleevh)",
     "uid": "lifecycleevh",

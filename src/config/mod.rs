@@ -9,6 +9,7 @@
 //! error naming the file, the key and the problem; the handler then disables
 //! itself and Janus keeps running.
 
+mod brokers;
 pub mod exporter;
 pub mod jcfg;
 pub mod keys;
@@ -18,6 +19,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use brokers::{
+    Delivery, MqttConfig, MqttVersion, NatsConfig, RabbitMqConfig, Secret, TlsOptions,
+};
 pub use exporter::MetricsConfig;
 use jcfg::{Setting, Value};
 use keys::{Default as KeyDefault, Key, Kind};
@@ -282,6 +286,12 @@ pub struct Config {
     pub file: FileConfig,
     /// HTTP backends, in file order.
     pub http: Vec<HttpConfig>,
+    /// RabbitMQ brokers, in file order.
+    pub rabbitmq: Vec<RabbitMqConfig>,
+    /// MQTT brokers, in file order.
+    pub mqtt: Vec<MqttConfig>,
+    /// NATS servers (JetStream), in file order.
+    pub nats: Vec<NatsConfig>,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
 }
@@ -313,6 +323,9 @@ impl Config {
         r.finish()?;
         let mut file = None;
         let mut http = Vec::new();
+        let mut rabbitmq = Vec::new();
+        let mut mqtt = Vec::new();
+        let mut nats = Vec::new();
         let mut metrics = MetricsConfig::default();
         for setting in &doc.settings {
             let items = match &setting.value {
@@ -341,6 +354,21 @@ impl Config {
                     http.push(read_http(&mut r, name, &general)?);
                     r.finish()?;
                 }
+                name if brokers::is_named(name, "rabbitmq") => {
+                    let mut r = Reader::new(path, name, keys::RABBITMQ, items);
+                    rabbitmq.push(brokers::read_rabbitmq(&mut r, name, &general)?);
+                    r.finish()?;
+                }
+                name if brokers::is_named(name, "mqtt") => {
+                    let mut r = Reader::new(path, name, keys::MQTT, items);
+                    mqtt.push(brokers::read_mqtt(&mut r, name, &general)?);
+                    r.finish()?;
+                }
+                name if brokers::is_named(name, "nats") => {
+                    let mut r = Reader::new(path, name, keys::NATS, items);
+                    nats.push(brokers::read_nats(&mut r, name, &general)?);
+                    r.finish()?;
+                }
                 // Reads and checks its keys itself.
                 "metrics" => metrics = exporter::read_metrics(path, items)?,
                 other => {
@@ -348,7 +376,7 @@ impl Config {
                         file: path.to_path_buf(),
                         key: other.to_string(),
                         problem:
-                            "unknown category (known: general, file, http, http-<name>, metrics)"
+                            "unknown category (known: general, file, http, http-<name>, rabbitmq, rabbitmq-<name>, mqtt, mqtt-<name>, nats, nats-<name>, metrics)"
                                 .into(),
                     });
                 }
@@ -366,6 +394,9 @@ impl Config {
             general,
             file,
             http,
+            rabbitmq,
+            mqtt,
+            nats,
             metrics,
         })
     }
@@ -403,13 +434,7 @@ fn read_file(r: &mut Reader<'_>, general: &General) -> Result<FileConfig, Config
 
 /// `http`, or `http-` followed by letters, digits, `-` or `_`.
 fn is_http_category(name: &str) -> bool {
-    name == "http"
-        || name.strip_prefix("http-").is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
+    brokers::is_named(name, "http")
 }
 
 fn read_http(r: &mut Reader<'_>, name: &str, general: &General) -> Result<HttpConfig, ConfigError> {
@@ -430,28 +455,7 @@ fn read_http(r: &mut Reader<'_>, name: &str, general: &General) -> Result<HttpCo
         ca_file: r.optional("ca_file", as_path)?,
         tls_verify: r.value("tls_verify", as_bool)?,
     };
-    let spool_dir = r.optional("spool_dir", as_path)?;
-    let all_events = r.value("spool", |k, v| {
-        as_word(k, v, |t| match t.to_ascii_lowercase().as_str() {
-            "lifecycle" => Some(false),
-            "all" => Some(true),
-            _ => None,
-        })
-    })?;
-    let fsync = r.value("spool_fsync", |k, v| as_word(k, v, Fsync::parse))?;
-    let fsync_every = r.value("spool_fsync_ms", as_millis)?;
-    let max_mb = r.value("spool_max_mb", as_whole)?;
-    let file_mode = r
-        .optional("file_mode", as_mode)?
-        .unwrap_or(general.file_mode);
-    let spool = spool_dir.map(|dir| SpoolOptions {
-        dir: dir.join(name),
-        all_events,
-        fsync,
-        fsync_every,
-        max_bytes: max_mb << 20,
-        file_mode,
-    });
+    let spool = read_spool(r, name, general)?;
     let max_batch = r.value("max_batch", as_whole)? as usize;
     let backoff = r.value("retransmissions_backoff", as_millis)?;
     Ok(HttpConfig {
@@ -468,6 +472,37 @@ fn read_http(r: &mut Reader<'_>, name: &str, general: &General) -> Result<HttpCo
         spool,
         target,
     })
+}
+
+/// A sink's spool settings (`spool_dir` and the `spool*` keys, `file_mode`):
+/// None without `spool_dir`.
+fn read_spool(
+    r: &mut Reader<'_>,
+    name: &str,
+    general: &General,
+) -> Result<Option<SpoolOptions>, ConfigError> {
+    let spool_dir = r.optional("spool_dir", as_path)?;
+    let all_events = r.value("spool", |k, v| {
+        as_word(k, v, |t| match t.to_ascii_lowercase().as_str() {
+            "lifecycle" => Some(false),
+            "all" => Some(true),
+            _ => None,
+        })
+    })?;
+    let fsync = r.value("spool_fsync", |k, v| as_word(k, v, Fsync::parse))?;
+    let fsync_every = r.value("spool_fsync_ms", as_millis)?;
+    let max_mb = r.value("spool_max_mb", as_whole)?;
+    let file_mode = r
+        .optional("file_mode", as_mode)?
+        .unwrap_or(general.file_mode);
+    Ok(spool_dir.map(|dir| SpoolOptions {
+        dir: dir.join(name),
+        all_events,
+        fsync,
+        fsync_every,
+        max_bytes: max_mb << 20,
+        file_mode,
+    }))
 }
 
 /// Typed access to one category's settings: each key's value from the file
@@ -638,9 +673,15 @@ fn as_inject(_: &Key, value: &Value) -> Result<Vec<Reason>, String> {
     parse_inject(&scalar(value)?)
 }
 
-fn as_string(_: &Key, value: &Value) -> Result<String, String> {
+fn as_string(key: &Key, value: &Value) -> Result<String, String> {
     match value {
-        Value::Str(t) => Ok(t.clone()),
+        Value::Str(t) => match key.kind {
+            Kind::Text { max } if max > 0 && t.len() > max => Err(format!(
+                "{} bytes long, longer than the {max} bytes allowed",
+                t.len()
+            )),
+            _ => Ok(t.clone()),
+        },
         other => Err(format!(
             "expected a quoted string, found a {}",
             other.type_name()
@@ -943,15 +984,23 @@ file: {
         assert!(e.problem.starts_with("cannot read the file"));
     }
 
+    /// The sample's commented-out category that starts with `start`, uncommented.
+    fn sample_section(start: &str) -> String {
+        let sample = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
+        let at = sample.find(start).unwrap();
+        let mut section = Vec::new();
+        for line in sample[at..].lines() {
+            section.push(line.strip_prefix('#').unwrap_or(line));
+            if line == "#}" {
+                break;
+            }
+        }
+        section.join("\n")
+    }
+
     #[test]
     fn the_sample_http_section_parses_with_every_key() {
-        let sample = include_str!("../../conf/janus.eventhandler.lifecycleevh.jcfg");
-        let start = sample.find("#http-billing: {").unwrap();
-        let section: String = sample[start..]
-            .lines()
-            .map(|l| l.strip_prefix('#').unwrap_or(l))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let section = sample_section("#http-billing: {");
         let c = parse(&format!("general: {{ enabled = true }}\n{section}")).unwrap();
         let h = &c.http[0];
         assert_eq!(h.name, "http-billing");
@@ -984,6 +1033,196 @@ file: {
         assert_eq!(spool.fsync_every, Duration::from_secs(1));
         assert_eq!(spool.max_bytes, 1024 << 20);
         assert_eq!(spool.file_mode, 0o640);
+    }
+
+    #[test]
+    fn the_sample_rabbitmq_section_parses_with_every_key() {
+        let section = sample_section("#rabbitmq-fleet: {");
+        let c = parse(&format!("general: {{ enabled = true }}\n{section}")).unwrap();
+        let r = &c.rabbitmq[0];
+        let d = &r.delivery;
+        assert_eq!(d.name, "rabbitmq-fleet");
+        assert!(d.enabled);
+        assert_eq!(d.events.unwrap().to_string(), "sessions");
+        assert_eq!((d.max_batch, d.max_delay), (100, Duration::ZERO));
+        assert_eq!(d.retries, 5);
+        assert_eq!(d.backoff, Duration::from_millis(100));
+        assert_eq!(d.backoff_max, Duration::from_secs(30));
+        assert_eq!(d.timeout, Duration::from_secs(10));
+        assert_eq!(d.queue_size, 65536);
+        let spool = d.spool.as_ref().unwrap();
+        assert_eq!(
+            spool.dir,
+            PathBuf::from("/var/spool/lifecycleevh/rabbitmq-fleet")
+        );
+        assert!(r.grouping);
+        assert_eq!(r.json, JsonStyle::Compact);
+        assert_eq!((r.host.as_str(), r.port), ("localhost", 5672));
+        assert_eq!(r.vhost, "/");
+        assert_eq!(r.username, "guest");
+        assert_eq!(r.password.0, "guest");
+        assert_eq!(format!("{:?}", r.password), "\"***\"");
+        assert_eq!(r.exchange.as_deref(), Some("janus-exchange"));
+        assert_eq!(r.exchange_type, "fanout");
+        assert_eq!(r.route_key, "janus-events");
+        assert_eq!(r.queue_name.as_deref(), Some("janus-events"));
+        assert_eq!(r.heartbeat, 60);
+        assert_eq!(r.tls, None, "ssl_enable = false");
+        // Every other key is rabbitmqevh's, whose sample sets ssl_enable.
+        let c = parse(&format!(
+            "{}\n",
+            section.replace("ssl_enable = false", "ssl_enable = true")
+        ))
+        .unwrap();
+        let tls = c.rabbitmq[0].tls.as_ref().unwrap();
+        assert_eq!(tls.ca_file, Some(PathBuf::from("/etc/ssl/rabbitmq-ca.pem")));
+        assert_eq!(
+            tls.client_cert,
+            Some((
+                PathBuf::from("/etc/ssl/janus.pem"),
+                PathBuf::from("/etc/ssl/private/janus.key")
+            ))
+        );
+        assert!(tls.verify_peer && tls.verify_hostname);
+    }
+
+    #[test]
+    fn the_sample_mqtt_section_parses_with_every_key() {
+        let section = sample_section("#mqtt-fleet: {");
+        let c = parse(&format!("general: {{ enabled = true }}\n{section}")).unwrap();
+        let m = &c.mqtt[0];
+        let d = &m.delivery;
+        assert_eq!(d.name, "mqtt-fleet");
+        assert_eq!(d.events.unwrap().to_string(), "sessions");
+        assert_eq!((d.max_batch, d.max_delay), (100, Duration::ZERO));
+        assert_eq!(d.timeout, Duration::from_secs(10));
+        assert_eq!(
+            d.spool.as_ref().unwrap().dir,
+            PathBuf::from("/var/spool/lifecycleevh/mqtt-fleet")
+        );
+        assert_eq!(m.json, JsonStyle::Compact);
+        assert_eq!((m.host.as_str(), m.port), ("localhost", 1883));
+        assert_eq!(m.version, MqttVersion::V311);
+        assert_eq!(m.client_id, "janus-1.example.com");
+        assert_eq!(m.keep_alive, Duration::from_secs(30));
+        assert_eq!((m.qos, m.retain), (1, false));
+        assert_eq!(m.username.as_deref(), Some("janus"));
+        assert_eq!(m.password.as_ref().unwrap().0, "secret");
+        assert_eq!((m.topic.as_str(), m.addevent), ("/janus/events", true));
+        assert_eq!(m.tls, None);
+        let c = parse(&section.replace("tls_enable = false", "tls_enable = true")).unwrap();
+        let tls = c.mqtt[0].tls.as_ref().unwrap();
+        assert_eq!(tls.ca_file, Some(PathBuf::from("/etc/ssl/mqtt-ca.pem")));
+        assert!(tls.client_cert.is_some() && tls.verify_peer && tls.verify_hostname);
+    }
+
+    /// mqttevh's URLs: tcp:// and ssl:// (TLS, port 8883 by default).
+    #[test]
+    fn mqtt_urls() {
+        let m = |url: &str| {
+            parse(&format!("mqtt: {{ client_id = \"j\", url = \"{url}\" }}")).map(|c| {
+                let m = c.mqtt[0].clone();
+                (m.host, m.port, m.tls.is_some())
+            })
+        };
+        assert_eq!(
+            m("tcp://b.example").unwrap(),
+            ("b.example".into(), 1883, false)
+        );
+        assert_eq!(
+            m("ssl://b.example").unwrap(),
+            ("b.example".into(), 8883, true)
+        );
+        assert_eq!(
+            m("mqtts://10.0.0.1:9999").unwrap(),
+            ("10.0.0.1".into(), 9999, true)
+        );
+        assert_eq!(
+            m("mqtt://[::1]:1884/").unwrap(),
+            ("::1".into(), 1884, false)
+        );
+        for bad in ["ws://b", "tcp://", "tcp://u:p@b", "tcp://b/topic", "b:1883"] {
+            let e = m(bad).unwrap_err();
+            assert_eq!(e.key, "mqtt.url", "{bad}: {e}");
+            assert!(!e.problem.contains(":p@"), "{e}");
+        }
+        let e = parse("mqtt: { url = \"tcp://b\" }").unwrap_err();
+        assert_eq!(e.key, "mqtt.client_id");
+        let e = parse("mqtt: { client_id = \"j\", password = \"p\" }").unwrap_err();
+        assert_eq!(e.key, "mqtt.username");
+        let e = parse("mqtt: { client_id = \"j\", tls_client_key = \"/k\" }").unwrap_err();
+        assert_eq!(e.key, "mqtt.tls_client_cert");
+    }
+
+    #[test]
+    fn the_sample_nats_section_parses_with_every_key() {
+        let section = sample_section("#nats-fleet: {");
+        // The sample shows both ways to authenticate; one at a time.
+        let section = section.replace("token = ", "#token = ");
+        let c = parse(&format!("general: {{ enabled = true }}\n{section}")).unwrap();
+        let n = &c.nats[0];
+        let d = &n.delivery;
+        assert_eq!(d.name, "nats-fleet");
+        assert_eq!(d.events.unwrap().to_string(), "sessions");
+        assert_eq!((d.max_batch, d.max_delay), (100, Duration::ZERO));
+        assert_eq!(
+            d.spool.as_ref().unwrap().dir,
+            PathBuf::from("/var/spool/lifecycleevh/nats-fleet")
+        );
+        assert_eq!((n.host.as_str(), n.port), ("localhost", 4222));
+        assert_eq!(n.subject, "janus.events");
+        assert_eq!(n.stream.as_deref(), Some("JANUS"));
+        assert!(!n.create_stream);
+        assert_eq!(n.duplicate_window, Duration::from_secs(600));
+        assert_eq!(n.username.as_deref(), Some("janus"));
+        assert_eq!(n.password.as_ref().unwrap().0, "secret");
+        assert_eq!(n.token, None);
+        assert_eq!(n.tls, None);
+        let c = parse(&section.replace("nats://localhost", "tls://localhost")).unwrap();
+        assert!(c.nats[0].tls.is_some());
+    }
+
+    #[test]
+    fn nats_errors() {
+        let c = parse("nats: {}").unwrap();
+        assert_eq!(c.nats[0].subject, "janus.events");
+        assert_eq!(c.nats[0].stream, None);
+        let e = parse("nats: { create_stream = true }").unwrap_err();
+        assert_eq!(e.key, "nats.stream");
+        let e = parse("nats: { username = \"u\", token = \"t\" }").unwrap_err();
+        assert_eq!(e.key, "nats.token");
+        for bad in ["a..b", ".a", "a b", "a.>"] {
+            let e = parse(&format!("nats: {{ subject = \"{bad}\" }}")).unwrap_err();
+            assert_eq!(e.key, "nats.subject", "{bad}");
+        }
+    }
+
+    /// rabbitmqevh's minimal config is one of ours: route_key is all it needs.
+    #[test]
+    fn rabbitmq_defaults_and_errors() {
+        let c = parse("rabbitmq: { route_key = \"janus-events\" }").unwrap();
+        let r = &c.rabbitmq[0];
+        assert_eq!(r.delivery.name, "rabbitmq");
+        assert!(r.grouping && r.exchange.is_none() && r.queue_name.is_none());
+        assert!(r.delivery.spool.is_none());
+        let e = parse("rabbitmq: { host = \"x\" }").unwrap_err();
+        assert_eq!(e.key, "rabbitmq.route_key");
+        // Without an exchange, the default exchange routes by queue name.
+        let e = parse("rabbitmq: { route_key = \"a\", queue_name = \"b\" }").unwrap_err();
+        assert_eq!(e.key, "rabbitmq.queue_name");
+        assert!(e.problem.contains("without an exchange"), "{e}");
+        let e = parse("rabbitmq: { route_key = \"a\", ssl_key = \"/k.pem\" }").unwrap_err();
+        assert_eq!(e.key, "rabbitmq.ssl_cert");
+        let e = parse("rabbitmq-x y: { route_key = \"a\" }");
+        assert!(e.is_err());
+        let e = parse("rabbitmq-: { route_key = \"a\" }").unwrap_err();
+        assert!(e.problem.contains("unknown category"), "{e}");
+        let c = parse(
+            "rabbitmq-a: { route_key = \"a\" }\nrabbitmq-b: { route_key = \"b\", enabled = false }",
+        )
+        .unwrap();
+        assert_eq!(c.rabbitmq.len(), 2);
+        assert!(!c.rabbitmq[1].delivery.enabled);
     }
 
     #[test]
@@ -1034,11 +1273,8 @@ file: {
         let mut settings = Vec::new();
         for cat in &doc.settings {
             if let jcfg::Value::Group(items) = &cat.value {
-                let category = if cat.name.starts_with("http") {
-                    "http"
-                } else {
-                    &cat.name
-                };
+                // `http-<name>` stands for `http`, `rabbitmq-<name>` for `rabbitmq`...
+                let category = cat.name.split('-').next().unwrap_or_default();
                 for item in items {
                     settings.push((category.to_string(), item.clone()));
                 }
@@ -1212,11 +1448,7 @@ file: {
                 if let Kind::Whole { min, max, why } = key.kind {
                     assert!(min <= max && why.len() > 10, "{category}.{}", key.name);
                     // The reason is in the error message.
-                    let backend = if category == "http" {
-                        "backend = \"http://x/\", "
-                    } else {
-                        ""
-                    };
+                    let backend = required(category, key.name);
                     let text = format!("{category}: {{ {backend}{} = {} }}", key.name, max + 1);
                     let e = parse(&text).unwrap_err();
                     assert!(e.problem.contains(why), "{e}");
@@ -1394,6 +1626,27 @@ file: {
         );
     }
 
+    /// The keys `category` requires, unless `name` is the one: settings to put
+    /// before a key tried alone.
+    fn required(category: &str, name: &str) -> &'static str {
+        match category {
+            "http" if name != "backend" => "backend = \"http://127.0.0.1:1/\", ",
+            "rabbitmq" if name != "route_key" => "route_key = \"events\", ",
+            "mqtt" if name != "client_id" => "client_id = \"janus\", ",
+            _ => "",
+        }
+    }
+
+    /// A name longer than AMQP's short strings (255 bytes).
+    const LONG_NAME: &str = concat!(
+        "\"",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "\""
+    );
+
     /// Failure behaviour: every key, given a wrong type and a wrong value, is
     /// refused with an error naming the file and that key.
     #[test]
@@ -1443,6 +1696,100 @@ file: {
             ("http.spool_fsync_ms", "\"1s\"", "1"),
             ("http.spool_max_mb", "\"1G\"", "0"),
             ("http.file_mode", "true", "\"0644x\""),
+            ("rabbitmq.enabled", "[]", "\"on\""),
+            ("rabbitmq.events", "3", "\"al\""),
+            ("rabbitmq.grouping", "[1]", "\"maybe\""),
+            ("rabbitmq.max_batch", "\"lots\"", "10001"),
+            ("rabbitmq.max_delay_ms", "\"later\"", "60001"),
+            ("rabbitmq.json", "1", "\"pretty\""),
+            ("rabbitmq.host", "5", "\"amqp://x\""),
+            ("rabbitmq.port", "\"amqp\"", "65536"),
+            ("rabbitmq.vhost", "5", ""),
+            ("rabbitmq.username", "5", ""),
+            ("rabbitmq.password", "5", ""),
+            ("rabbitmq.exchange", "5", LONG_NAME),
+            ("rabbitmq.exchange_type", "1", "\"broadcast\""),
+            ("rabbitmq.route_key", "5", LONG_NAME),
+            ("rabbitmq.queue_name", "5", "\"other\""),
+            ("rabbitmq.heartbeat", "\"often\"", "3601"),
+            ("rabbitmq.ssl_enable", "[]", "\"on\""),
+            ("rabbitmq.ssl_cacert", "5", "\"\""),
+            ("rabbitmq.ssl_cert", "5", "\"\""),
+            ("rabbitmq.ssl_key", "5", "\"\""),
+            ("rabbitmq.ssl_verify_peer", "[]", "\"never\""),
+            ("rabbitmq.ssl_verify_hostname", "[]", "\"never\""),
+            ("rabbitmq.max_retransmissions", "\"few\"", "-3"),
+            ("rabbitmq.retransmissions_backoff", "\"short\"", "0"),
+            ("rabbitmq.backoff_max_ms", "\"long\"", "0"),
+            ("rabbitmq.timeout_ms", "\"5s\"", "50"),
+            ("rabbitmq.queue_size", "\"big\"", "2"),
+            ("rabbitmq.spool_dir", "5", "\"\""),
+            ("rabbitmq.spool", "1", "\"some\""),
+            ("rabbitmq.spool_fsync", "0", "\"daily\""),
+            ("rabbitmq.spool_fsync_ms", "\"1s\"", "1"),
+            ("rabbitmq.spool_max_mb", "\"1G\"", "0"),
+            ("rabbitmq.file_mode", "true", "\"0644x\""),
+            ("mqtt.enabled", "[]", "\"on\""),
+            ("mqtt.events", "3", "\"al\""),
+            ("mqtt.json", "1", "\"pretty\""),
+            ("mqtt.url", "5", "\"http://broker\""),
+            ("mqtt.mqtt_version", "[5]", "\"3.1\""),
+            ("mqtt.client_id", "5", LONG_NAME),
+            ("mqtt.keep_alive_interval", "\"30s\"", "65536"),
+            ("mqtt.qos", "[1]", "0"),
+            ("mqtt.retain", "[]", "\"2\""),
+            ("mqtt.username", "5", ""),
+            ("mqtt.password", "5", ""),
+            ("mqtt.topic", "5", ""),
+            ("mqtt.addevent", "[]", "\"sometimes\""),
+            ("mqtt.max_inflight", "\"many\"", "0"),
+            ("mqtt.tls_enable", "[]", "\"on\""),
+            ("mqtt.tls_cacert", "5", "\"\""),
+            ("mqtt.tls_client_cert", "5", "\"\""),
+            ("mqtt.tls_client_key", "5", "\"\""),
+            ("mqtt.tls_verify_peer", "[]", "\"never\""),
+            ("mqtt.tls_verify_hostname", "[]", "\"never\""),
+            ("mqtt.max_retransmissions", "\"few\"", "-3"),
+            ("mqtt.retransmissions_backoff", "\"short\"", "0"),
+            ("mqtt.backoff_max_ms", "\"long\"", "0"),
+            ("mqtt.timeout_ms", "\"5s\"", "50"),
+            ("mqtt.queue_size", "\"big\"", "2"),
+            ("mqtt.spool_dir", "5", "\"\""),
+            ("mqtt.spool", "1", "\"some\""),
+            ("mqtt.spool_fsync", "0", "\"daily\""),
+            ("mqtt.spool_fsync_ms", "\"1s\"", "1"),
+            ("mqtt.spool_max_mb", "\"1G\"", "0"),
+            ("mqtt.file_mode", "true", "\"0644x\""),
+            ("nats.enabled", "[]", "\"on\""),
+            ("nats.events", "3", "\"al\""),
+            ("nats.max_batch", "\"lots\"", "10001"),
+            ("nats.max_delay_ms", "\"later\"", "60001"),
+            ("nats.json", "1", "\"pretty\""),
+            ("nats.url", "5", "\"tcp://nats\""),
+            ("nats.subject", "5", "\"janus.*\""),
+            ("nats.stream", "5", "\"a.b\""),
+            ("nats.create_stream", "[]", "\"yes please\""),
+            ("nats.duplicate_window_ms", "\"1h\"", "999"),
+            ("nats.username", "5", ""),
+            ("nats.password", "5", ""),
+            ("nats.token", "5", ""),
+            ("nats.tls_enable", "[]", "\"on\""),
+            ("nats.tls_cacert", "5", "\"\""),
+            ("nats.tls_client_cert", "5", "\"\""),
+            ("nats.tls_client_key", "5", "\"\""),
+            ("nats.tls_verify_peer", "[]", "\"never\""),
+            ("nats.tls_verify_hostname", "[]", "\"never\""),
+            ("nats.max_retransmissions", "\"few\"", "-3"),
+            ("nats.retransmissions_backoff", "\"short\"", "0"),
+            ("nats.backoff_max_ms", "\"long\"", "0"),
+            ("nats.timeout_ms", "\"5s\"", "50"),
+            ("nats.queue_size", "\"big\"", "2"),
+            ("nats.spool_dir", "5", "\"\""),
+            ("nats.spool", "1", "\"some\""),
+            ("nats.spool_fsync", "0", "\"daily\""),
+            ("nats.spool_fsync_ms", "\"1s\"", "1"),
+            ("nats.spool_max_mb", "\"1G\"", "0"),
+            ("nats.file_mode", "true", "\"0644x\""),
             ("metrics.enabled", "[true]", "\"perhaps\""),
             ("metrics.listen", "7090", "\"localhost:7090\""),
             ("metrics.path", "5", "\"metrics\""),
@@ -1470,11 +1817,7 @@ file: {
                 .into_iter()
                 .filter(|b| !b.is_empty())
             {
-                let backend = if category == "http" && name != "backend" {
-                    "backend = \"http://127.0.0.1:1/\", "
-                } else {
-                    ""
-                };
+                let backend = required(category, name);
                 let text = format!("{category}: {{ {backend}{name} = {bad} }}");
                 let e = parse(&text).expect_err(&text);
                 let names_key =

@@ -28,6 +28,7 @@ use crate::counters::{Counters, DURATION_BUCKETS, TYPE_SLOTS, TrackerSnapshot, t
 use crate::intake::{BULK, ChannelView};
 use crate::quality::histograms::{DIRECTIONS, HistogramSnapshot, KINDS};
 use crate::reason::Reason;
+use crate::sinks::broker::ConnectionState;
 use crate::sinks::{SinkShared, SinkStats};
 
 /// What a scrape reads.
@@ -338,7 +339,7 @@ pub const SERIES: &[Series] = &[
         "lifecycleevh_sink_events_delivered_total",
         Counter,
         &["sink"],
-        "Events the sink delivered (a line written, a 2xx answer).",
+        "Events the sink delivered (a line written, a 2xx answer, a broker's confirmation).",
         sink_events_delivered,
     ),
     s(
@@ -417,6 +418,20 @@ pub const SERIES: &[Series] = &[
         &["sink"],
         "Bytes skipped when the spool was opened in which records cannot be told apart: their records are lost too (sinks with a spool only).",
         sink_spool_corrupt_bytes,
+    ),
+    s(
+        "lifecycleevh_sink_connected",
+        Gauge,
+        &["sink"],
+        "Whether the sink's connection to its broker is open (broker sinks only).",
+        sink_connected,
+    ),
+    s(
+        "lifecycleevh_sink_connections_total",
+        Counter,
+        &["sink"],
+        "Connections the sink opened to its broker: the first, then every reconnection (broker sinks only).",
+        sink_connections,
     ),
     s(
         "lifecycleevh_bus_available",
@@ -964,6 +979,32 @@ fn sink_spool_corrupt_records(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result 
 
 fn sink_spool_corrupt_bytes(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
     per_spool_counter(s, f, |st| st.spool_corrupt_bytes.load(Relaxed))
+}
+
+// The broker sinks' connections: families only when a sink has one.
+
+/// The sinks that keep a connection (brokers').
+fn connected_sinks<'s>(
+    s: &'s Scrape<'_>,
+) -> impl Iterator<Item = (&'s Arc<SinkShared>, &'s ConnectionState)> {
+    s.src
+        .sinks
+        .iter()
+        .filter_map(|sink| sink.connection().map(|c| (sink, c)))
+}
+
+fn sink_connected(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    if connected_sinks(s).next().is_none() {
+        return Ok(());
+    }
+    f.gauges(connected_sinks(s).map(|(sink, c)| (sink_label(sink), u64::from(c.connected()))))
+}
+
+fn sink_connections(s: &Scrape<'_>, f: Family<'_, '_>) -> fmt::Result {
+    if connected_sinks(s).next().is_none() {
+        return Ok(());
+    }
+    f.counters(connected_sinks(s).map(|(sink, c)| (sink_label(sink), c.connections())))
 }
 
 // Janus's event bus.

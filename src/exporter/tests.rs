@@ -20,6 +20,7 @@ use crate::intake::ChannelView;
 use crate::janus::{CoreCounts, Version};
 use crate::output::OutEvent;
 use crate::reason::Reason;
+use crate::sinks::broker::ConnectionState;
 use crate::sinks::spool::SpoolConfig;
 use crate::sinks::{Sink, SinkError, SinkHandle, SinkSettings, SpoolSettings};
 
@@ -45,8 +46,26 @@ impl Sink for TestSink {
     }
 }
 
+/// A broker sink: connected twice (a reconnection), connected now.
+struct TestBroker(Arc<ConnectionState>);
+
+impl Sink for TestBroker {
+    fn deliver(&mut self, _: &[&str], _: Option<Instant>) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn describe(&self) -> Map<String, Value> {
+        Map::new()
+    }
+    fn connection(&self) -> Option<Arc<ConnectionState>> {
+        Some(self.0.clone())
+    }
+}
+
 /// Everything a scrape can show: a healthy file-like sink, a failing sink
-/// with a spool, Janus's version and the core's counts.
+/// with a spool, a broker sink, Janus's version and the core's counts.
 struct World {
     metrics: Arc<Counters>,
     bus: Arc<BusStats>,
@@ -131,10 +150,25 @@ fn world() -> World {
     {
         std::thread::sleep(Duration::from_millis(5));
     }
+    let connection = Arc::new(ConnectionState::default());
+    connection.up("rabbitmq", "RabbitMQ 3.10.8".into());
+    connection.down("rabbitmq", "connection lost".into());
+    connection.up("rabbitmq", "RabbitMQ 3.10.8".into());
+    let broker = SinkHandle::spawn(
+        "rabbitmq",
+        SinkSettings::simple(
+            "rabbitmq",
+            crate::config::EventMask::ALL,
+            64,
+            Duration::from_millis(10),
+        ),
+        Box::new(TestBroker(connection)),
+    )
+    .unwrap();
     World {
         metrics,
         bus,
-        sinks: vec![good, failing],
+        sinks: vec![good, failing, broker],
         _dir: dir,
     }
 }
@@ -274,6 +308,22 @@ fn values_are_the_counters_info_reads() {
     let w = world();
     let all = samples(&encode(&w, true));
     let v = |name: &str, labels: &[(&str, &str)]| value(&all, name, labels);
+    assert_eq!(
+        v("lifecycleevh_sink_connected", &[("sink", "rabbitmq")]),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "lifecycleevh_sink_connections_total",
+            &[("sink", "rabbitmq")]
+        ),
+        2.0
+    );
+    assert!(
+        !all.iter()
+            .any(|(n, l, _)| n == "lifecycleevh_sink_connected" && l["sink"] != "rabbitmq"),
+        "only broker sinks have a connection"
+    );
     assert_eq!(v("janus_sessions_open", &[]), 3.0);
     assert_eq!(v("janus_sessions_created_total", &[]), 7.0);
     assert_eq!(

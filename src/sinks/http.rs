@@ -25,24 +25,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use flate2::Compression as Level;
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::json::body;
 use super::{Sink, SinkError};
 pub use crate::config::{Compression, HttpTarget, JsonStyle};
 
-/// The TLS client could not be set up (a `ca_file` that cannot be read or
-/// holds no certificate): a config problem of `ca_file`.
-#[derive(Debug)]
-pub struct TlsSetupError(pub String);
-
-impl std::fmt::Display for TlsSetupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TlsSetupError {}
+pub use super::tls::TlsSetupError;
+use super::tls::{TlsOptions, client_config};
 
 pub struct HttpSink {
     target: HttpTarget,
@@ -56,7 +46,10 @@ impl HttpSink {
     /// Prepares the client (TLS roots are loaded here: a bad `ca_file` is a
     /// config error).
     pub fn new(target: HttpTarget) -> Result<HttpSink, TlsSetupError> {
-        let tls = tls_config(&target)?;
+        let tls = client_config(&TlsOptions {
+            verify_peer: target.tls_verify,
+            ..TlsOptions::verified(target.ca_file.clone())
+        })?;
         let agent = ureq::AgentBuilder::new()
             .tls_config(Arc::new(tls))
             .timeout_connect(target.timeout.min(Duration::from_secs(5)))
@@ -76,84 +69,6 @@ impl HttpSink {
             agent,
             authorization,
         })
-    }
-
-    /// The request body for a batch, before compression.
-    fn body(&self, batch: &[&str]) -> Result<Vec<u8>, String> {
-        let many = self.target.grouping;
-        if self.target.json == JsonStyle::Compact {
-            return Ok(if many {
-                let mut out =
-                    Vec::with_capacity(batch.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
-                out.push(b'[');
-                for (i, e) in batch.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(e.as_bytes());
-                }
-                out.push(b']');
-                out
-            } else {
-                batch
-                    .first()
-                    .map(|e| e.as_bytes().to_vec())
-                    .unwrap_or_default()
-            });
-        }
-        let parse = |e: &&str| {
-            serde_json::from_str::<Value>(e).map_err(|err| format!("event is not JSON: {err}"))
-        };
-        let value = if many {
-            Value::Array(batch.iter().map(parse).collect::<Result<_, _>>()?)
-        } else {
-            batch.first().map(parse).transpose()?.unwrap_or(Value::Null)
-        };
-        Ok(format_json(&value, self.target.json))
-    }
-}
-
-/// Serialises in one of sampleevh's styles.
-pub fn format_json(value: &Value, style: JsonStyle) -> Vec<u8> {
-    let mut out = Vec::new();
-    let written = match style {
-        JsonStyle::Compact => serde_json::to_writer(&mut out, value),
-        JsonStyle::Indented => {
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"   ");
-            value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, fmt))
-        }
-        JsonStyle::Plain => value.serialize(&mut serde_json::Serializer::with_formatter(
-            &mut out,
-            PlainFormatter,
-        )),
-    };
-    debug_assert!(
-        written.is_ok(),
-        "serialising a Value into memory cannot fail"
-    );
-    out
-}
-
-/// jansson's `JSON_INDENT(0)`: one line, a space after `,` and `:`.
-struct PlainFormatter;
-
-impl serde_json::ser::Formatter for PlainFormatter {
-    fn begin_array_value<W: ?Sized + Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-    fn begin_object_key<W: ?Sized + Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(b": ")
     }
 }
 
@@ -180,7 +95,7 @@ impl Sink for HttpSink {
             message,
         };
         let url = &self.shown;
-        let mut body = self.body(batch).map_err(&fail)?;
+        let mut body = body(batch, self.target.grouping, self.target.json).map_err(&fail)?;
         let mut request = self
             .agent
             .post(&self.target.backend)
@@ -245,120 +160,9 @@ fn transport_error(t: &ureq::Transport) -> String {
     text
 }
 
-/// TLS settings: the system's CAs (or only `ca_file`'s), verification on
-/// unless `tls_verify = false`.
-fn tls_config(target: &HttpTarget) -> Result<rustls::ClientConfig, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError(format!("TLS setup: {e}")))?;
-    if !target.tls_verify {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    match &target.ca_file {
-        Some(path) => {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject;
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| TlsSetupError(format!("ca_file {}: {e}", path.display())))?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| TlsSetupError(format!("ca_file {}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| TlsSetupError(format!("ca_file {}: {e}", path.display())))?;
-            }
-            if roots.is_empty() {
-                return Err(TlsSetupError(format!(
-                    "ca_file {}: no certificate in it",
-                    path.display()
-                )));
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
-}
-
-/// `tls_verify = false`: accepts any server certificate (still checks the
-/// handshake signatures). For test backends only.
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_styles_match_sampleevh() {
-        let v: Value = serde_json::from_str(r#"{"a":1,"b":[1,2],"c":{"d":"x"}}"#).unwrap();
-        assert_eq!(
-            String::from_utf8(format_json(&v, JsonStyle::Compact)).unwrap(),
-            r#"{"a":1,"b":[1,2],"c":{"d":"x"}}"#
-        );
-        assert_eq!(
-            String::from_utf8(format_json(&v, JsonStyle::Plain)).unwrap(),
-            r#"{"a": 1, "b": [1, 2], "c": {"d": "x"}}"#
-        );
-        assert_eq!(
-            String::from_utf8(format_json(&v, JsonStyle::Indented)).unwrap(),
-            "{\n   \"a\": 1,\n   \"b\": [\n      1,\n      2\n   ],\n   \"c\": {\n      \"d\": \"x\"\n   }\n}"
-        );
-    }
 
     fn target(grouping: bool, json: JsonStyle) -> HttpTarget {
         HttpTarget {
@@ -372,20 +176,6 @@ mod tests {
             ca_file: None,
             tls_verify: true,
         }
-    }
-
-    #[test]
-    fn bodies() {
-        let s = HttpSink::new(target(true, JsonStyle::Compact)).unwrap();
-        assert_eq!(
-            s.body(&[r#"{"a":1}"#, r#"{"b":2}"#]).unwrap(),
-            br#"[{"a":1},{"b":2}]"#
-        );
-        let s = HttpSink::new(target(false, JsonStyle::Plain)).unwrap();
-        assert_eq!(
-            s.body(&[r#"{"a":1,"b":2}"#]).unwrap(),
-            br#"{"a": 1, "b": 2}"#
-        );
     }
 
     #[test]

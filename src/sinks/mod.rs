@@ -15,7 +15,8 @@
 //!   one sink; its `offer_all` puts events into the spool or the queue.
 //! - [`queue`], [`spool`]: the bounded memory queue; the durable spool.
 //! - `runner`: the sink's thread: batches, retries, flushes, acknowledges.
-//! - [`file`](mod@file), [`http`]: the sinks themselves, behind the [`Sink`] trait.
+//! - [`file`](mod@file), [`http`], [`broker`]: the sinks themselves, behind
+//!   the [`Sink`] trait ([`json`] and [`tls`]: what they share).
 //!
 //! And around it: [`open`] opens the sinks a config asks for; `spawn`
 //! starts one on its thread and closes it; `settings` says how a sink is
@@ -31,11 +32,14 @@ mod sink;
 mod spawn;
 mod stats;
 
+pub mod broker;
 pub mod file;
 pub mod http;
+pub mod json;
 pub mod open;
 pub mod queue;
 pub mod spool;
+pub mod tls;
 
 pub use router::Router;
 pub use settings::{OnFailure, SinkSettings, SpoolSettings};

@@ -31,6 +31,12 @@ pub struct QueueState {
     /// Events spooled so far (lets the sink thread tell "spool drained" from
     /// "drained, but something was appended meanwhile").
     pub spool_appends: u64,
+    /// Every event of a sequence number up to this one is in the spool or
+    /// in `items` (or done with). An offer spools its events before it
+    /// queues the rest, so the spool can hold an event that is newer than
+    /// one still on its way to `items`: the sink thread reads this mark so
+    /// that it never sends an event before an older one (`take_batch`).
+    pub seq_through: u64,
     /// The route number of the newest event offered to the sink (taken or
     /// not: an event the sink does not take is finished with at once).
     pub offered_through: u64,
@@ -87,17 +93,20 @@ impl Queue {
         pushed
     }
 
-    /// Pushes several events under one lock and one wake-up; returns how
-    /// many were dropped, and how many of those were lifecycle events.
+    /// Pushes several events under one lock and one wake-up, and marks
+    /// every sequence number up to `seq_through` offered; returns how many
+    /// were dropped, and how many of those were lifecycle events.
     pub fn push_all(
         &self,
         items: impl IntoIterator<Item = Queued>,
         offered_through: u64,
+        seq_through: u64,
     ) -> (u64, u64) {
         let (mut dropped, mut lifecycle) = (0, 0);
         let wake = {
             let mut st = lock(&self.state);
             st.offered_through = offered_through;
+            st.seq_through = st.seq_through.max(seq_through);
             let was_empty = st.items.is_empty();
             for item in items {
                 match Queue::push_locked(&mut st, self.capacity, item) {

@@ -311,10 +311,25 @@ impl Runner {
 
     /// Fills `batch` with the oldest waiting events, queue and spool merged
     /// by sequence number.
+    ///
+    /// An offer spools its lifecycle events before it queues the others, so
+    /// both reads must be taken with care, or an event is sent before an
+    /// older one (an `attached` before its session's `created`):
+    /// - an event in memory goes only if no older one can be in the spool
+    ///   unread: every event up to `seq_through` (read before the spool)
+    ///   was in the spool when it was read, and appends come in order, so
+    ///   nothing older than the newest record read can come later either;
+    /// - a spooled event goes only if every older one is in memory by now
+    ///   (its whole offer is in: `seq_through` when the queue is read).
+    ///
+    /// What waits goes in the next batch, its offer being complete.
     fn take_batch(&mut self, batch: &mut Vec<Item>) {
         let mut spooled = Vec::new();
+        let (appends_before, through_before) = {
+            let st = lock(&self.shared.queue.state);
+            (st.spool_appends, st.seq_through)
+        };
         if let Some(slot) = &self.shared.spool {
-            let appends_before = lock(&self.shared.queue.state).spool_appends;
             let peeked = lock(&slot.spool).peek(self.max_batch);
             match peeked {
                 Ok(records) => {
@@ -335,22 +350,37 @@ impl Runner {
                 }
             }
         }
+        #[cfg(test)]
+        if let Some(hook) = lock(&self.shared.after_spool_read).as_mut() {
+            hook();
+        }
+        let memory_through = match (&self.shared.spool, spooled.last()) {
+            (None, _) => u64::MAX, // no spool: the queue alone is in order
+            (Some(_), None) => through_before,
+            (Some(_), Some(newest)) => newest.seq.max(through_before),
+        };
         let mut spooled = spooled.into_iter().peekable();
         let mut st = lock(&self.shared.queue.state);
+        let spooled_through = st.seq_through;
         while batch.len() < self.max_batch {
             let next_memory = st.items.front().map(|q| q.seq);
             let next_spooled = spooled.peek().map(|r| r.seq);
-            match (next_memory, next_spooled) {
-                (None, None) => break,
-                (Some(m), Some(s)) if s < m => {
-                    batch.push(Item::Spooled(spooled.next().expect("peeked")))
+            let spooled_first = match (next_memory, next_spooled) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(m), Some(s)) => s < m,
+            };
+            if spooled_first {
+                if next_spooled.is_some_and(|s| s <= spooled_through) {
+                    batch.push(Item::Spooled(spooled.next().expect("peeked")));
+                    continue;
                 }
-                (Some(_), _) => {
-                    st.in_flight = true;
-                    batch.push(Item::Memory(st.items.pop_front().expect("front")))
-                }
-                (None, Some(_)) => batch.push(Item::Spooled(spooled.next().expect("peeked"))),
+            } else if next_memory.is_some_and(|m| m <= memory_through) {
+                st.in_flight = true;
+                batch.push(Item::Memory(st.items.pop_front().expect("front")));
+                continue;
             }
+            break;
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
+use super::broker::ConnectionState;
 use super::file::FilePosition;
 use super::queue::{Queue, Queued};
 use super::settings::SinkSettings;
@@ -38,6 +39,12 @@ pub struct SinkShared {
     next_seq: AtomicU64,
     describe: Map<String, Value>,
     acknowledges: bool,
+    /// A broker sink's connection.
+    connection: Option<Arc<ConnectionState>>,
+    /// Run by the sink's thread between its read of the spool and its read
+    /// of the queue (a test's way into that moment).
+    #[cfg(test)]
+    pub(crate) after_spool_read: Mutex<Option<Box<dyn FnMut() + Send>>>,
 }
 
 impl SinkShared {
@@ -47,6 +54,7 @@ impl SinkShared {
         settings: &SinkSettings,
         spool: Option<SpoolSlot>,
         describe: Map<String, Value>,
+        connection: Option<Arc<ConnectionState>>,
     ) -> SinkShared {
         let next_seq = spool.as_ref().map_or(1, |s| lock(&s.spool).last_seq() + 1);
         let stats = SinkStats::default();
@@ -58,17 +66,23 @@ impl SinkShared {
                 .store(sp.corrupt_records(), Relaxed);
             stats.spool_corrupt_bytes.store(sp.corrupt_bytes(), Relaxed);
         }
+        let queue = Queue::new(settings.queue_size, settings.max_batch);
+        // What the spool holds from before is there to be sent.
+        lock(&queue.state).seq_through = next_seq - 1;
         SinkShared {
             name: settings.name.clone(),
             kind,
             mask: AtomicU32::new(settings.mask.0),
             enabled: AtomicBool::new(true),
-            queue: Queue::new(settings.queue_size, settings.max_batch),
+            queue,
             stats,
             spool,
             next_seq: AtomicU64::new(next_seq),
             describe,
             acknowledges: settings.acknowledges,
+            connection,
+            #[cfg(test)]
+            after_spool_read: Mutex::new(None),
         }
     }
 
@@ -82,6 +96,11 @@ impl SinkShared {
 
     pub fn stats(&self) -> &SinkStats {
         &self.stats
+    }
+
+    /// The connection of a sink that keeps one (a broker's).
+    pub fn connection(&self) -> Option<&ConnectionState> {
+        self.connection.as_deref()
     }
 
     pub fn mask(&self) -> EventMask {
@@ -123,11 +142,15 @@ impl SinkShared {
         let mut queued = Vec::new();
         let mut spooled = 0u64;
         let mut taken = 0;
+        // The newest sequence number given out (offers come from the
+        // worker's thread only, one at a time).
+        let mut seq_through = None;
         {
             let mut spool = self.spool.as_ref().map(|slot| (slot, lock(&slot.spool)));
             for (route, ev) in events.iter().filter(|(_, e)| mask.allows(e.ty)) {
                 taken += 1;
                 let seq = self.next_seq.fetch_add(1, Relaxed);
+                seq_through = Some(seq);
                 if let Some((slot, sp)) = spool.as_mut()
                     && (slot.all_events || ev.lifecycle)
                 {
@@ -167,6 +190,11 @@ impl SinkShared {
             }
             if queued.is_empty() {
                 st.offered_through = last_route;
+                // (Otherwise marked with the queued events, under the same
+                // lock: the sink's thread sees them and the mark together.)
+                if let Some(seq) = seq_through {
+                    st.seq_through = st.seq_through.max(seq);
+                }
             }
         }
         if queued.is_empty() {
@@ -174,7 +202,8 @@ impl SinkShared {
                 self.queue.notify();
             }
         } else {
-            let (dropped, lifecycle) = self.queue.push_all(queued, last_route);
+            let seq_through = seq_through.expect("queued events have numbers");
+            let (dropped, lifecycle) = self.queue.push_all(queued, last_route, seq_through);
             self.stats.dropped.fetch_add(dropped, Relaxed);
             self.stats.dropped_lifecycle.fetch_add(lifecycle, Relaxed);
         }
@@ -241,6 +270,9 @@ impl SinkShared {
                     "cut_records_at_most": sp.damage().cut_records_at_most,
                 }),
             );
+        }
+        if let Some(c) = &self.connection {
+            c.info(&mut m);
         }
         for (k, v) in &self.describe {
             m.insert(k.clone(), v.clone());

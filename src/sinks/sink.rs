@@ -1,10 +1,12 @@
 //! The one trait every sink implements: the I/O of one delivery attempt.
 //! Everything around it (queue, batching, retries, spool) is the runner's.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use super::broker::ConnectionState;
 use super::file::FilePosition;
 
 /// The I/O half of a sink: one attempt at delivering a batch. Called only on
@@ -27,6 +29,12 @@ pub trait Sink: Send + 'static {
     /// For a sink writing one file: where that file stands after the last
     /// delivered batch (crash recovery reads it from there).
     fn position(&self) -> Option<FilePosition> {
+        None
+    }
+
+    /// For a sink that keeps a connection open (a broker's): its state, for
+    /// the Admin API `info` and the metrics.
+    fn connection(&self) -> Option<Arc<ConnectionState>> {
         None
     }
 }

@@ -218,6 +218,18 @@ pub struct JanusOptions {
     /// holds ([`NetnsHolder::network`]). A native Janus runs in the network
     /// namespace of the thread that starts it; this is not used then.
     pub network: Option<String>,
+    /// Janus's own event handlers to load besides (rabbitmqevh, mqttevh...).
+    pub stock_handlers: Vec<StockHandler>,
+}
+
+/// One of Janus's own event handlers, with its config.
+#[derive(Debug, Clone)]
+pub struct StockHandler {
+    /// The module's short name: `rabbitmqevh` loads
+    /// `libjanus_rabbitmqevh.so` with `janus.eventhandler.rabbitmqevh.jcfg`.
+    pub name: String,
+    /// The full text of its .jcfg.
+    pub config: String,
 }
 
 /// The user and group `nobody` of Debian (and of the images).
@@ -253,6 +265,7 @@ impl Default for JanusOptions {
             extra_janus_nat: String::new(),
             extra_janus_events: String::new(),
             network: None,
+            stock_handlers: Vec::new(),
         }
     }
 }
@@ -712,6 +725,9 @@ fn prepare_modules(dir: &Path, opts: &JanusOptions) {
     if opts.sampleevh.is_some() {
         link_module(dir, "events", "libjanus_sampleevh.so");
     }
+    for h in &opts.stock_handlers {
+        link_module(dir, "events", &format!("libjanus_{}.so", h.name));
+    }
     if opts.lifecycleevh_config.is_some() {
         let so = opts.plugin_so.clone().unwrap_or_else(lifecycleevh_so);
         let to = dir.join("events/libjanus_lifecycleevh.so");
@@ -869,6 +885,12 @@ admin: {{ admin_ws = false }}
             ),
         ),
         None => remove_if_there(&sampleevh),
+    }
+    for h in &opts.stock_handlers {
+        write(
+            &cfg.join(format!("janus.eventhandler.{}.jcfg", h.name)),
+            &h.config,
+        );
     }
     let lifecycleevh = cfg.join("janus.eventhandler.lifecycleevh.jcfg");
     match &opts.lifecycleevh_config {

@@ -15,7 +15,8 @@
 //! - [`Receiver`]: an HTTP server that collects what an event handler POSTs;
 //! - [`read_jsonl`] / [`expect_jsonl`]: readers for JSON Lines files;
 //! - [`info`] / [`expect_info`]: the handler's Admin API `info`;
-//! - [`Prometheus`]: a real Prometheus server scraping the handler.
+//! - [`Prometheus`]: a real Prometheus server scraping the handler;
+//! - [`Broker`]: a real RabbitMQ, Mosquitto or NATS server, and consumers.
 //!
 //! Every wait either fails the test itself when its state does not come
 //! (`expect_*`, [`Receiver::expect`]) or returns whether it came, marked
@@ -35,6 +36,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod admin;
+mod brokers;
 mod http;
 mod janus;
 mod prometheus;
@@ -43,16 +45,17 @@ pub mod webrtc;
 mod ws;
 
 pub use admin::{ADMIN_SECRET, Admin};
+pub use brokers::{AmqpConsumer, Broker, BrokerKind, Got, MqttConsumer, block_on, stream_messages};
 pub use http::{HttpApi, HttpResponse, http_request, http_request_within};
 pub use janus::{
     CONTAINER_LABEL, Generation, JANUS_ADMIN_PORT, JANUS_HTTP_PORT, Janus, JanusOptions,
-    JanusTarget, NOBODY, NetnsHolder, SampleEvh, hand_over,
+    JanusTarget, NOBODY, NetnsHolder, SampleEvh, StockHandler, hand_over,
 };
 pub use prometheus::{Prometheus, ScrapeJob, TestPki, promtool_check_metrics, unix_now};
 pub use receiver::{ReceivedRequest, Receiver, ReceiverOptions};
 pub use ws::WsClient;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -242,4 +245,24 @@ pub fn expect_info(
     );
     assert!(held, "waited {timeout:?} for {what}; info said: {last}");
     last
+}
+
+/// Per session id (session events only): how many `created`, and the
+/// `reason` of each `destroyed` (`?` for none), in order.
+pub fn tally(events: &[Value]) -> HashMap<u64, (usize, Vec<String>)> {
+    let mut t: HashMap<u64, (usize, Vec<String>)> = HashMap::new();
+    for e in events.iter().filter(|e| e["type"] == 1) {
+        let Some(sid) = e["session_id"].as_u64() else {
+            continue;
+        };
+        let entry = t.entry(sid).or_default();
+        match e["event"]["name"].as_str() {
+            Some("created") => entry.0 += 1,
+            Some("destroyed") => entry
+                .1
+                .push(e["event"]["reason"].as_str().unwrap_or("?").to_string()),
+            _ => {}
+        }
+    }
+    t
 }
